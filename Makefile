@@ -1,0 +1,35 @@
+# The two commands for a fresh machine: `make demo` (the main job) and `make test` (everything CI runs).
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+# The Lambda runtime is python3.13: use pyenv's 3.13 when there is one, else python3.13 on PATH.
+PYTHON313 ?= $(shell p="$$(pyenv root 2>/dev/null)/versions/3.13.0/bin/python3"; [ -x "$$p" ] && echo "$$p" || command -v python3.13)
+export SAM_CLI_TELEMETRY := 0
+export PYENV_VERSION := 3.11.7:3.13.0
+
+.PHONY: venv demo test lint build clean
+
+$(VENV)/.installed: requirements-dev.txt src/requirements.txt
+	@test -n "$(PYTHON313)" || { echo "python3.13 not found (install it with pyenv)"; exit 1; }
+	test -x $(PY) || $(PYTHON313) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.installed
+
+demo: venv
+	$(PY) -m tools.demo
+
+lint: venv
+	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/sam validate --lint
+
+test: lint
+	$(VENV)/bin/pytest
+
+build: venv
+	$(VENV)/bin/sam build
+
+clean:
+	rm -rf $(VENV) .aws-sam .pytest_cache

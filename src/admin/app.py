@@ -1,0 +1,93 @@
+"""Admin handlers: issue, revoke, get and list keys. Each takes a plain JSON event (see events/).
+
+Bad input and unknown keys come back as ``{"error": {...}}`` naming what is wrong, so an operator's
+typo does not count as a function error; a fault (DynamoDB down) raises and shows as one.
+"""
+
+from collections.abc import Callable
+from functools import wraps
+
+from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools.utilities.parser import ValidationError, parse
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from admin.models import AdminEvent, IssueKey, KeyRef, ListKeys
+from keygate import config, service
+from keygate.store import InvalidNextToken, KeyNotFound
+
+logger = Logger()
+tracer = Tracer()
+KEYS = service.from_config(config.load())
+
+
+def _error(kind: str, message: str, fields: dict[str, str] | None = None) -> dict:
+    error = {"type": kind, "message": message}
+    if fields:
+        error["fields"] = fields
+    return {"error": error}
+
+
+def _invalid(error: ValidationError) -> dict:
+    fields = {}
+    for problem in error.errors():
+        field = ".".join(str(part) for part in problem["loc"]) or "(event)"
+        fields[field] = problem["msg"].removeprefix("Value error, ")
+    summary = "; ".join(f"{field}: {problem}" for field, problem in fields.items())
+    return _error("InvalidRequest", f"invalid request: {summary}", fields)
+
+
+def admin_action[M: AdminEvent](model: type[M]) -> Callable:
+    """Parse the event into ``model`` and turn the caller's mistakes into an error answer."""
+
+    def decorate(action: Callable[[M], dict]) -> Callable[[dict, LambdaContext], dict]:
+        @wraps(action)
+        def handler(event: dict, context: LambdaContext) -> dict:
+            try:
+                return action(parse(event=event, model=model))
+            except ValidationError as error:
+                logger.info("admin request refused", extra={"action": action.__name__, "reason": "InvalidRequest"})
+                return _invalid(error)
+            except InvalidNextToken as error:
+                return _error("InvalidRequest", f"invalid request: next_token: {error}", {"next_token": str(error)})
+            except KeyNotFound as error:
+                return _error("KeyNotFound", str(error))
+
+        return logger.inject_lambda_context(log_event=False)(tracer.capture_lambda_handler(capture_response=False)(handler))
+
+    return decorate
+
+
+@admin_action(IssueKey)
+def issue_key(request: IssueKey) -> dict:
+    new_key, record = KEYS.issue(
+        name=request.name,
+        owner=request.owner,
+        description=request.description,
+        scopes=request.scopes,
+        expires_at=request.expiry(),
+    )
+    logger.info("key issued", extra={"key_id": record.key_id, "owner": record.owner})
+    return {
+        **record.metadata(KEYS.now()),
+        "api_key": new_key.api_key,
+        "notice": "api_key is shown this once and cannot be recovered: store it now.",
+    }
+
+
+@admin_action(KeyRef)
+def revoke_key(request: KeyRef) -> dict:
+    record = KEYS.revoke(request.key_id)
+    logger.info("key revoked", extra={"key_id": record.key_id})
+    return record.metadata(KEYS.now())
+
+
+@admin_action(KeyRef)
+def get_key(request: KeyRef) -> dict:
+    return KEYS.get(request.key_id).metadata(KEYS.now())
+
+
+@admin_action(ListKeys)
+def list_keys(request: ListKeys) -> dict:
+    records, next_token = KEYS.list(request.owner, request.limit, request.next_token)
+    now = KEYS.now()
+    return {"keys": [record.metadata(now) for record in records], "next_token": next_token}

@@ -1,0 +1,41 @@
+"""The API Gateway Lambda authorizer: REST TOKEN, REST REQUEST and HTTP API (simple responses)."""
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from authorizer.request import AuthRequest, Unauthorized
+from keygate import config, service
+from keygate.authorize import Decision, Reason
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+KEYS = service.from_config(config.load())
+
+
+@logger.inject_lambda_context(log_event=False)  # the event carries the key: never log it
+@metrics.log_metrics
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event: dict, context: LambdaContext) -> dict:
+    try:
+        request = AuthRequest.from_event(event)
+        decision = KEYS.authorize(request.authorization, request.api_key)
+        response = request.response(decision)
+    except Exception as error:  # fail closed: a fault outside the core is a refusal too
+        decision, response = Decision(Reason.FAULT, fault=type(error).__name__), None
+    _record(decision)
+    if response is None:
+        raise Unauthorized()
+    return response
+
+
+def _record(decision: Decision) -> None:
+    metrics.add_metric(name=decision.reason, unit=MetricUnit.Count, value=1)
+    details = {"reason": decision.reason.value, "key_id": decision.key_id}
+    if decision.reason is Reason.FAULT:
+        logger.error("authorization failed closed", extra={**details, "fault": decision.fault})
+    elif decision.allowed:
+        logger.info("key allowed", extra=details)
+    else:
+        logger.info("key refused", extra=details)

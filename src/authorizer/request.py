@@ -1,0 +1,67 @@
+"""The three API Gateway authorizer event shapes, read with powertools' event data classes."""
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
+    APIGatewayAuthorizerEventV2,
+    APIGatewayAuthorizerRequestEvent,
+    APIGatewayAuthorizerTokenEvent,
+)
+
+from keygate import policy
+from keygate.authorize import Decision
+
+
+class Unauthorized(Exception):
+    """API Gateway turns exactly this error message into a 401 for REST API authorizers."""
+
+    def __init__(self) -> None:
+        super().__init__("Unauthorized")
+
+
+class UnrecognizedEvent(ValueError):
+    """Not a REST TOKEN, REST REQUEST or HTTP API 2.0 authorizer event."""
+
+
+class Shape(StrEnum):
+    REST_TOKEN = "rest-token"
+    REST_REQUEST = "rest-request"
+    HTTP_API = "http-api"
+
+
+@dataclass(frozen=True, repr=False)  # repr would show the credential
+class AuthRequest:
+    shape: Shape
+    authorization: str | None
+    api_key: str | None
+    method_arn: str | None = None
+
+    @classmethod
+    def from_event(cls, event: dict) -> "AuthRequest":
+        if not isinstance(event, dict):
+            raise UnrecognizedEvent("event is not an object")
+        if event.get("version") == "2.0" and event.get("type") == "REQUEST":
+            v2 = APIGatewayAuthorizerEventV2(event)
+            headers = v2.headers if event.get("headers") else {}
+            return cls(Shape.HTTP_API, headers.get("authorization"), headers.get("x-api-key"))
+        if event.get("type") == "TOKEN":
+            token = APIGatewayAuthorizerTokenEvent(event)
+            value = token.authorization_token
+            # The TOKEN identity source may be Authorization ("Bearer <key>") or a header holding the bare key.
+            if isinstance(value, str) and " " not in value.strip():
+                return cls(Shape.REST_TOKEN, None, value, token.method_arn)
+            return cls(Shape.REST_TOKEN, value, None, token.method_arn)
+        if event.get("type") == "REQUEST":
+            v1 = APIGatewayAuthorizerRequestEvent(event)
+            headers = v1.headers if event.get("headers") else {}
+            return cls(Shape.REST_REQUEST, headers.get("authorization"), headers.get("x-api-key"), v1.method_arn)
+        raise UnrecognizedEvent("event is not an API Gateway authorizer event")
+
+    def response(self, decision: Decision) -> dict | None:
+        """The answer for API Gateway, or None where the only refusal is raising Unauthorized."""
+        if self.shape is Shape.HTTP_API:
+            return policy.http_simple(decision.record if decision.allowed else None)
+        if decision.allowed:
+            return policy.rest_allow(decision.record, self.method_arn)
+        return None

@@ -1,0 +1,1 @@
+"""keygate core: API keys for API Gateway, free of Lambda event shapes."""

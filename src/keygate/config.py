@@ -1,0 +1,72 @@
+"""Settings from the environment that template.yaml sets, read once into a frozen dataclass.
+
+No other module reads os.environ. Defaults are the secure choice; a bad value fails at import, loudly,
+rather than at the first request.
+"""
+
+import os
+import re
+from dataclasses import dataclass
+
+from botocore.config import Config as BotoConfig
+
+from keygate.keys import PREFIX_PATTERN
+
+
+# A slow dependency must not hold an authorizer for seconds: fail fast, and fail closed.
+AWS_CLIENT_CONFIG = BotoConfig(
+    connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 2}
+)
+
+
+class ConfigError(ValueError):
+    """An environment variable is missing or out of range. Names the variable, never a secret."""
+
+
+@dataclass(frozen=True)
+class Config:
+    keys_table: str
+    pepper_secret_arn: str
+    key_prefix: str = "kg"
+    argon2_memory_kib: int = 19456  # OWASP's argon2id minimum: m=19 MiB, t=2, p=1
+    argon2_time_cost: int = 2
+    argon2_parallelism: int = 1
+    pepper_cache_seconds: int = 300
+    retention_days: int = 90
+
+
+def _int(env: dict, name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "")
+    if raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low} and {high}")
+    return value
+
+
+def _required(env: dict, name: str) -> str:
+    value = env.get(name, "")
+    if not value:
+        raise ConfigError(f"{name} is not set")
+    return value
+
+
+def load(env: dict | None = None) -> Config:
+    env = os.environ if env is None else env
+    prefix = env.get("KEY_PREFIX") or Config.key_prefix
+    if not re.fullmatch(PREFIX_PATTERN, prefix):
+        raise ConfigError("KEY_PREFIX must be 1 to 16 lower-case letters or digits")
+    return Config(
+        keys_table=_required(env, "KEYS_TABLE"),
+        pepper_secret_arn=_required(env, "PEPPER_SECRET_ARN"),
+        key_prefix=prefix,
+        argon2_memory_kib=_int(env, "ARGON2_MEMORY_KIB", Config.argon2_memory_kib, 8 * 1024, 4 * 1024 * 1024),
+        argon2_time_cost=_int(env, "ARGON2_TIME_COST", Config.argon2_time_cost, 1, 20),
+        argon2_parallelism=_int(env, "ARGON2_PARALLELISM", Config.argon2_parallelism, 1, 16),
+        pepper_cache_seconds=_int(env, "PEPPER_CACHE_SECONDS", Config.pepper_cache_seconds, 0, 86400),
+        retention_days=_int(env, "RETENTION_DAYS", Config.retention_days, 0, 3650),
+    )

@@ -1,0 +1,106 @@
+"""Peppered Argon2id: the secret is HMAC-SHA256'd with a pepper from Secrets Manager, then hashed.
+
+The PHC string carries the Argon2 parameters and the item records the pepper version, so both can
+change later without invalidating existing keys. All verification goes through ``Hasher.verify``.
+"""
+
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import dataclass
+from functools import cached_property
+
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import VerifyMismatchError
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+
+class PepperUnavailable(RuntimeError):
+    """The pepper secret cannot be read or lacks the version asked for. Never carries a pepper."""
+
+
+@dataclass(frozen=True)
+class Argon2Params:
+    memory_kib: int
+    time_cost: int
+    parallelism: int
+
+
+def _peppered(secret: str, pepper: bytes) -> bytes:
+    return hmac.new(pepper, secret.encode("ascii"), hashlib.sha256).digest()
+
+
+class Hasher:
+    def __init__(self, params: Argon2Params):
+        self._argon2 = PasswordHasher(
+            time_cost=params.time_cost,
+            memory_cost=params.memory_kib,
+            parallelism=params.parallelism,
+            hash_len=32,
+            salt_len=16,
+            type=Type.ID,
+        )
+
+    def hash(self, secret: str, pepper: bytes) -> str:
+        return self._argon2.hash(_peppered(secret, pepper))
+
+    def verify(self, phc_hash: str, secret: str, pepper: bytes) -> bool:
+        """True when the secret matches. A corrupt hash raises: the caller treats that as a fault."""
+        try:
+            return self._argon2.verify(phc_hash, _peppered(secret, pepper))
+        except VerifyMismatchError:
+            return False
+
+    def verify_nothing(self, secret: str) -> None:
+        """Spend the same Argon2 work as a real verify, so an unknown key id looks like a wrong secret."""
+        self.verify(self._dummy_hash, secret, b"\0" * 32)
+
+    @cached_property
+    def _dummy_hash(self) -> str:
+        return self._argon2.hash(secrets.token_bytes(32))
+
+
+class PepperRing:
+    """Pepper versions from the pepper secret: ``{"current": "v1", "v1": "<pepper>", ...}``.
+
+    Read through powertools' parameters cache; a version this container has not seen yet (a rotation
+    happened since the last read) forces one fresh read before giving up.
+    """
+
+    def __init__(self, secret_arn: str, provider: SecretsProvider, max_age: int):
+        self._secret_arn = secret_arn
+        self._provider = provider
+        self._max_age = max_age
+
+    def current(self) -> tuple[str, bytes]:
+        ring = self._read(force=False)
+        version = ring["current"]
+        return version, self._pepper(ring, version)
+
+    def get(self, version: str) -> bytes:
+        ring = self._read(force=False)
+        if version not in ring:
+            ring = self._read(force=True)
+        return self._pepper(ring, version)
+
+    def _read(self, force: bool) -> dict:
+        try:
+            raw = self._provider.get(self._secret_arn, max_age=self._max_age, force_fetch=force)
+        except GetParameterError as error:  # botocore's message: the error code, never the value
+            raise PepperUnavailable(f"pepper secret could not be read: {error}") from None
+        try:
+            ring = json.loads(raw)
+        except (TypeError, ValueError):  # from None: a JSONDecodeError holds the whole document
+            raise PepperUnavailable("pepper secret is not a JSON object") from None
+        if not isinstance(ring, dict) or not isinstance(ring.get("current"), str):
+            raise PepperUnavailable('pepper secret has no "current" version')
+        return ring
+
+    @staticmethod
+    def _pepper(ring: dict, version: str) -> bytes:
+        pepper = ring.get(version) if version != "current" else None
+        if not isinstance(pepper, str) or len(pepper) < 32:
+            raise PepperUnavailable(f"pepper version {version!r} is missing or shorter than 32 characters")
+        return pepper.encode("utf-8")

@@ -1,0 +1,133 @@
+"""The key lifecycle (issue, revoke, get, list) and authorization, wired to their dependencies once."""
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import boto3
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+from keygate import keys
+from keygate.authorize import Decision, authorize
+from keygate.config import AWS_CLIENT_CONFIG, Config
+from keygate.hashing import Argon2Params, Hasher, PepperRing
+from keygate.records import KeyRecord, Status
+from keygate.store import ConcurrentChange, KeyNotFound, KeyStore
+
+_WRITE_ATTEMPTS = 3  # a key id collision (95 random bits) or a lost race is retried, not reported
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC).replace(microsecond=0)
+
+
+def _retry_on_conflict[T](write: Callable[[], T]) -> T:
+    for _ in range(_WRITE_ATTEMPTS - 1):
+        try:
+            return write()
+        except ConcurrentChange:
+            pass
+    return write()
+
+
+class KeyService:
+    def __init__(
+        self,
+        config: Config,
+        store: KeyStore,
+        hasher: Hasher,
+        peppers: PepperRing,
+        clock: Callable[[], datetime] = _utc_now,
+    ):
+        self.config = config
+        self._store = store
+        self._hasher = hasher
+        self._peppers = peppers
+        self._clock = clock
+        self._retention = timedelta(days=config.retention_days) if config.retention_days else None
+
+    def authorize(self, authorization: str | None, api_key: str | None) -> Decision:
+        return authorize(
+            authorization,
+            api_key,
+            prefix=self.config.key_prefix,
+            store=self._store,
+            hasher=self._hasher,
+            peppers=self._peppers,
+            now=self._clock(),
+        )
+
+    def issue(
+        self,
+        *,
+        name: str,
+        owner: str,
+        description: str = "",
+        scopes: Sequence[str] = (),
+        expires_at: datetime | None = None,
+    ) -> tuple[keys.NewKey, KeyRecord]:
+        """A new active key. The plaintext is in the returned NewKey only; the record holds its hash."""
+        pepper_version, pepper = self._peppers.current()
+
+        def create() -> tuple[keys.NewKey, KeyRecord]:
+            new_key = keys.generate(self.config.key_prefix)
+            record = KeyRecord(
+                key_id=new_key.key_id,
+                phc_hash=self._hasher.hash(new_key.secret, pepper),
+                pepper_version=pepper_version,
+                name=name,
+                owner=owner,
+                description=description,
+                scopes=tuple(scopes),
+                created_at=self._clock(),
+                expires_at=expires_at,
+                purge_at=expires_at + self._retention if expires_at and self._retention else None,
+            )
+            self._store.create(record)
+            return new_key, record
+
+        return _retry_on_conflict(create)
+
+    def revoke(self, key_id: str) -> KeyRecord:
+        """Revoke a key; revoking a revoked key changes nothing and returns it as it is."""
+
+        def revoke() -> KeyRecord:
+            record = self.get(key_id)
+            if record.status is Status.REVOKED:
+                return record
+            now = self._clock()
+            revoked = replace(
+                record,
+                status=Status.REVOKED,
+                revoked_at=now,
+                purge_at=now + self._retention if self._retention else None,
+                version=record.version + 1,
+            )
+            self._store.replace(revoked, expected_version=record.version)
+            return revoked
+
+        return _retry_on_conflict(revoke)
+
+    def get(self, key_id: str) -> KeyRecord:
+        record = self._store.get(key_id)
+        if record is None:
+            raise KeyNotFound(f"no key with key_id {key_id!r}")
+        return record
+
+    def list(self, owner: str | None, limit: int, next_token: str | None) -> tuple[list[KeyRecord], str | None]:
+        return self._store.list(owner, limit, next_token)
+
+    def now(self) -> datetime:
+        return self._clock()
+
+
+def from_config(config: Config) -> KeyService:
+    """The service with AWS clients made once, for the life of the container."""
+    dynamodb = boto3.client("dynamodb", config=AWS_CLIENT_CONFIG)
+    secrets = SecretsProvider(boto_config=AWS_CLIENT_CONFIG)
+    return KeyService(
+        config=config,
+        store=KeyStore(config.keys_table, dynamodb),
+        hasher=Hasher(Argon2Params(config.argon2_memory_kib, config.argon2_time_cost, config.argon2_parallelism)),
+        peppers=PepperRing(config.pepper_secret_arn, secrets, max_age=config.pepper_cache_seconds),
+    )

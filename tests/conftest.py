@@ -1,0 +1,111 @@
+"""Fixtures: moto in-process, the template's resources created from template.yaml, and each
+function's handler imported with the template's environment, as a fresh Lambda container would."""
+
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from tools.stack import Stack, import_handler, load_template
+
+EVENTS = Path(__file__).resolve().parent.parent / "events"
+API_KEY_PLACEHOLDER = "PASTE_API_KEY_HERE"
+KEY_ID_PLACEHOLDER = "PASTE_KEY_ID_HERE"
+
+
+@dataclass
+class FakeContext:
+    function_name: str = "keygate-test"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:keygate-test"
+    aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+
+
+def event(name: str, api_key: str | None = None, key_id: str | None = None) -> dict:
+    """A file from events/, with the operator's placeholders filled in."""
+    text = (EVENTS / name).read_text()
+    if api_key is not None:
+        text = text.replace(API_KEY_PLACEHOLDER, api_key)
+    if key_id is not None:
+        text = text.replace(KEY_ID_PLACEHOLDER, key_id)
+    return json.loads(text)
+
+
+def invoke(handler: Callable, payload) -> dict:
+    return handler(payload, FakeContext())
+
+
+@pytest.fixture(scope="session")
+def template() -> dict:
+    return load_template()
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for name in list(os.environ):
+        if name.startswith("AWS_ENDPOINT_URL") or name in ("AWS_PROFILE", "AWS_REGION"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def stack(aws, template) -> Stack:
+    stack = Stack(template)
+    stack.create_keys_table(boto3.client("dynamodb"))
+    stack.create_pepper_secret(boto3.client("secretsmanager"))
+    return stack
+
+
+@pytest.fixture
+def load(stack, monkeypatch) -> Callable:
+    """load("AuthorizerFunction", **env_overrides) -> the handler, in a fresh container."""
+
+    def load_function(logical_id: str, **overrides: str) -> Callable:
+        environment = stack.function_environment(logical_id) | {"POWERTOOLS_TRACE_DISABLED": "true"} | overrides
+        for name, value in environment.items():
+            monkeypatch.setenv(name, value)
+        return import_handler(stack, logical_id)
+
+    return load_function
+
+
+@pytest.fixture
+def authorizer(load) -> Callable:
+    return load("AuthorizerFunction")
+
+
+@pytest.fixture
+def admin(load) -> dict[str, Callable]:
+    return {
+        action: load(f"{action}Function")
+        for action in ("IssueKey", "RevokeKey", "GetKey", "ListKeys")
+    }
+
+
+@pytest.fixture
+def issued(admin) -> Callable[..., dict]:
+    """issued(**fields) -> the IssueKey answer for a valid request, defaults filled in."""
+
+    def issue(**fields) -> dict:
+        request = {"name": "test-client", "owner": "team-test"} | fields
+        answer = invoke(admin["IssueKey"], request)
+        assert "error" not in answer, answer
+        return answer
+
+    return issue
+
+
+@pytest.fixture
+def table_items(stack) -> Callable[[], list[dict]]:
+    client = boto3.client("dynamodb")
+    return lambda: client.scan(TableName=stack.physical_ids["KeysTable"])["Items"]

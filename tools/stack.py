@@ -1,0 +1,183 @@
+"""The template's resources without CloudFormation: read template.yaml, create the keys table and the
+pepper secret it defines (on moto or any AWS endpoint), and give each function its environment and
+handler exactly as the template wires them. Tests, the demo and the local stack all use this, so a
+wrong wiring in the template fails them too.
+"""
+
+import importlib
+import json
+import secrets
+import string
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from samcli.yamlhelper import yaml_parse
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE_PATH = ROOT / "template.yaml"
+HANDLER_PACKAGES = ("keygate", "authorizer", "admin", "demo")
+_TABLE_PROPERTIES = {
+    "AttributeDefinitions", "KeySchema", "BillingMode", "GlobalSecondaryIndexes", "SSESpecification",
+    "TimeToLiveSpecification", "PointInTimeRecoverySpecification", "DeletionProtectionEnabled",
+}  # fmt: skip
+
+
+def load_template(path: Path = TEMPLATE_PATH) -> dict:
+    return yaml_parse(path.read_text())
+
+
+class Stack:
+    """One instance of the template: parameter values and the physical ids of created resources."""
+
+    def __init__(self, template: dict, parameters: dict[str, Any] | None = None, name: str = "keygate-local"):
+        self.template = template
+        self.name = name
+        self.parameters = {key: spec.get("Default") for key, spec in template.get("Parameters", {}).items()}
+        unknown = set(parameters or {}) - set(self.parameters)
+        if unknown:
+            raise KeyError(f"template has no parameters {sorted(unknown)}")
+        self.parameters.update(parameters or {})
+        self.physical_ids: dict[str, str] = {}
+        self.arns: dict[str, str] = {}
+
+    def resource(self, logical_id: str) -> dict:
+        return self.template["Resources"][logical_id]
+
+    def functions(self) -> list[str]:
+        return [key for key, spec in self.template["Resources"].items() if spec["Type"] == "AWS::Serverless::Function"]
+
+    def resolve(self, value: Any) -> Any:
+        """Evaluate the intrinsic functions this template uses: Ref, GetAtt, If, Equals, Sub."""
+        if isinstance(value, list):
+            return [self.resolve(item) for item in value]
+        if not isinstance(value, dict):
+            return value
+        if len(value) != 1:
+            return {key: self.resolve(item) for key, item in value.items()}
+        (function, argument), = value.items()
+        if function == "Ref":
+            return self._ref(argument)
+        if function == "Fn::GetAtt":
+            logical_id, attribute = argument.split(".", 1) if isinstance(argument, str) else argument
+            return self._get_att(logical_id, attribute)
+        if function == "Fn::If":
+            condition, if_true, if_false = argument
+            return self.resolve(if_true if self._condition(condition) else if_false)
+        if function == "Fn::Sub":
+            return self._sub(argument)
+        return {function: self.resolve(argument)}
+
+    def _ref(self, name: str) -> Any:
+        if name in self.parameters:
+            return self.parameters[name]
+        if name in self.physical_ids:
+            return self.physical_ids[name]
+        if name == "AWS::Region":
+            return "us-east-1"
+        raise KeyError(f"Ref {name!r}: no such parameter or created resource")
+
+    def _get_att(self, logical_id: str, attribute: str) -> str:
+        if attribute == "Arn" and logical_id in self.arns:
+            return self.arns[logical_id]
+        raise KeyError(f"GetAtt {logical_id}.{attribute}: not created here")
+
+    def _condition(self, name: str) -> bool:
+        (function, argument), = self.template["Conditions"][name].items()
+        if function != "Fn::Equals":
+            raise KeyError(f"condition {name}: {function} is not supported here")
+        left, right = self.resolve(argument)
+        return str(left) == str(right)
+
+    def _sub(self, text: str) -> str:
+        import re
+
+        def replace(match: re.Match) -> str:
+            name = match[1]
+            if "." in name:
+                return str(self._get_att(*name.split(".", 1)))
+            return str(self._ref(name))
+
+        return re.sub(r"\$\{([^}!]+)\}", replace, text)
+
+    # --- resources ---
+
+    def create_keys_table(self, dynamodb) -> str:
+        """Create the KeysTable as the template defines it; returns the table name."""
+        properties = self.resolve(self.resource("KeysTable")["Properties"])
+        unknown = set(properties) - _TABLE_PROPERTIES
+        if unknown:
+            raise KeyError(f"KeysTable properties this stack cannot create: {sorted(unknown)}")
+        name = f"{self.name}-KeysTable-{secrets.token_hex(4)}"
+        table = dynamodb.create_table(
+            TableName=name,
+            AttributeDefinitions=properties["AttributeDefinitions"],
+            KeySchema=properties["KeySchema"],
+            BillingMode=properties["BillingMode"],
+            GlobalSecondaryIndexes=properties.get("GlobalSecondaryIndexes", []),
+            SSESpecification={"Enabled": properties["SSESpecification"]["SSEEnabled"]},
+            DeletionProtectionEnabled=bool(properties.get("DeletionProtectionEnabled", False)),
+        )["TableDescription"]
+        dynamodb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100})
+        ttl = properties["TimeToLiveSpecification"]
+        dynamodb.update_time_to_live(
+            TableName=name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": ttl["Enabled"]}
+        )
+        recovery = properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"]
+        dynamodb.update_continuous_backups(
+            TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": recovery}
+        )
+        self.physical_ids["KeysTable"] = name
+        self.arns["KeysTable"] = table["TableArn"]
+        return name
+
+    def create_pepper_secret(self, secretsmanager) -> str:
+        """Create the PepperSecret, generating its value as GenerateSecretString does; returns its ARN."""
+        properties = self.resource("PepperSecret")["Properties"]
+        generate = properties["GenerateSecretString"]
+        alphabet = string.ascii_letters + string.digits
+        if not generate.get("ExcludePunctuation"):
+            alphabet += string.punctuation
+        value = json.loads(generate["SecretStringTemplate"])
+        value[generate["GenerateStringKey"]] = "".join(
+            secrets.choice(alphabet) for _ in range(generate["PasswordLength"])
+        )
+        arn = secretsmanager.create_secret(
+            Name=f"{self.name}-PepperSecret-{secrets.token_hex(4)}",
+            Description=properties.get("Description", ""),
+            SecretString=json.dumps(value),
+        )["ARN"]
+        self.physical_ids["PepperSecret"] = arn
+        self.arns["PepperSecret"] = arn
+        return arn
+
+    # --- functions ---
+
+    def _function_property(self, logical_id: str, name: str) -> Any:
+        own = self.resource(logical_id)["Properties"]
+        return own.get(name, self.template.get("Globals", {}).get("Function", {}).get(name))
+
+    def function_environment(self, logical_id: str) -> dict[str, str]:
+        """Globals' and the function's own environment variables, resolved, as strings."""
+        variables = dict(self.template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {}))
+        variables.update(self.resource(logical_id)["Properties"].get("Environment", {}).get("Variables", {}))
+        return {key: str(self.resolve(value)) for key, value in variables.items()}
+
+    def handler_path(self, logical_id: str) -> tuple[Path, str, str]:
+        """(code directory, module, attribute) of a function's handler."""
+        code_dir = (ROOT / self._function_property(logical_id, "CodeUri")).resolve()
+        module, _, attribute = self._function_property(logical_id, "Handler").rpartition(".")
+        return code_dir, module, attribute
+
+
+def import_handler(stack: Stack, logical_id: str) -> Callable:
+    """Import a function's handler afresh, as a new Lambda container would, under the current
+    os.environ (set it from ``stack.function_environment`` first)."""
+    code_dir, module_name, attribute = stack.handler_path(logical_id)
+    if str(code_dir) not in sys.path:
+        sys.path.insert(0, str(code_dir))
+    for name in list(sys.modules):
+        if name.split(".")[0] in HANDLER_PACKAGES:
+            del sys.modules[name]
+    return getattr(importlib.import_module(module_name), attribute)
