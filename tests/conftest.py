@@ -2,7 +2,9 @@
 function's handler imported with the template's environment, as a fresh Lambda container would."""
 
 import json
+import logging
 import os
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +68,25 @@ def stack(aws, template) -> Stack:
     return stack
 
 
+class _CurrentStdout:
+    def write(self, text: str) -> None:
+        sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+def _forget_logger_setup(service: str) -> None:
+    """A new container starts with no logging set up; powertools configures a service's logger once
+    per process, so undo that, and the next Logger() writes to the stdout of the test at hand."""
+    service_logger = logging.getLogger(service)
+    for handler in list(service_logger.handlers):
+        service_logger.removeHandler(handler)
+    for attribute in ("init", "powertools_handler", "logger_handler"):
+        if hasattr(service_logger, attribute):
+            delattr(service_logger, attribute)
+
+
 @pytest.fixture
 def load(stack, monkeypatch) -> Callable:
     """load("AuthorizerFunction", **env_overrides) -> the handler, in a fresh container."""
@@ -74,7 +95,11 @@ def load(stack, monkeypatch) -> Callable:
         environment = stack.function_environment(logical_id) | {"POWERTOOLS_TRACE_DISABLED": "true"} | overrides
         for name, value in environment.items():
             monkeypatch.setenv(name, value)
-        return import_handler(stack, logical_id)
+        _forget_logger_setup(environment["POWERTOOLS_SERVICE_NAME"])
+        handler = import_handler(stack, logical_id)
+        for log_handler in logging.getLogger(environment["POWERTOOLS_SERVICE_NAME"]).handlers:
+            log_handler.setStream(_CurrentStdout())  # so capsys sees log lines as Lambda's stdout would
+        return handler
 
     return load_function
 
@@ -84,12 +109,21 @@ def authorizer(load) -> Callable:
     return load("AuthorizerFunction")
 
 
+class _AdminFunctions(dict):
+    """admin["IssueKey"] etc., each loaded on first use (a function's cold start costs ~0.1 s)."""
+
+    def __init__(self, load: Callable):
+        super().__init__()
+        self._load = load
+
+    def __missing__(self, action: str) -> Callable:
+        self[action] = self._load(f"{action}Function")
+        return self[action]
+
+
 @pytest.fixture
 def admin(load) -> dict[str, Callable]:
-    return {
-        action: load(f"{action}Function")
-        for action in ("IssueKey", "RevokeKey", "GetKey", "ListKeys")
-    }
+    return _AdminFunctions(load)
 
 
 @pytest.fixture

@@ -1,0 +1,368 @@
+"""The authorizer in each of its three event shapes: allows, refusals, and failing closed."""
+
+import copy
+import fnmatch
+import inspect
+import json
+import socket
+from datetime import UTC, datetime, timedelta
+
+import boto3
+import botocore.client
+import pytest
+from argon2 import PasswordHasher
+from botocore.exceptions import ClientError
+
+from keygate import keys
+from tests.conftest import event, invoke
+
+SHAPES = ["rest-token", "rest-request", "http-api"]
+METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/demo/GET/hello"
+
+
+def shaped(shape: str, authorization: str | None = None, api_key: str | None = None) -> dict:
+    """An authorizer event of ``shape`` presenting the given header values (None: header absent)."""
+    if shape == "rest-token":
+        request = event("authorizer-rest-token.json")
+        request["authorizationToken"] = authorization if authorization is not None else (api_key or "")
+        return request
+    headers = {"Authorization": authorization, "x-api-key": api_key}
+    present = {name: value for name, value in headers.items() if value is not None}
+    if shape == "rest-request":
+        request = event("authorizer-rest-request.json")
+        request["headers"] = {"Host": "abcdef1234.execute-api.us-east-1.amazonaws.com"} | present
+        request["multiValueHeaders"] = {name: [value] for name, value in request["headers"].items()}
+        return request
+    request = event("authorizer-http-api.json")
+    request["headers"] = {"host": "qwerty5678.execute-api.us-east-1.amazonaws.com"} | {
+        name.lower(): value for name, value in present.items()
+    }
+    request["identitySource"] = list(present.values())
+    return request
+
+
+def decide(handler, request: dict) -> tuple[bool, dict | None]:
+    """(allowed, response) in any shape; a REST refusal must be exactly the Unauthorized error."""
+    try:
+        response = invoke(handler, request)
+    except Exception as error:
+        assert str(error) == "Unauthorized" and request.get("version") != "2.0"
+        return False, None
+    if "isAuthorized" in response:
+        assert set(response) <= {"isAuthorized", "context"}
+        return response["isAuthorized"], response
+    assert response["policyDocument"]["Statement"][0]["Effect"] == "Allow"
+    return True, response
+
+
+def log_records(captured: str) -> list[dict]:
+    return [json.loads(line) for line in captured.splitlines() if line.startswith("{")]
+
+
+def reasons(capsys) -> list[str]:
+    return [record["reason"] for record in log_records(capsys.readouterr().out) if "reason" in record]
+
+
+def module_of(handler):
+    return inspect.getmodule(inspect.unwrap(handler))
+
+
+def other_secret(api_key: str) -> str:
+    """The same key id with another secret and a valid checksum."""
+    parsed = keys.parse(api_key, "kg")
+    body = f"kg_{parsed.key_id}_{'Z' * keys.SECRET_LENGTH}"
+    return body + keys._checksum(body)
+
+
+# --- allowed ---
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_valid_key_is_allowed_with_its_context(shape, issued, authorizer):
+    key = issued(owner="team-a", scopes=["invoices:read", "invoices:write"])
+    header = {"api_key": key["api_key"]} if shape == "rest-request" else {"authorization": f"Bearer {key['api_key']}"}
+    allowed, response = decide(authorizer, shaped(shape, **header))
+    assert allowed
+    expected_context = {"key_id": key["key_id"], "owner": "team-a", "scopes": "invoices:read invoices:write"}
+    assert response["context"] == expected_context
+    if shape != "http-api":
+        assert response["principalId"] == key["key_id"]
+
+
+@pytest.mark.parametrize("shape", ["rest-token", "rest-request"])
+def test_rest_policy_covers_every_route_of_this_api_and_stage_only(shape, issued, authorizer):
+    key = issued()
+    allowed, response = decide(authorizer, shaped(shape, authorization=f"Bearer {key['api_key']}"))
+    (statement,) = response["policyDocument"]["Statement"]
+    assert statement["Action"] == "execute-api:Invoke"
+    (resource,) = statement["Resource"]
+    api = "arn:aws:execute-api:us-east-1:123456789012:abcdef1234"
+    for route in ("demo/GET/hello", "demo/GET/whoami", "demo/POST/orders/42", "demo/DELETE/x-api-key/whoami"):
+        assert fnmatch.fnmatchcase(f"{api}/{route}", resource), route
+    for route in ("prod/GET/hello", "demo2/GET/hello"):
+        assert not fnmatch.fnmatchcase(f"{api}/{route}", resource), route
+    assert not fnmatch.fnmatchcase("arn:aws:execute-api:us-east-1:123456789012:otherapi99/demo/GET/hello", resource)
+
+
+def test_policy_keeps_the_partition_of_the_method_arn(issued, authorizer):
+    key = issued()
+    request = shaped("rest-token", authorization=f"Bearer {key['api_key']}")
+    request["methodArn"] = "arn:aws-cn:execute-api:cn-north-1:123456789012:abcdef1234/demo/GET/hello"
+    _, response = decide(authorizer, request)
+    assert response["policyDocument"]["Statement"][0]["Resource"] == [
+        "arn:aws-cn:execute-api:cn-north-1:123456789012:abcdef1234/demo/*/*"
+    ]
+
+
+@pytest.mark.parametrize("scheme", ["Bearer", "bearer", "BEARER", "bEaReR"])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_bearer_scheme_is_case_insensitive(shape, scheme, issued, authorizer):
+    key = issued()
+    assert decide(authorizer, shaped(shape, authorization=f"{scheme} {key['api_key']}"))[0]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_x_api_key_header_alone_is_accepted(shape, issued, authorizer):
+    key = issued()
+    assert decide(authorizer, shaped(shape, api_key=key["api_key"]))[0]
+
+
+@pytest.mark.parametrize("shape", ["rest-request", "http-api"])
+def test_both_headers_with_the_same_key_are_accepted(shape, issued, authorizer):
+    key = issued()
+    assert decide(authorizer, shaped(shape, authorization=f"Bearer {key['api_key']}", api_key=key["api_key"]))[0]
+
+
+@pytest.mark.parametrize("shape", ["rest-request", "http-api"])
+def test_x_api_key_is_used_beside_an_authorization_header_of_another_scheme(shape, issued, authorizer):
+    key = issued()
+    assert decide(authorizer, shaped(shape, authorization="Basic dXNlcjpwYXNz", api_key=key["api_key"]))[0]
+
+
+@pytest.mark.parametrize("shape", ["rest-request", "http-api"])
+def test_header_names_are_case_insensitive(shape, issued, authorizer):
+    key = issued()
+    request = shaped(shape)
+    request["headers"]["X-API-KEY"] = key["api_key"]
+    assert decide(authorizer, request)[0]
+
+
+# --- refused ---
+
+
+def _refusals(key: dict, other_key: dict) -> list[tuple[str, dict, str]]:
+    """(case, headers, logged reason) for every way a request is refused."""
+    api_key = key["api_key"]
+    unknown = keys.generate("kg").api_key
+    return [
+        ("no header", {}, "MissingKey"),
+        ("empty bearer", {"authorization": "Bearer "}, "MalformedKey"),
+        ("other scheme", {"authorization": "Basic dXNlcjpwYXNz"}, "MalformedKey"),
+        ("not a key", {"authorization": "Bearer hello"}, "MalformedKey"),
+        ("bad checksum", {"authorization": f"Bearer {api_key[:-1]}{'A' if api_key[-1] != 'A' else 'B'}"}, "MalformedKey"),
+        ("other prefix", {"authorization": f"Bearer {keys.generate('acme').api_key}"}, "MalformedKey"),
+        ("two keys", {"authorization": f"Bearer {api_key}", "api_key": other_key["api_key"]}, "MalformedKey"),
+        ("unknown key id", {"authorization": f"Bearer {unknown}"}, "UnknownKey"),
+        ("wrong secret", {"authorization": f"Bearer {other_secret(api_key)}"}, "WrongSecret"),
+    ]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_every_bad_key_is_refused_with_its_reason(shape, issued, authorizer, capsys):
+    key, other_key = issued(), issued()
+    for case, headers, reason in _refusals(key, other_key):
+        if shape == "rest-token" and "api_key" in headers:
+            continue  # a TOKEN event carries one header only
+        capsys.readouterr()
+        allowed, response = decide(authorizer, shaped(shape, **headers))
+        assert not allowed, case
+        assert response in (None, {"isAuthorized": False}), case
+        assert reasons(capsys) == [reason], case
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_revoked_key_is_refused_on_the_very_next_call(shape, issued, admin, authorizer, capsys):
+    key = issued()
+    request = shaped(shape, authorization=f"Bearer {key['api_key']}")
+    assert decide(authorizer, request)[0]
+    invoke(admin["RevokeKey"], {"key_id": key["key_id"]})
+    capsys.readouterr()
+    assert not decide(authorizer, request)[0]
+    assert reasons(capsys) == ["RevokedKey"]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_expired_key_is_refused(shape, issued, authorizer, capsys, monkeypatch):
+    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+    key = issued(expires_at=expires.isoformat())
+    request = shaped(shape, authorization=f"Bearer {key['api_key']}")
+    service = module_of(authorizer).KEYS
+    monkeypatch.setattr(service, "_clock", lambda: expires - timedelta(seconds=1))
+    assert decide(authorizer, request)[0]
+    monkeypatch.setattr(service, "_clock", lambda: expires)
+    capsys.readouterr()
+    assert not decide(authorizer, request)[0]
+    assert reasons(capsys) == ["ExpiredKey"]
+
+
+@pytest.fixture
+def aws_calls(monkeypatch) -> list[str]:
+    calls: list[str] = []
+    real = botocore.client.BaseClient._make_api_call
+
+    def counting(self, operation, params):
+        calls.append(operation)
+        return real(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
+    return calls
+
+
+def test_malformed_key_costs_no_aws_call_and_no_argon2(issued, authorizer, aws_calls, monkeypatch):
+    key = issued()
+    argon2_calls = []
+    monkeypatch.setattr(PasswordHasher, "verify", lambda *args: argon2_calls.append(args))
+    aws_calls.clear()
+    bad_checksum = key["api_key"][:-1] + ("A" if key["api_key"][-1] != "A" else "B")
+    assert not decide(authorizer, shaped("rest-token", authorization=f"Bearer {bad_checksum}"))[0]
+    assert aws_calls == [] and argon2_calls == []
+
+
+def test_unknown_key_id_costs_the_same_argon2_work_as_a_wrong_secret(issued, authorizer, monkeypatch):
+    key = issued()
+    verified = []
+    real = PasswordHasher.verify
+    monkeypatch.setattr(
+        PasswordHasher, "verify", lambda self, phc, password: verified.append(phc) or real(self, phc, password)
+    )
+    unknown = keys.generate("kg").api_key
+    assert not decide(authorizer, shaped("rest-token", authorization=f"Bearer {unknown}"))[0]
+    assert not decide(authorizer, shaped("rest-token", authorization=f"Bearer {other_secret(key['api_key'])}"))[0]
+    dummy, real_hash = verified
+    assert dummy != real_hash
+    assert dummy.split("$")[:4] == real_hash.split("$")[:4]  # same algorithm, version and m/t/p
+
+
+def test_the_key_is_read_with_a_strongly_consistent_get(issued, authorizer, monkeypatch):
+    key = issued()
+    seen = []
+    real = botocore.client.BaseClient._make_api_call
+    monkeypatch.setattr(
+        botocore.client.BaseClient,
+        "_make_api_call",
+        lambda self, operation, params: seen.append((operation, params)) or real(self, operation, params),
+    )
+    assert decide(authorizer, shaped("rest-token", authorization=f"Bearer {key['api_key']}"))[0]
+    gets = [params for operation, params in seen if operation == "GetItem"]
+    assert gets == [{"TableName": gets[0]["TableName"], "Key": {"key_id": {"S": key["key_id"]}}, "ConsistentRead": True}]
+
+
+# --- failing closed ---
+
+
+def _fail_get_item(monkeypatch, code: str):
+    real = botocore.client.BaseClient._make_api_call
+
+    def failing(self, operation, params):
+        if operation == "GetItem":
+            raise ClientError({"Error": {"Code": code, "Message": "injected"}}, operation)
+        return real(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", failing)
+
+
+def _faults(stack, monkeypatch, key: dict):
+    """(case, arrange) for every fault the authorizer must survive by refusing."""
+    dynamodb, secrets = boto3.client("dynamodb"), boto3.client("secretsmanager")
+    table = stack.physical_ids["KeysTable"]
+
+    def corrupt_item():
+        dynamodb.update_item(
+            TableName=table,
+            Key={"key_id": {"S": key["key_id"]}},
+            UpdateExpression="SET #hash = :bad",
+            ExpressionAttributeNames={"#hash": "hash"},
+            ExpressionAttributeValues={":bad": {"S": "$argon2id$garbage"}},
+        )
+
+    def missing_attributes():
+        dynamodb.update_item(
+            TableName=table, Key={"key_id": {"S": key["key_id"]}}, UpdateExpression="REMOVE pepper_version"
+        )
+
+    def broken_verify():
+        monkeypatch.setattr(PasswordHasher, "verify", lambda *args: (_ for _ in ()).throw(RuntimeError("bug")))
+
+    return [
+        ("table missing", lambda: (dynamodb.update_table(TableName=table, DeletionProtectionEnabled=False),
+                                   dynamodb.delete_table(TableName=table))),
+        ("secret missing", lambda: secrets.delete_secret(
+            SecretId=stack.physical_ids["PepperSecret"], ForceDeleteWithoutRecovery=True)),
+        ("throttled", lambda: _fail_get_item(monkeypatch, "ProvisionedThroughputExceededException")),
+        ("access denied", lambda: _fail_get_item(monkeypatch, "AccessDeniedException")),
+        ("corrupt hash", corrupt_item),
+        ("item missing attributes", missing_attributes),
+        ("bug in verify", broken_verify),
+    ]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", range(7))
+@pytest.mark.parametrize("shape", SHAPES)
+def test_every_fault_is_a_refusal_logged_as_an_error(shape, case, stack, issued, load, monkeypatch, capsys):
+    key = issued()
+    name, arrange = _faults(stack, monkeypatch, key)[case]
+    arrange()
+    authorizer = load("AuthorizerFunction")  # a fresh container: nothing cached
+    capsys.readouterr()
+    allowed, response = decide(authorizer, shaped(shape, authorization=f"Bearer {key['api_key']}"))
+    assert not allowed and response in (None, {"isAuthorized": False}), name
+    (record,) = [r for r in log_records(capsys.readouterr().out) if "reason" in r]
+    assert (record["level"], record["reason"], record["key_id"]) == ("ERROR", "Fault", key["key_id"]), name
+    assert record["fault"], name
+
+
+def test_unreachable_dynamodb_is_a_refusal(issued, load, capsys):
+    key = issued()
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    authorizer = load("AuthorizerFunction", AWS_ENDPOINT_URL_DYNAMODB=f"http://127.0.0.1:{port}")
+    capsys.readouterr()
+    assert not decide(authorizer, shaped("rest-token", authorization=f"Bearer {key['api_key']}"))[0]
+    (record,) = [r for r in log_records(capsys.readouterr().out) if "reason" in r]
+    assert record["reason"] == "Fault" and "EndpointConnectionError" in record["fault"]
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [{}, [], "Bearer x", {"type": "WHATEVER"}, {"type": "TOKEN"}, {"type": "REQUEST", "headers": None}],
+    ids=["empty", "list", "string", "unknown type", "token without fields", "request without arn"],
+)
+def test_unrecognized_or_incomplete_events_are_refused(request_, issued, authorizer):
+    key = issued()
+    if isinstance(request_, dict) and request_.get("type") == "REQUEST":
+        request_ = request_ | {"headers": {"x-api-key": key["api_key"]}}
+    with pytest.raises(Exception, match="^Unauthorized$"):
+        invoke(authorizer, copy.deepcopy(request_))
+
+
+def test_rest_event_with_a_broken_method_arn_is_refused_even_with_a_valid_key(issued, authorizer):
+    key = issued()
+    request = shaped("rest-token", authorization=f"Bearer {key['api_key']}")
+    request["methodArn"] = "not-an-arn"
+    with pytest.raises(Exception, match="^Unauthorized$"):
+        invoke(authorizer, request)
+
+
+# --- observability ---
+
+
+def test_each_decision_is_counted_by_reason_in_emf_metrics(issued, authorizer, capsys):
+    key = issued()
+    capsys.readouterr()
+    decide(authorizer, shaped("http-api", authorization=f"Bearer {key['api_key']}"))
+    decide(authorizer, shaped("http-api", authorization=f"Bearer {other_secret(key['api_key'])}"))
+    emf = [r for r in log_records(capsys.readouterr().out) if "_aws" in r]
+    names = [metric["Name"] for r in emf for metric in r["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
+    assert names == ["Allowed", "WrongSecret"]
+    assert all(r["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "keygate" for r in emf)

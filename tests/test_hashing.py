@@ -1,0 +1,120 @@
+"""Peppered Argon2id hashing and the pepper ring read from Secrets Manager."""
+
+import json
+
+import boto3
+import pytest
+from argon2 import PasswordHasher, extract_parameters
+from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+from keygate.hashing import Argon2Params, Hasher, PepperRing, PepperUnavailable
+
+PARAMS = Argon2Params(memory_kib=19456, time_cost=2, parallelism=1)
+PEPPER = b"p" * 64
+SECRET = "S" * 43
+
+
+@pytest.fixture(scope="module")
+def hasher() -> Hasher:
+    return Hasher(PARAMS)
+
+
+def test_hash_verifies_with_the_same_secret_and_pepper(hasher):
+    assert hasher.verify(hasher.hash(SECRET, PEPPER), SECRET, PEPPER)
+
+
+def test_wrong_secret_or_wrong_pepper_does_not_verify(hasher):
+    phc = hasher.hash(SECRET, PEPPER)
+    assert not hasher.verify(phc, "T" * 43, PEPPER)
+    assert not hasher.verify(phc, SECRET, b"q" * 64)
+
+
+def test_phc_string_is_argon2id_with_the_configured_cost_and_holds_no_secret(hasher):
+    phc = hasher.hash(SECRET, PEPPER)
+    parameters = extract_parameters(phc)
+    assert phc.startswith("$argon2id$")
+    assert (parameters.memory_cost, parameters.time_cost, parameters.parallelism) == (19456, 2, 1)
+    assert SECRET not in phc and PEPPER.decode() not in phc
+
+
+def test_hashes_are_salted(hasher):
+    assert hasher.hash(SECRET, PEPPER) != hasher.hash(SECRET, PEPPER)
+
+
+def test_a_hash_made_at_another_cost_still_verifies(hasher):
+    cheaper = Hasher(Argon2Params(memory_kib=8192, time_cost=1, parallelism=1))
+    assert hasher.verify(cheaper.hash(SECRET, PEPPER), SECRET, PEPPER)
+
+
+def test_corrupt_hash_raises_rather_than_passing(hasher):
+    with pytest.raises(Exception) as raised:
+        hasher.verify("$argon2id$not-a-hash", SECRET, PEPPER)
+    assert not isinstance(raised.value, AssertionError)
+
+
+def test_verify_nothing_runs_argon2_at_the_configured_cost(hasher, monkeypatch):
+    seen = []
+    real_verify = PasswordHasher.verify
+    monkeypatch.setattr(
+        PasswordHasher, "verify", lambda self, phc, password: seen.append(phc) or real_verify(self, phc, password)
+    )
+    hasher.verify_nothing(SECRET)
+    (dummy,) = seen
+    parameters = extract_parameters(dummy)
+    assert (parameters.memory_cost, parameters.time_cost, parameters.parallelism) == (19456, 2, 1)
+
+
+# --- the pepper ring ---
+
+
+@pytest.fixture
+def secret(aws):
+    client = boto3.client("secretsmanager")
+    arn = client.create_secret(Name="pepper", SecretString=json.dumps({"current": "v1", "v1": "a" * 64}))["ARN"]
+    return client, arn
+
+
+def _ring(arn: str, max_age: int = 300) -> PepperRing:
+    return PepperRing(arn, SecretsProvider(), max_age=max_age)
+
+
+def test_current_pepper_and_its_version(secret):
+    _, arn = secret
+    assert _ring(arn).current() == ("v1", b"a" * 64)
+
+
+def test_a_version_added_by_rotation_is_found_without_waiting_for_the_cache(secret):
+    client, arn = secret
+    ring = _ring(arn)
+    ring.current()  # cached now, for 300 s
+    client.put_secret_value(SecretId=arn, SecretString=json.dumps({"current": "v2", "v1": "a" * 64, "v2": "b" * 64}))
+    assert ring.get("v2") == b"b" * 64
+    assert ring.get("v1") == b"a" * 64
+
+
+BAD_SECRETS = [
+    ("not json", "not a JSON object"),
+    (json.dumps(["v1"]), 'no "current"'),
+    (json.dumps({"v1": "a" * 64}), 'no "current"'),
+    (json.dumps({"current": "v9", "v1": "a" * 64}), "'v9' is missing"),
+    (json.dumps({"current": "v1", "v1": "tiny-pepper"}), "'v1' is missing or shorter"),
+    (json.dumps({"current": "v1", "v1": 12345}), "'v1' is missing"),
+]
+
+
+@pytest.mark.parametrize(("value", "problem"), BAD_SECRETS)
+def test_a_bad_pepper_secret_is_refused_without_showing_its_value(secret, value, problem):
+    client, arn = secret
+    client.put_secret_value(SecretId=arn, SecretString=value)
+    with pytest.raises(PepperUnavailable) as raised:
+        _ring(arn).current()
+    assert problem in str(raised.value)
+    for fragment in ("a" * 64, "tiny-pepper", "12345", "not json"):
+        assert fragment not in str(raised.value)
+
+
+def test_an_unreadable_secret_names_the_aws_error(secret):
+    client, arn = secret
+    client.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
+    with pytest.raises(PepperUnavailable, match="ResourceNotFoundException"):
+        _ring(arn).current()
