@@ -1,5 +1,6 @@
 """The key lifecycle (issue, revoke, get, list) and authorization, wired to their dependencies once."""
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -121,8 +122,17 @@ class KeyService:
         return self._clock()
 
 
+def _keep_aws_payloads_out_of_logs() -> None:
+    """botocore's DEBUG log prints response bodies, a GetSecretValue's pepper among them. Lambda's
+    ApplicationLogLevel=DEBUG sets the root logger to DEBUG, so cap botocore at INFO whatever it says."""
+    botocore_logger = logging.getLogger("botocore")
+    if botocore_logger.getEffectiveLevel() < logging.INFO:
+        botocore_logger.setLevel(logging.INFO)
+
+
 def from_config(config: Config) -> KeyService:
     """The service with AWS clients made once, for the life of the container."""
+    _keep_aws_payloads_out_of_logs()
     dynamodb = boto3.client("dynamodb", config=AWS_CLIENT_CONFIG)
     # One boto3 session for both clients: a second session would load botocore's data again (~0.1 s).
     secrets = SecretsProvider(boto3_client=boto3.client("secretsmanager", config=AWS_CLIENT_CONFIG))

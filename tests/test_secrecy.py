@@ -1,0 +1,48 @@
+"""No plaintext key, secret part or pepper in any log line, metric, response after issue, or item."""
+
+import json
+import logging
+
+import boto3
+
+from tests.conftest import event, invoke
+from tests.test_authorizer import SHAPES, decide, shaped
+
+LOUDEST = {"POWERTOOLS_LOG_LEVEL": "DEBUG", "POWERTOOLS_LOGGER_LOG_EVENT": "true"}
+
+
+def test_no_key_secret_or_pepper_reaches_any_output_even_at_debug(stack, load, capsys, caplog, table_items):
+    caplog.set_level(logging.DEBUG)  # as Lambda's ApplicationLogLevel=DEBUG does to the root logger
+    admin = {action: load(f"{action}Function", **LOUDEST) for action in ("IssueKey", "RevokeKey", "GetKey", "ListKeys")}
+    authorizer = load("AuthorizerFunction", **LOUDEST)
+    issued = invoke(admin["IssueKey"], event("issue-key.json"))
+    api_key, key_id = issued["api_key"], issued["key_id"]
+    secret = api_key.split("_")[2][:-6]
+    typo = api_key[:-1] + ("A" if api_key[-1] != "A" else "B")
+    answers = []
+    for shape in SHAPES:
+        for presented in (api_key, typo, api_key.upper()):
+            answers.append(decide(authorizer, shaped(shape, authorization=f"Bearer {presented}")))
+            answers.append(decide(authorizer, shaped(shape, api_key=presented)))
+    answers.append(invoke(admin["GetKey"], {"key_id": key_id}))
+    answers.append(invoke(admin["ListKeys"], {}))
+    answers.append(invoke(admin["RevokeKey"], {"key_id": key_id}))
+    answers.append(decide(authorizer, shaped("http-api", authorization=f"Bearer {api_key}")))
+
+    pepper_ring = json.loads(
+        boto3.client("secretsmanager").get_secret_value(SecretId=stack.physical_ids["PepperSecret"])["SecretString"]
+    )
+    pepper = pepper_ring[pepper_ring["current"]]
+    captured = capsys.readouterr()
+    records = "\n".join(f"{record.getMessage()} {record.__dict__!r}" for record in caplog.records)
+    everything = {
+        "stdout": captured.out,
+        "stderr": captured.err,
+        "log records": records,
+        "answers after issue": repr(answers),
+        "table": repr(table_items()),
+    }
+    assert key_id in captured.out  # the key id is logged: the check below is looking at real output
+    for where, text in everything.items():
+        for needle in (api_key, secret, typo, pepper):
+            assert needle not in text, f"a secret reached {where}"

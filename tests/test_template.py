@@ -1,0 +1,138 @@
+"""template.yaml: least privilege, wiring, and agreement with the code's own defaults."""
+
+import re
+
+import pytest
+
+from keygate import config, keys, store
+from tools.stack import Stack
+
+
+def _statements(template: dict, function: str) -> list[dict]:
+    statements = []
+    for policy in template["Resources"][function]["Properties"]["Policies"]:
+        statements.extend(policy.get("Statement", []))
+        statements.extend({"Template": name, **arguments} for name, arguments in policy.items() if name != "Statement")
+    return statements
+
+
+def test_authorizer_may_only_get_items_from_the_table_and_read_the_pepper(template):
+    assert _statements(template, "AuthorizerFunction") == [
+        {"Effect": "Allow", "Action": "dynamodb:GetItem", "Resource": {"Fn::GetAtt": ["KeysTable", "Arn"]}},
+        {"Template": "AWSSecretsManagerGetSecretValuePolicy", "SecretArn": {"Ref": "PepperSecret"}},
+    ]
+
+
+@pytest.mark.parametrize(
+    ("function", "actions", "reads_pepper"),
+    [
+        ("IssueKeyFunction", {"dynamodb:PutItem"}, True),
+        ("RevokeKeyFunction", {"dynamodb:GetItem", "dynamodb:PutItem"}, False),
+        ("GetKeyFunction", {"dynamodb:GetItem"}, False),
+        ("ListKeysFunction", {"dynamodb:Scan", "dynamodb:Query"}, False),
+    ],
+)
+def test_each_admin_function_gets_only_what_it_uses(template, function, actions, reads_pepper):
+    statements = _statements(template, function)
+    granted = set()
+    for statement in statements:
+        if "Template" in statement:
+            assert statement == {"Template": "AWSSecretsManagerGetSecretValuePolicy", "SecretArn": {"Ref": "PepperSecret"}}
+            continue
+        action = statement["Action"]
+        granted |= {action} if isinstance(action, str) else set(action)
+        assert "KeysTable" in repr(statement["Resource"])
+    assert granted == actions
+    assert any("Template" in statement for statement in statements) == reads_pepper
+
+
+def test_no_function_logs_its_event_or_traces_its_response(template):
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["POWERTOOLS_LOGGER_LOG_EVENT"] == "false"
+    assert variables["POWERTOOLS_TRACER_CAPTURE_RESPONSE"] == "false"
+    for name, resource in template["Resources"].items():
+        own = resource.get("Properties", {}).get("Environment", {}).get("Variables", {})
+        assert not {"POWERTOOLS_LOGGER_LOG_EVENT", "POWERTOOLS_TRACER_CAPTURE_RESPONSE"} & set(own), name
+
+
+def test_parameter_defaults_are_the_codes_defaults(template):
+    parameters = template["Parameters"]
+    assert parameters["KeyPrefix"]["Default"] == config.Config.key_prefix
+    assert parameters["KeyPrefix"]["AllowedPattern"] == f"^{keys.PREFIX_PATTERN}$"
+    assert parameters["Argon2MemoryKiB"]["Default"] == config.Config.argon2_memory_kib
+    assert parameters["Argon2TimeCost"]["Default"] == config.Config.argon2_time_cost
+    assert parameters["Argon2Parallelism"]["Default"] == config.Config.argon2_parallelism
+    assert parameters["RetentionDays"]["Default"] == config.Config.retention_days
+
+
+def test_table_is_protected_and_its_names_are_the_stores(template):
+    table = template["Resources"]["KeysTable"]
+    properties = table["Properties"]
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert properties["SSESpecification"] == {"SSEEnabled": True}
+    assert properties["TimeToLiveSpecification"] == {"AttributeName": "purge_at", "Enabled": True}
+    assert [index["IndexName"] for index in properties["GlobalSecondaryIndexes"]] == [store.OWNER_INDEX]
+    assert table["DeletionPolicy"] == "Retain"
+    assert Stack(template).resolve(properties["DeletionProtectionEnabled"]) is True
+    assert Stack(template, {"TableDeletionProtection": "false"}).resolve(properties["DeletionProtectionEnabled"]) is False
+
+
+def test_pepper_secret_is_generated_in_the_versioned_shape(template):
+    generate = template["Resources"]["PepperSecret"]["Properties"]["GenerateSecretString"]
+    assert generate["SecretStringTemplate"] == '{"current": "v1"}'
+    assert generate["GenerateStringKey"] == "v1"
+    assert generate["PasswordLength"] >= 32
+
+
+def test_demo_apis_are_protected_by_the_authorizer_in_every_shape(template):
+    rest = template["Resources"]["DemoRestApi"]["Properties"]["Auth"]
+    assert rest["DefaultAuthorizer"] == "KeygateToken"
+    token, request = rest["Authorizers"]["KeygateToken"], rest["Authorizers"]["KeygateRequest"]
+    assert (token["FunctionPayloadType"], token["Identity"]["Header"]) == ("TOKEN", "Authorization")
+    assert (request["FunctionPayloadType"], request["Identity"]["Headers"]) == ("REQUEST", ["x-api-key"])
+    http = template["Resources"]["DemoHttpApi"]["Properties"]["Auth"]
+    lambda_authorizer = http["Authorizers"][http["DefaultAuthorizer"]]
+    assert lambda_authorizer["EnableSimpleResponses"] is True
+    assert lambda_authorizer["AuthorizerPayloadFormatVersion"] == "2.0"
+    for authorizer in (token, request, lambda_authorizer):
+        assert authorizer["FunctionArn"] == {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]}
+        assert authorizer["Identity"]["ReauthorizeEvery"] == {"Ref": "AuthorizerCacheTtl"}
+    routes = template["Resources"]["DemoFunction"]["Properties"]["Events"]
+    assert sum(route["Type"] == "Api" for route in routes.values()) >= 2
+    assert sum(route["Type"] == "HttpApi" for route in routes.values()) >= 2
+
+
+def test_cache_ttl_defaults_to_zero_so_revocation_is_immediate(template):
+    assert template["Parameters"]["AuthorizerCacheTtl"]["Default"] == 0
+
+
+def test_every_function_handler_imports(stack, load):
+    for function in stack.functions():
+        assert callable(load(function)), function
+
+
+def _references(value) -> set[str]:
+    if isinstance(value, list):
+        return set().union(*map(_references, value)) if value else set()
+    if not isinstance(value, dict):
+        return set()
+    found = set()
+    for function, argument in value.items():
+        if function == "Ref":
+            found.add(argument)
+        elif function == "Fn::GetAtt":
+            found.add(argument[0])
+        elif function == "Fn::Sub":
+            found |= {name.split(".")[0] for name in re.findall(r"\$\{([^}]+)\}", argument)}
+        else:
+            found |= _references(argument)
+    return found
+
+
+def test_every_output_and_reference_names_something_in_the_template(template):
+    names = set(template["Resources"]) | set(template["Parameters"]) | {"AWS::Region", "AWS::URLSuffix"}
+    assert _references(template["Outputs"]) <= names
+    assert _references(template["Resources"]) <= names
+    assert {"AuthorizerFunctionArn", "IssueKeyFunctionName", "RevokeKeyFunctionName", "GetKeyFunctionName",
+            "ListKeysFunctionName", "KeysTableName", "DemoRestApiUrl", "DemoHttpApiUrl"} <= set(template["Outputs"])
