@@ -1,4 +1,5 @@
 # The two commands for a fresh machine: `make demo` (the main job) and `make test` (everything CI runs).
+# Both install what they need into .venv first.
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -22,10 +23,13 @@ demo: venv
 	$(PY) -m tools.demo
 
 lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/cfn-lint template.yaml
 	$(VENV)/bin/sam validate --lint
 
-test: lint
+# sam build proves the functions package for the Lambda runtime (arm64 wheels from PyPI).
+test: lint build
 	$(VENV)/bin/pytest
 
 build: venv

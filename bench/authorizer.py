@@ -58,7 +58,9 @@ def argon2_rows(rounds: int) -> list[str]:
         hasher = Hasher(params)
         phc = hasher.hash(secret, pepper)
         label = f"m={params.memory_kib} KiB, t={params.time_cost}, p={params.parallelism}"
-        rows.append(_row(f"verify {label}", _timed(lambda: hasher.verify(phc, secret, pepper), rounds)))
+        rows.append(
+            _row(f"verify {label}", _timed(lambda hasher=hasher, phc=phc: hasher.verify(phc, secret, pepper), rounds))
+        )
     return rows
 
 
@@ -74,7 +76,11 @@ def _cold_imports(stack: Stack, runs: int = 7) -> list[float]:
     code = "import time; t = time.perf_counter(); import authorizer.app; print((time.perf_counter() - t) * 1000)"
     environment = os.environ | stack.function_environment("AuthorizerFunction") | {"PYTHONPATH": str(ROOT / "src")}
     return [
-        float(subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True).stdout)
+        float(
+            subprocess.run(
+                [sys.executable, "-c", code], env=environment, capture_output=True, text=True, check=True
+            ).stdout
+        )
         for _ in range(runs)
     ]
 
@@ -106,8 +112,14 @@ def authorizer_rows(rounds: int) -> list[str]:
         for label, presented in cases.items():
             event = template | {"authorizationToken": f"Bearer {presented}"}
             _deny_or_allow(authorizer, event)  # warm
-            rows.append(_row(f"decision: {label}", _timed(lambda: _deny_or_allow(authorizer, event), rounds)))
+            rows.append(
+                _row(f"decision: {label}", _timed(lambda event=event: _deny_or_allow(authorizer, event), rounds))
+            )
         return rows
+
+
+def _peak_rss_mib() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
 def main() -> None:
@@ -142,7 +154,7 @@ def main() -> None:
         "boto3, the X-Ray SDK behind powertools' Tracer, and creating the two boto3 clients); Lambda pays it",
         "once per container, in the init phase.",
         "",
-        f"Peak resident memory of the benchmark process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024} MiB.",
+        f"Peak resident memory of the benchmark process: {_peak_rss_mib()} MiB.",
         "",
     ]
     (ROOT / "docs" / "benchmarks.md").write_text("\n".join(lines))

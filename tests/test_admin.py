@@ -5,7 +5,6 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import boto3
-
 import pytest
 from argon2 import extract_parameters
 
@@ -158,7 +157,9 @@ def test_a_revoke_that_loses_a_race_reads_again_and_keeps_the_other_change(issue
         if not raced:  # another admin changes the key between our read and our write
             raced.append(True)
             current = store.get(record.key_id)
-            real_replace(replace(current, description="changed meanwhile", version=current.version + 1), current.version)
+            real_replace(
+                replace(current, description="changed meanwhile", version=current.version + 1), current.version
+            )
         return real_replace(record, expected_version)
 
     monkeypatch.setattr(store, "replace", replace_after_another_writer)

@@ -160,7 +160,11 @@ def _refusals(key: dict, other_key: dict) -> list[tuple[str, dict, str]]:
         ("empty bearer", {"authorization": "Bearer "}, "MalformedKey"),
         ("other scheme", {"authorization": "Basic dXNlcjpwYXNz"}, "MalformedKey"),
         ("not a key", {"authorization": "Bearer hello"}, "MalformedKey"),
-        ("bad checksum", {"authorization": f"Bearer {api_key[:-1]}{'A' if api_key[-1] != 'A' else 'B'}"}, "MalformedKey"),
+        (
+            "bad checksum",
+            {"authorization": f"Bearer {api_key[:-1]}{'A' if api_key[-1] != 'A' else 'B'}"},
+            "MalformedKey",
+        ),
         ("other prefix", {"authorization": f"Bearer {keys.generate('acme').api_key}"}, "MalformedKey"),
         ("two keys", {"authorization": f"Bearer {api_key}", "api_key": other_key["api_key"]}, "MalformedKey"),
         ("unknown key id", {"authorization": f"Bearer {unknown}"}, "UnknownKey"),
@@ -255,7 +259,9 @@ def test_the_key_is_read_with_a_strongly_consistent_get(issued, authorizer, monk
     )
     assert decide(authorizer, shaped("rest-token", authorization=f"Bearer {key['api_key']}"))[0]
     gets = [params for operation, params in seen if operation == "GetItem"]
-    assert gets == [{"TableName": gets[0]["TableName"], "Key": {"key_id": {"S": key["key_id"]}}, "ConsistentRead": True}]
+    assert gets == [
+        {"TableName": gets[0]["TableName"], "Key": {"key_id": {"S": key["key_id"]}}, "ConsistentRead": True}
+    ]
 
 
 # --- failing closed ---

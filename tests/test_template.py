@@ -37,7 +37,10 @@ def test_each_admin_function_gets_only_what_it_uses(template, function, actions,
     granted = set()
     for statement in statements:
         if "Template" in statement:
-            assert statement == {"Template": "AWSSecretsManagerGetSecretValuePolicy", "SecretArn": {"Ref": "PepperSecret"}}
+            assert statement == {
+                "Template": "AWSSecretsManagerGetSecretValuePolicy",
+                "SecretArn": {"Ref": "PepperSecret"},
+            }
             continue
         action = statement["Action"]
         granted |= {action} if isinstance(action, str) else set(action)
@@ -75,7 +78,9 @@ def test_table_is_protected_and_its_names_are_the_stores(template):
     assert [index["IndexName"] for index in properties["GlobalSecondaryIndexes"]] == [store.OWNER_INDEX]
     assert table["DeletionPolicy"] == "Retain"
     assert Stack(template).resolve(properties["DeletionProtectionEnabled"]) is True
-    assert Stack(template, {"TableDeletionProtection": "false"}).resolve(properties["DeletionProtectionEnabled"]) is False
+    assert (
+        Stack(template, {"TableDeletionProtection": "false"}).resolve(properties["DeletionProtectionEnabled"]) is False
+    )
 
 
 def test_pepper_secret_is_generated_in_the_versioned_shape(template):
@@ -134,5 +139,13 @@ def test_every_output_and_reference_names_something_in_the_template(template):
     names = set(template["Resources"]) | set(template["Parameters"]) | {"AWS::Region", "AWS::URLSuffix"}
     assert _references(template["Outputs"]) <= names
     assert _references(template["Resources"]) <= names
-    assert {"AuthorizerFunctionArn", "IssueKeyFunctionName", "RevokeKeyFunctionName", "GetKeyFunctionName",
-            "ListKeysFunctionName", "KeysTableName", "DemoRestApiUrl", "DemoHttpApiUrl"} <= set(template["Outputs"])
+    assert {
+        "AuthorizerFunctionArn",
+        "IssueKeyFunctionName",
+        "RevokeKeyFunctionName",
+        "GetKeyFunctionName",
+        "ListKeysFunctionName",
+        "KeysTableName",
+        "DemoRestApiUrl",
+        "DemoHttpApiUrl",
+    } <= set(template["Outputs"])

@@ -56,7 +56,7 @@ class Stack:
             return value
         if len(value) != 1:
             return {key: self.resolve(item) for key, item in value.items()}
-        (function, argument), = value.items()
+        ((function, argument),) = value.items()
         if function == "Ref":
             return self._ref(argument)
         if function == "Fn::GetAtt":
@@ -84,7 +84,7 @@ class Stack:
         raise KeyError(f"GetAtt {logical_id}.{attribute}: not created here")
 
     def _condition(self, name: str) -> bool:
-        (function, argument), = self.template["Conditions"][name].items()
+        ((function, argument),) = self.template["Conditions"][name].items()
         if function != "Fn::Equals":
             raise KeyError(f"condition {name}: {function} is not supported here")
         left, right = self.resolve(argument)
@@ -160,7 +160,9 @@ class Stack:
 
     def function_environment(self, logical_id: str) -> dict[str, str]:
         """Globals' and the function's own environment variables, resolved, as strings."""
-        variables = dict(self.template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {}))
+        variables = dict(
+            self.template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+        )
         variables.update(self.resource(logical_id)["Properties"].get("Environment", {}).get("Variables", {}))
         return {key: str(self.resolve(value)) for key, value in variables.items()}
 

@@ -52,7 +52,9 @@ def admin_action[M: AdminEvent](model: type[M]) -> Callable:
             except KeyNotFound as error:
                 return _error("KeyNotFound", str(error))
 
-        return logger.inject_lambda_context(log_event=False)(tracer.capture_lambda_handler(capture_response=False)(handler))
+        return logger.inject_lambda_context(log_event=False)(
+            tracer.capture_lambda_handler(capture_response=False)(handler)
+        )
 
     return decorate
 

@@ -12,11 +12,8 @@ from botocore.config import Config as BotoConfig
 
 from keygate.keys import PREFIX_PATTERN
 
-
 # A slow dependency must not hold an authorizer for seconds: fail fast, and fail closed.
-AWS_CLIENT_CONFIG = BotoConfig(
-    connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 2}
-)
+AWS_CLIENT_CONFIG = BotoConfig(connect_timeout=1, read_timeout=2, retries={"mode": "standard", "max_attempts": 2})
 
 
 class ConfigError(ValueError):

@@ -59,7 +59,10 @@ def to_item(record: KeyRecord) -> dict:
 def from_item(item: dict) -> KeyRecord:
     try:
         values = {name: _deserializer.deserialize(value) for name, value in item.items()}
-        optional_time = lambda name: parse_time(values[name]) if name in values else None  # noqa: E731
+
+        def optional_time(name: str) -> datetime | None:
+            return parse_time(values[name]) if name in values else None
+
         return KeyRecord(
             key_id=values["key_id"],
             phc_hash=values["hash"],
@@ -77,7 +80,8 @@ def from_item(item: dict) -> KeyRecord:
             version=int(values["version"]),
         )
     except (KeyError, TypeError, ValueError) as error:
-        raise CorruptRecord(f"item {item.get('key_id', {}).get('S', '?')!r} is not a key record: {error!r}") from None
+        key_id = item.get("key_id", {}).get("S", "?")
+        raise CorruptRecord(f"item {key_id!r} is not a key record: {type(error).__name__} {error}") from None
 
 
 def _is_conditional_failure(error: ClientError) -> bool:
@@ -162,5 +166,3 @@ def _decode_token(token: str, owner: str | None) -> dict:
     if owner is not None and start_key["owner"]["S"] != owner:
         raise InvalidNextToken("next_token belongs to a list of another owner")
     return start_key
-
-
