@@ -19,7 +19,7 @@ from moto import mock_aws
 
 from keygate import keys
 from keygate.hashing import Argon2Params, Hasher
-from tools.stack import ROOT, Stack, import_handler, load_template
+from keygate_local.template import ROOT, Stack, import_handler, load_template
 
 PARAMETER_SETS = [
     Argon2Params(memory_kib=8192, time_cost=1, parallelism=1),

@@ -13,7 +13,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from tools.stack import Stack, import_handler, load_template
+from keygate_local.template import Stack, import_handler, load_template
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 API_KEY_PLACEHOLDER = "PASTE_API_KEY_HERE"

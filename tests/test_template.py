@@ -5,7 +5,7 @@ import re
 import pytest
 
 from keygate import config, keys, store
-from tools.stack import Stack
+from keygate_local.template import Stack
 
 
 def _statements(template: dict, function: str) -> list[dict]:

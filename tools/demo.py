@@ -9,7 +9,7 @@ import time
 import boto3
 from moto import mock_aws
 
-from tools.stack import ROOT, Stack, import_handler, load_template
+from keygate_local.template import ROOT, Stack, import_handler, load_template
 
 EVENTS = ROOT / "events"
 

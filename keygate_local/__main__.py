@@ -1,0 +1,70 @@
+"""`make local`: serve the template on 127.0.0.1 until interrupted.
+
+python -m keygate_local [--rest-port 3000] [--http-port 3001] [--lambda-port 3002] [--real-aws] [--ready-json]
+"""
+
+import argparse
+import json
+import signal
+import sys
+import threading
+
+from keygate_local.local_stack import LocalStack
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = argparse.ArgumentParser(prog="python -m keygate_local", description=__doc__.split("\n")[0])
+    options.add_argument("--rest-port", type=int, default=3000, help="DemoRestApi (0: any free port)")
+    options.add_argument("--http-port", type=int, default=3001, help="DemoHttpApi (0: any free port)")
+    options.add_argument("--lambda-port", type=int, default=3002, help="Lambda Invoke API for the CLI")
+    options.add_argument("--real-aws", action="store_true", help="use AWS with the ambient credentials, not moto")
+    options.add_argument("--ready-json", action="store_true", help="print one JSON line of URLs when ready")
+    arguments = options.parse_args(argv)
+
+    stopping = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stopping.set())
+    ports = {"DemoRestApi": arguments.rest_port, "DemoHttpApi": arguments.http_port}
+    local = LocalStack(api_ports=ports, lambda_port=arguments.lambda_port, real_aws=arguments.real_aws)
+    try:
+        local.start()
+    except OSError as error:
+        print(
+            f"keygate local: cannot start: {error} (is another stack on these ports? try --rest-port 0)",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        urls = local.urls
+        if arguments.ready_json:
+            print(
+                json.dumps({"apis": urls.apis, "lambda": urls.lambda_endpoint, "aws": urls.aws_endpoints}), flush=True
+            )
+        else:
+            print(_banner(local), flush=True)
+        stopping.wait()
+    finally:
+        local.stop()
+    return 0
+
+
+def _banner(local: LocalStack) -> str:
+    urls = local.urls
+    rest, http = urls.apis["DemoRestApi"], urls.apis["DemoHttpApi"]
+    aws = ", ".join(f"{service} {url}" for service, url in urls.aws_endpoints.items()) or "AWS (ambient credentials)"
+    return f"""keygate local stack up in {local.started_in:.1f} s (Ctrl-C stops it and deletes its table and secret)
+  REST API (TOKEN authorizer)   {rest}/hello   {rest}/whoami
+  REST API (REQUEST, x-api-key) {rest}/x-api-key/whoami
+  HTTP API (simple responses)   {http}/hello   {http}/whoami
+  Lambda Invoke API             {urls.lambda_endpoint}
+  AWS                           {aws}
+
+Issue a key, then call a route with it:
+  export KEYGATE_ENDPOINT_URL={urls.lambda_endpoint}
+  .venv/bin/keygate issue --name my-client --owner my-team
+  curl -H "Authorization: Bearer <api_key>" {rest}/whoami
+"""
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""SAM CLI's own local API Gateway and Lambda invoke services, serving the template on 127.0.0.1.
+
+Glue only: SAM CLI's providers read the routes, authorizers and functions from template.yaml, its
+LocalApigwService evaluates the Lambda authorizers, and its LocalLambdaHttpService answers the Lambda
+Invoke API. Two things differ from ``sam local start-api``, both towards API Gateway's behaviour:
+
+- Each API resource gets its own port. ``sam local`` merges all APIs into one route table, where the
+  HTTP API's ``GET /hello`` would hide the REST API's.
+- An authorizer that raises ``Unauthorized`` answers 401, as API Gateway does (``sam local``: 502).
+"""
+
+import copy
+import io
+import json
+import threading
+
+from samcli.commands.local.lib.local_lambda import LocalLambdaRunner
+from samcli.lib.providers.api_provider import ApiProvider
+from samcli.lib.providers.sam_function_provider import SamFunctionProvider
+from samcli.lib.providers.sam_stack_provider import SamLocalStackProvider
+from samcli.lib.utils.stream_writer import StreamWriter
+from samcli.local.apigw.exceptions import LambdaResponseParseException
+from samcli.local.apigw.local_apigw_service import LocalApigwService
+from samcli.local.apigw.service_error_responses import ServiceErrorResponses
+from samcli.local.lambda_service.local_lambda_http_service import LocalLambdaHttpService
+from samcli.local.services.base_local_service import LambdaOutputParser
+from werkzeug.serving import make_server
+
+API_TYPES = {"AWS::Serverless::Api": "Api", "AWS::Serverless::HttpApi": "HttpApi"}
+
+
+def load_stacks(template: dict, region: str, parameters: dict | None = None) -> list:
+    stacks, _ = SamLocalStackProvider.get_stacks(
+        template_dictionary=template,
+        parameter_overrides=parameters or {},
+        global_parameter_overrides={"AWS::Region": region},
+    )
+    return stacks
+
+
+def api_ids(template: dict) -> list[str]:
+    return [name for name, resource in template["Resources"].items() if resource["Type"] in API_TYPES]
+
+
+def only_api(template: dict, api_id: str) -> dict:
+    """A copy of the template with one API resource and only the function events that route to it."""
+    kept = copy.deepcopy(template)
+    for name, resource in list(kept["Resources"].items()):
+        if resource["Type"] in API_TYPES and name != api_id:
+            del kept["Resources"][name]
+        elif resource["Type"] == "AWS::Serverless::Function":
+            events = resource.get("Properties", {}).get("Events", {})
+            for event_name, event in list(events.items()):
+                properties = event.get("Properties", {})
+                target = properties.get("RestApiId", properties.get("ApiId"))
+                if event.get("Type") in API_TYPES.values() and target != {"Ref": api_id}:
+                    del events[event_name]
+    return kept
+
+
+def lambda_runner(template: dict, runtime, region: str, environment: dict[str, dict[str, str]], cwd: str):
+    """SAM CLI's runner over all the template's functions; ``environment`` overrides per function, in
+    the shape of ``sam local --env-vars``."""
+    functions = SamFunctionProvider(load_stacks(template, region))
+    return LocalLambdaRunner(
+        local_runtime=runtime, function_provider=functions, cwd=cwd, real_path=cwd,
+        aws_region=region, env_vars_values=environment,
+    )  # fmt: skip
+
+
+class FunctionError(LambdaResponseParseException):
+    """A function's error reply, kept (SAM CLI's own exception drops the message)."""
+
+    def __init__(self, payload: dict):
+        super().__init__(payload.get("errorMessage"))
+        self.payload = payload
+
+
+class ApiGateway(LocalApigwService):
+    """LocalApigwService where an authorizer raising ``Unauthorized`` is a 401, as on API Gateway.
+    A route function's error still reaches SAM CLI's own handling (500): FunctionError is its type."""
+
+    def _invoke_lambda_function(self, lambda_function_name: str, event: dict, tenant_id=None):
+        with io.StringIO() as stdout:
+            self.lambda_runner.invoke(
+                lambda_function_name, json.dumps(event, sort_keys=True),
+                stdout=StreamWriter(stdout, auto_flush=True), stderr=self.stderr, tenant_id=tenant_id,
+            )  # fmt: skip
+            output, is_error = LambdaOutputParser.get_lambda_output(stdout)
+        if is_error:
+            raise FunctionError(json.loads(output))
+        return output
+
+    def create(self):
+        super().create()
+        self._app.register_error_handler(FunctionError, _authorizer_error)
+
+
+def _authorizer_error(error: FunctionError):
+    if error.payload.get("errorMessage") == "Unauthorized":
+        return ServiceErrorResponses.missing_lambda_auth_identity_sources()  # 401 {"message": "Unauthorized"}
+    return ServiceErrorResponses.lambda_failure_response()
+
+
+class Server:
+    """A SAM CLI service's Flask app on a background thread (its own run() wants the main thread).
+
+    The socket is bound first, so port 0 picks a free port, and the service, which writes its port into
+    the events it makes, is built with the real one."""
+
+    def __init__(self, make_service, host: str, port: int):
+        self._app = None
+        self._httpd = make_server(host, port, lambda environ, respond: self._app(environ, respond), threaded=True)
+        self.port = self._httpd.server_port
+        self.url = f"http://{host}:{self.port}"
+        service = make_service(self.port)
+        service.create()
+        self._app = service._app
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name=f"keygate-local-{self.port}", daemon=True
+        )
+
+    def start(self) -> "Server":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+
+def api_server(template: dict, api_id: str, runner, region: str, host: str, port: int, stderr) -> Server:
+    api = ApiProvider(load_stacks(only_api(template, api_id), region)).api
+    if api.stage_name is None:  # an HTTP API without StageName serves the $default stage
+        api.stage_name = "$default"
+
+    def make_service(bound_port: int) -> ApiGateway:
+        return ApiGateway(api=api, lambda_runner=runner, static_dir=None, port=bound_port, host=host, stderr=stderr)
+
+    return Server(make_service, host, port)
+
+
+def lambda_server(runner, host: str, port: int, stderr) -> Server:
+    def make_service(bound_port: int) -> LocalLambdaHttpService:
+        return LocalLambdaHttpService(lambda_runner=runner, port=bound_port, host=host, stderr=stderr)
+
+    return Server(make_service, host, port)

@@ -1,0 +1,143 @@
+"""The whole template on 127.0.0.1: AWS services, the template's resources, its functions in warm
+workers, its APIs behind SAM CLI's API Gateway emulator, and the Lambda Invoke API for the CLI.
+
+AWS is moto in server mode unless the environment names an endpoint (``AWS_ENDPOINT_URL_DYNAMODB``,
+``AWS_ENDPOINT_URL_SECRETS_MANAGER``, or ``AWS_ENDPOINT_URL`` for both) or ``real_aws`` is set, in
+which case the stack uses that endpoint, or AWS itself with the ambient credentials, unchanged.
+"""
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import IO
+
+import boto3
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+from samcli.lib.utils.stream_writer import StreamWriter
+
+from keygate_local import gateway
+from keygate_local.runtime import WorkerRuntime
+from keygate_local.template import ROOT, Stack, load_template
+
+SERVICES = {"dynamodb": "AWS_ENDPOINT_URL_DYNAMODB", "secretsmanager": "AWS_ENDPOINT_URL_SECRETS_MANAGER"}
+LOCAL_PARAMETERS = {"TableDeletionProtection": "false"}  # a local table is deleted when the stack stops
+
+
+@dataclass
+class Urls:
+    apis: dict[str, str]  # API logical id -> base URL
+    lambda_endpoint: str  # the Lambda Invoke API, for the CLI and boto3
+    aws_endpoints: dict[str, str] = field(default_factory=dict)  # empty: real AWS
+
+
+class LocalStack:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        api_ports: dict[str, int] | None = None,
+        lambda_port: int = 0,
+        region: str = "us-east-1",
+        real_aws: bool = False,
+        log: IO | None = None,
+    ):
+        self.host, self.region, self.real_aws = host, region, real_aws
+        self._api_ports = api_ports or {}
+        self._lambda_port = lambda_port
+        self._endpoints: dict[str, str] = {}
+        self._log = log
+        self._moto: ThreadedMotoServer | None = None
+        self._servers: list[gateway.Server] = []
+        self._runtime: WorkerRuntime | None = None
+        self.stack: Stack | None = None
+        self.urls: Urls | None = None
+        self.started_in: float | None = None
+
+    # --- lifecycle ---
+
+    def start(self) -> "LocalStack":
+        started = time.perf_counter()
+        try:
+            endpoints = self._endpoints = self._aws_endpoints()
+            self.stack = self._create_resources(endpoints)
+            self._serve(endpoints)
+        except BaseException:
+            self.stop()
+            raise
+        self.started_in = time.perf_counter() - started
+        return self
+
+    def stop(self) -> None:
+        for server in self._servers:
+            server.stop()
+        self._servers = []
+        if self._runtime is not None:
+            self._runtime.close()
+            self._runtime = None
+        if self.stack is not None and self.stack.physical_ids:
+            self._delete_resources()
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+
+    def __enter__(self) -> "LocalStack":
+        return self.start()
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    # --- parts ---
+
+    def _aws_endpoints(self) -> dict[str, str]:
+        """The endpoint of each service the functions use: from the environment, else embedded moto."""
+        if self.real_aws:
+            return {}
+        endpoints = {
+            service: os.environ.get(variable) or os.environ.get("AWS_ENDPOINT_URL")
+            for service, variable in SERVICES.items()
+        }
+        if not all(endpoints.values()):
+            os.environ.setdefault("AWS_ACCESS_KEY_ID", "keygate-local")
+            os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "keygate-local")
+            self._moto = ThreadedMotoServer(ip_address=self.host, port=0, verbose=False)
+            self._moto.start()
+            moto_url = "http://{}:{}".format(*self._moto.get_host_and_port())
+            endpoints = {service: url or moto_url for service, url in endpoints.items()}
+        return endpoints
+
+    def _client(self, service: str, endpoints: dict[str, str]):
+        return boto3.client(service, region_name=self.region, endpoint_url=endpoints.get(service))
+
+    def _create_resources(self, endpoints: dict[str, str]) -> Stack:
+        stack = Stack(load_template(), LOCAL_PARAMETERS)
+        self.stack = stack  # so stop() deletes whatever was created, should the second create fail
+        stack.create_keys_table(self._client("dynamodb", endpoints))
+        stack.create_pepper_secret(self._client("secretsmanager", endpoints))
+        return stack
+
+    def _delete_resources(self) -> None:
+        dynamodb = self._client("dynamodb", self._endpoints)
+        if table := self.stack.physical_ids.pop("KeysTable", None):
+            dynamodb.delete_table(TableName=table)
+        if secret := self.stack.physical_ids.pop("PepperSecret", None):
+            self._client("secretsmanager", self._endpoints).delete_secret(
+                SecretId=secret, ForceDeleteWithoutRecovery=True
+            )
+
+    def _serve(self, endpoints: dict[str, str]) -> None:
+        template = load_template()
+        worker_environment = {SERVICES[service]: url for service, url in endpoints.items()}
+        worker_environment["POWERTOOLS_TRACE_DISABLED"] = "true"  # no X-Ray daemon here
+        self._runtime = WorkerRuntime(worker_environment, self._log)
+        environment = {function: self.stack.function_environment(function) for function in self.stack.functions()}
+        runner = gateway.lambda_runner(template, self._runtime, self.region, environment, str(ROOT))
+        stderr = StreamWriter(self._log or sys.stderr, auto_flush=True)
+        apis = {}
+        for api_id in gateway.api_ids(template):
+            port = self._api_ports.get(api_id, 0)
+            server = gateway.api_server(template, api_id, runner, self.region, self.host, port, stderr)
+            self._servers.append(server.start())
+            apis[api_id] = server.url
+        lambda_server = gateway.lambda_server(runner, self.host, self._lambda_port, stderr)
+        self._servers.append(lambda_server.start())
+        self.urls = Urls(apis=apis, lambda_endpoint=lambda_server.url, aws_endpoints=endpoints)

@@ -1,0 +1,167 @@
+"""SAM CLI's Lambda runtime, without Docker: warm worker processes instead of containers.
+
+``LocalLambdaRunner`` hands every invocation to ``WorkerRuntime.invoke`` with the function's config
+(handler, CodeUri, timeout, environment resolved from the template). Each function gets a pool of
+worker processes (``keygate_local.worker``); an idle worker is reused, so in-memory caches behave as in
+warm Lambda containers, and a new one starts when all are busy, as Lambda scales out.
+"""
+
+import json
+import os
+import selectors
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from typing import IO
+
+MAX_WORKERS_PER_FUNCTION = 4
+
+
+class WorkerFailed(RuntimeError):
+    """The worker died or ran past the function's timeout; it has been stopped."""
+
+    def __init__(self, message: str, error_type: str = "Runtime.ExitError"):
+        super().__init__(message)
+        self.error_type = error_type
+
+
+class Worker:
+    def __init__(self, handler: str, code_dir: str, environment: dict[str, str], log: IO | None):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "keygate_local.worker", handler],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            cwd=code_dir,
+            env=environment,
+        )
+        self._pending = b""
+
+    def invoke(self, event: str, timeout: float) -> str:
+        deadline = time.time() + timeout
+        request = {"event": event, "request_id": str(uuid.uuid4()), "deadline": deadline}
+        try:
+            self.process.stdin.write(json.dumps(request).encode() + b"\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            self.stop()
+            raise WorkerFailed("the worker process had exited") from None
+        return self._read_reply(deadline, timeout)
+
+    def _read_reply(self, deadline: float, timeout: float) -> str:
+        with selectors.DefaultSelector() as selector:
+            selector.register(self.process.stdout, selectors.EVENT_READ)
+            while b"\n" not in self._pending:
+                remaining = deadline - time.time()
+                if remaining <= 0 or not selector.select(remaining):
+                    self.stop()
+                    raise WorkerFailed(f"Task timed out after {timeout:.2f} seconds", "Sandbox.Timedout")
+                chunk = os.read(self.process.stdout.fileno(), 65536)
+                if not chunk:
+                    self.stop()
+                    raise WorkerFailed("the worker process exited during the invocation")
+                self._pending += chunk
+        line, _, self._pending = self._pending.partition(b"\n")
+        return line.decode()
+
+    @property
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        if self.alive:
+            self.process.kill()
+        self.process.wait(timeout=5)
+        for stream in (self.process.stdin, self.process.stdout):
+            stream.close()
+
+
+class WorkerRuntime:
+    """The ``local_runtime`` SAM CLI's LocalLambdaRunner calls; one pool of warm workers per function."""
+
+    def __init__(self, extra_environment: dict[str, str] | None = None, log: IO | None = None):
+        self._extra_environment = extra_environment or {}
+        self._log = log
+        self._idle: dict[str, list[Worker]] = {}
+        self._live: dict[str, int] = {}
+        self._all: list[Worker] = []
+        self._changed = threading.Condition()
+        self._closed = False
+
+    def invoke(self, function_config, event: str, tenant_id=None, *, stdout=None, stderr=None, **_container_options):
+        worker = self._acquire(function_config)
+        try:
+            reply = worker.invoke(event, float(function_config.timeout or 3))
+        except WorkerFailed as error:
+            reply = json.dumps({"errorMessage": str(error), "errorType": error.error_type, "stackTrace": []})
+        self._release(function_config.name, worker)
+        stdout.write_str(reply)
+        stdout.flush()
+
+    def _environment(self, function_config) -> dict[str, str]:
+        return {
+            **function_config.env_vars.resolve(),
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONPATH": function_config.code_abs_path,
+            "PYTHONDONTWRITEBYTECODE": "1",  # keep __pycache__ out of the CodeUri
+            "PYTHONUNBUFFERED": "1",
+            **self._extra_environment,
+        }
+
+    def _acquire(self, function_config) -> Worker:
+        name = function_config.name
+        with self._changed:
+            while True:
+                if self._closed:
+                    raise WorkerFailed("the runtime is shut down")
+                idle = self._idle.setdefault(name, [])
+                while idle:
+                    worker = idle.pop()
+                    if worker.alive:
+                        return worker
+                    self._forget(name, worker)
+                if self._live.get(name, 0) < MAX_WORKERS_PER_FUNCTION:
+                    self._live[name] = self._live.get(name, 0) + 1
+                    break
+                self._changed.wait()
+        try:
+            worker = Worker(
+                function_config.handler, function_config.code_abs_path, self._environment(function_config), self._log
+            )
+        except Exception:
+            with self._changed:
+                self._live[name] -= 1
+                self._changed.notify_all()
+            raise
+        with self._changed:
+            self._all.append(worker)
+        return worker
+
+    def _release(self, name: str, worker: Worker) -> None:
+        with self._changed:
+            if worker.alive and not self._closed:
+                self._idle[name].append(worker)
+            else:
+                self._forget(name, worker)
+            self._changed.notify_all()
+
+    def _forget(self, name: str, worker: Worker) -> None:
+        self._live[name] -= 1
+        if worker in self._all:
+            self._all.remove(worker)
+
+    def workers(self, name: str) -> list[int]:
+        """Process ids of the function's live workers (for tests and diagnostics)."""
+        with self._changed:
+            return [worker.process.pid for worker in self._all if worker.alive and worker in self._idle.get(name, [])]
+
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            workers, self._all = self._all, []
+            self._changed.notify_all()
+        for worker in workers:
+            if worker.alive:
+                worker.stop()

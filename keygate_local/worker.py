@@ -1,0 +1,77 @@
+"""One warm Lambda execution environment for one function, without a container.
+
+Started by ``keygate_local.runtime`` with the function's environment and ``PYTHONPATH`` set to its
+CodeUri: imports the handler once (the init phase), then answers invocations, one JSON line in, one
+JSON line out, for as long as it lives, so module-level state (clients, caches) is reused across calls
+exactly as in a warm Lambda container. Everything the handler prints goes to stderr.
+"""
+
+import importlib
+import json
+import os
+import sys
+import time
+import traceback
+
+
+class Context:
+    """The Lambda context object, as much of it as handlers and powertools read."""
+
+    def __init__(self, request_id: str, deadline: float):
+        self.function_name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"))
+        region = os.environ.get("AWS_REGION", "us-east-1")
+        self.invoked_function_arn = f"arn:aws:lambda:{region}:123456789012:function:{self.function_name}"
+        self.aws_request_id = request_id
+        self.log_group_name = f"/aws/lambda/{self.function_name}"
+        self.log_stream_name = "local"
+        self._deadline = deadline
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.time()) * 1000))
+
+
+def error_payload(error: BaseException) -> dict:
+    """The error shape the Lambda runtime reports, which SAM CLI's emulator recognises."""
+    return {
+        "errorMessage": str(error),
+        "errorType": type(error).__name__,
+        "stackTrace": traceback.format_tb(error.__traceback__),
+    }
+
+
+def serve(handler_path: str, requests, replies) -> None:
+    module_name, _, attribute = handler_path.rpartition(".")
+    try:
+        handler = getattr(importlib.import_module(module_name), attribute)
+        init_error = None
+    except Exception as error:  # reported on the first invocation, as Lambda reports an init failure
+        traceback.print_exc()
+        handler, init_error = None, error
+    for line in requests:
+        request = json.loads(line)
+        if init_error is not None:
+            reply = error_payload(init_error)
+        else:
+            try:
+                context = Context(request["request_id"], request["deadline"])
+                reply = handler(json.loads(request["event"]), context)
+                json.dumps(reply)  # what cannot be serialised is an error here, not in the parent
+            except Exception as error:
+                traceback.print_exc()
+                reply = error_payload(error)
+        replies.write(json.dumps(reply) + "\n")
+        replies.flush()
+        if init_error is not None:
+            return
+
+
+def main() -> None:
+    replies = os.fdopen(os.dup(1), "w")  # the protocol keeps the real stdout ...
+    os.dup2(2, 1)  # ... and whatever the handler prints goes to stderr
+    serve(sys.argv[1], sys.stdin, replies)
+
+
+if __name__ == "__main__":
+    main()
