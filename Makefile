@@ -20,7 +20,7 @@ $(VENV)/.installed: requirements-dev.txt src/requirements.txt
 venv: $(VENV)/.installed
 
 demo: venv
-	$(PY) -m tools.demo
+	$(PY) -m keygate_local.demo
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -6,6 +6,7 @@ AWS is moto in server mode unless the environment names an endpoint (``AWS_ENDPO
 which case the stack uses that endpoint, or AWS itself with the ambient credentials, unchanged.
 """
 
+import logging
 import os
 import sys
 import time
@@ -29,6 +30,16 @@ class Urls:
     apis: dict[str, str]  # API logical id -> base URL
     lambda_endpoint: str  # the Lambda Invoke API, for the CLI and boto3
     aws_endpoints: dict[str, str] = field(default_factory=dict)  # empty: real AWS
+
+
+def _quiet_logs(log: IO | None) -> None:
+    """Per-request access lines (ours and moto's) are noise; SAM CLI's own messages go to the log."""
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    samcli = logging.getLogger("samcli")
+    if log is not None and not samcli.handlers:
+        samcli.addHandler(logging.StreamHandler(log))
+        samcli.propagate = False
+    samcli.setLevel(logging.ERROR)  # its fidelity banner is a warning, shown on every start
 
 
 class LocalStack:
@@ -57,6 +68,7 @@ class LocalStack:
 
     def start(self) -> "LocalStack":
         started = time.perf_counter()
+        _quiet_logs(self._log)
         try:
             endpoints = self._endpoints = self._aws_endpoints()
             self.stack = self._create_resources(endpoints)

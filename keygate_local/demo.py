@@ -1,0 +1,96 @@
+"""`make demo`: the whole lifecycle over HTTP, through the template's own API definitions.
+
+Starts the local stack, issues a key with the keygate CLI, calls the protected REST and HTTP API
+routes with it, with a wrong key and after revoking it, prints each step, stops everything, and exits
+non-zero if any answer is not what API Gateway would give.
+"""
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+
+import requests
+
+from keygate import keys
+from keygate_local.local_stack import LocalStack
+
+REFUSED_REST = "401: a REST authorizer that raises Unauthorized"
+REFUSED_HTTP = "403: an HTTP API authorizer answering isAuthorized=false"
+
+
+def keygate(endpoint: str, *arguments: str) -> dict:
+    """Run the keygate CLI as a user would, and return its JSON answer."""
+    command = [sys.executable, "-m", "keygate_cli.cli", "--endpoint-url", endpoint, *arguments]
+    print(f"   $ keygate {' '.join(arguments)}")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    if done.returncode != 0:
+        raise SystemExit(f"keygate {arguments[0]} failed ({done.returncode}): {done.stderr}")
+    return json.loads(done.stdout)
+
+
+class Calls:
+    def __init__(self):
+        self.failures = 0
+
+    def expect(self, status: int, url: str, headers: dict[str, str], why: str) -> None:
+        started = time.perf_counter()
+        response = requests.get(url, headers=headers, timeout=30)
+        elapsed = (time.perf_counter() - started) * 1000
+        ok = response.status_code == status
+        self.failures += not ok
+        shown = ", ".join(f"{name}: {_short(value)}" for name, value in headers.items()) or "no key"
+        print(f"   {'ok ' if ok else 'BAD'} GET {url} [{shown}] -> {response.status_code} ({elapsed:.0f} ms) {why}")
+        if status == 200 and ok:
+            body = response.json()
+            print(f"       the route saw key_id={body['key_id']} owner={body['owner']} scopes={body['scopes']!r}")
+
+
+def _short(value: str) -> str:
+    return value if len(value) < 30 else value[:22] + "..."
+
+
+def main() -> int:
+    with tempfile.NamedTemporaryFile("w+", prefix="keygate-demo-", suffix=".log") as log:
+        print("1. Starting the local stack from template.yaml ...")
+        with LocalStack(log=log) as local:
+            rest, http = local.urls.apis["DemoRestApi"], local.urls.apis["DemoHttpApi"]
+            print(f"   up in {local.started_in:.1f} s: REST API {rest}, HTTP API {http}, Lambda {local.urls.lambda_endpoint}")
+            endpoint = local.urls.lambda_endpoint
+
+            print("2. Issue a key with the CLI:")
+            issued = keygate(endpoint, "issue", "--name", "demo-client", "--owner", "team-demo", "--scope", "orders:read")
+            api_key, key_id = issued["api_key"], issued["key_id"]
+            print(f"   key_id {key_id}, api_key {api_key[:22]}... (shown this once)")
+            parsed = keys.parse(api_key, "kg")
+            body = f"kg_{parsed.key_id}_{'x' * keys.SECRET_LENGTH}"
+            wrong_key = body + keys._checksum(body)  # well-formed, right key id, wrong secret
+
+            calls = Calls()
+            print("3. Call the protected routes with the key:")
+            calls.expect(200, f"{rest}/hello", {"Authorization": f"Bearer {api_key}"}, "REST, TOKEN authorizer")
+            calls.expect(200, f"{rest}/x-api-key/whoami", {"x-api-key": api_key}, "REST, REQUEST authorizer")
+            calls.expect(200, f"{http}/whoami", {"Authorization": f"Bearer {api_key}"}, "HTTP API")
+            print("4. With a wrong key, and with none:")
+            calls.expect(401, f"{rest}/whoami", {"Authorization": f"Bearer {wrong_key}"}, REFUSED_REST)
+            calls.expect(403, f"{http}/whoami", {"Authorization": f"Bearer {wrong_key}"}, REFUSED_HTTP)
+            calls.expect(401, f"{rest}/whoami", {}, "401: no identity header, the authorizer is not called")
+
+            print("5. Revoke the key with the CLI, and call again:")
+            revoked = keygate(endpoint, "revoke", key_id)
+            print(f"   status {revoked['status']} at {revoked['revoked_at']}")
+            calls.expect(401, f"{rest}/hello", {"Authorization": f"Bearer {api_key}"}, REFUSED_REST)
+            calls.expect(401, f"{rest}/x-api-key/whoami", {"x-api-key": api_key}, REFUSED_REST)
+            calls.expect(403, f"{http}/whoami", {"Authorization": f"Bearer {api_key}"}, REFUSED_HTTP)
+        print("6. Stopped the stack: servers, workers, moto; table and secret deleted.")
+        if calls.failures:
+            log.seek(0)
+            print(f"{calls.failures} answer(s) were not what API Gateway gives. Function logs:\n{log.read()[-4000:]}")
+            return 1
+    print("Done: issued, allowed, refused, revoked, refused.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
