@@ -1,7 +1,7 @@
 """One warm Lambda execution environment for one function, without a container.
 
 Started by ``keygate_local.runtime`` with the function's environment and ``PYTHONPATH`` set to its
-CodeUri: imports the handler once (the init phase), then answers invocations, one JSON line in, one
+CodeUri: imports the handler on the first invocation (the init phase), then answers invocations, one JSON line in, one
 JSON line out, for as long as it lives, so module-level state (clients, caches) is reused across calls
 exactly as in a warm Lambda container. Everything the handler prints goes to stderr.
 """
@@ -41,30 +41,25 @@ def error_payload(error: BaseException) -> dict:
     }
 
 
-def serve(handler_path: str, requests, replies) -> None:
+def load_handler(handler_path: str):
     module_name, _, attribute = handler_path.rpartition(".")
-    try:
-        handler = getattr(importlib.import_module(module_name), attribute)
-        init_error = None
-    except Exception as error:  # reported on the first invocation, as Lambda reports an init failure
-        traceback.print_exc()
-        handler, init_error = None, error
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def serve(handler_path: str, requests, replies) -> None:
+    handler = None
     for line in requests:
         request = json.loads(line)
-        if init_error is not None:
-            reply = error_payload(init_error)
-        else:
-            try:
-                context = Context(request["request_id"], request["deadline"])
-                reply = handler(json.loads(request["event"]), context)
-                json.dumps(reply)  # what cannot be serialised is an error here, not in the parent
-            except Exception as error:
-                traceback.print_exc()
-                reply = error_payload(error)
-        replies.write(json.dumps(reply) + "\n")
+        try:
+            if handler is None:  # the init phase; after a failure, Lambda tries it again on the next call
+                handler = load_handler(handler_path)
+            context = Context(request["request_id"], request["deadline"])
+            reply = json.dumps(handler(json.loads(request["event"]), context))
+        except Exception as error:  # an unserialisable answer too: an error here, not in the parent
+            traceback.print_exc()
+            reply = json.dumps(error_payload(error))
+        replies.write(reply + "\n")
         replies.flush()
-        if init_error is not None:
-            return
 
 
 def main() -> None:
