@@ -56,11 +56,15 @@ def main() -> int:
         print("1. Starting the local stack from template.yaml ...")
         with LocalStack(log=log) as local:
             rest, http = local.urls.apis["DemoRestApi"], local.urls.apis["DemoHttpApi"]
-            print(f"   up in {local.started_in:.1f} s: REST API {rest}, HTTP API {http}, Lambda {local.urls.lambda_endpoint}")
+            print(
+                f"   up in {local.started_in:.1f} s: REST API {rest}, HTTP API {http}, Lambda {local.urls.lambda_endpoint}"
+            )
             endpoint = local.urls.lambda_endpoint
 
             print("2. Issue a key with the CLI:")
-            issued = keygate(endpoint, "issue", "--name", "demo-client", "--owner", "team-demo", "--scope", "orders:read")
+            issued = keygate(
+                endpoint, "issue", "--name", "demo-client", "--owner", "team-demo", "--scope", "orders:read"
+            )
             api_key, key_id = issued["api_key"], issued["key_id"]
             print(f"   key_id {key_id}, api_key {api_key[:22]}... (shown this once)")
             parsed = keys.parse(api_key, "kg")

@@ -1,0 +1,92 @@
+"""The local stack, started once for these tests as `make local` starts it (a separate process, on
+free ports), and stopped afterwards."""
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import boto3
+import pytest
+
+from keygate_local.template import ROOT
+
+READY_SECONDS = 60
+
+
+@dataclass
+class Running:
+    rest: str
+    http: str
+    lambda_endpoint: str
+    aws: dict[str, str]
+
+
+def start_stack(extra_environment: dict[str, str] | None = None) -> tuple[subprocess.Popen, dict]:
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("AWS_ENDPOINT_URL")}
+    environment |= {"SAM_CLI_TELEMETRY": "0", "PYTHONUNBUFFERED": "1"} | (extra_environment or {})
+    command = [sys.executable, "-m", "keygate_local", "--rest-port", "0", "--http-port", "0", "--lambda-port", "0"]
+    process = subprocess.Popen(
+        [*command, "--ready-json"], stdout=subprocess.PIPE, stderr=None, cwd=ROOT, env=environment, text=True
+    )
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        if not selector.select(READY_SECONDS):
+            stop_stack(process)
+            raise TimeoutError(f"the local stack was not ready within {READY_SECONDS} s")
+    line = process.stdout.readline()
+    if not line:
+        stop_stack(process)
+        raise RuntimeError(f"the local stack exited with {process.wait()} before it was ready")
+    return process, json.loads(line)
+
+
+def stop_stack(process: subprocess.Popen) -> int:
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
+
+
+@pytest.fixture(scope="session")
+def local_stack():
+    started = time.perf_counter()
+    process, ready = start_stack()
+    print(f"local stack ready in {time.perf_counter() - started:.1f} s: {ready}")
+    yield Running(ready["apis"]["DemoRestApi"], ready["apis"]["DemoHttpApi"], ready["lambda"], ready["aws"])
+    assert stop_stack(process) == 0
+
+
+@pytest.fixture(scope="session")
+def lambda_client(local_stack):
+    return boto3.client(
+        "lambda", endpoint_url=local_stack.lambda_endpoint, region_name="us-east-1",
+        aws_access_key_id="e2e", aws_secret_access_key="e2e",
+    )  # fmt: skip
+
+
+@pytest.fixture
+def invoke(lambda_client):
+    def call(function: str, payload: dict) -> dict:
+        response = lambda_client.invoke(FunctionName=function, Payload=json.dumps(payload).encode())
+        answer = json.loads(response["Payload"].read())
+        assert "FunctionError" not in response, answer
+        return answer
+
+    return call
+
+
+@pytest.fixture
+def issued(invoke):
+    def issue(**fields) -> dict:
+        answer = invoke("IssueKeyFunction", {"name": "e2e-client", "owner": "team-e2e"} | fields)
+        assert "api_key" in answer, answer
+        return answer
+
+    return issue

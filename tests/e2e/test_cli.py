@@ -1,0 +1,54 @@
+"""The keygate CLI, as installed, against the running local stack."""
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+KEYGATE = str(Path(sys.executable).parent / "keygate")  # the console script pip installed
+
+
+def keygate(local_stack, *arguments: str, endpoint: str | None = None) -> subprocess.CompletedProcess:
+    command = [KEYGATE, "--endpoint-url", endpoint or local_stack.lambda_endpoint, *arguments]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+
+def test_issue_get_list_revoke_round_trip(local_stack):
+    issued = keygate(local_stack, "issue", "--name", "cli", "--owner", "team-cli", "--scope", "a", "--scope", "b")
+    assert issued.returncode == 0, issued.stderr
+    key = json.loads(issued.stdout)
+    assert key["api_key"].startswith(f"kg_{key['key_id']}_") and key["scopes"] == ["a", "b"]
+
+    shown = json.loads(keygate(local_stack, "get", key["key_id"]).stdout)
+    assert shown["status"] == "active" and "api_key" not in shown
+
+    listed = json.loads(keygate(local_stack, "list", "--owner", "team-cli", "--limit", "5").stdout)
+    assert [item["key_id"] for item in listed["keys"]] == [key["key_id"]]
+
+    revoked = keygate(local_stack, "revoke", key["key_id"])
+    assert revoked.returncode == 0 and json.loads(revoked.stdout)["status"] == "revoked"
+
+
+def test_a_refused_request_exits_1_with_the_error_on_stderr(local_stack):
+    done = keygate(local_stack, "issue", "--name", "cli", "--owner", "o", "--expires-at", "yesterday")
+    assert done.returncode == 1 and done.stdout == ""
+    error = json.loads(done.stderr)["error"]
+    assert error["type"] == "InvalidRequest" and "expires_at" in error["fields"]
+
+    unknown = keygate(local_stack, "revoke", "A" * 16)
+    assert unknown.returncode == 1 and json.loads(unknown.stderr)["error"]["type"] == "KeyNotFound"
+
+
+def test_an_unreachable_endpoint_exits_3_with_a_clear_message(local_stack):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    done = keygate(local_stack, "get", "A" * 16, endpoint=closed)
+    assert done.returncode == 3
+    assert done.stderr.startswith("keygate: cannot invoke GetKeyFunction:")
+
+
+def test_usage_errors_exit_2():
+    done = subprocess.run([KEYGATE, "issue", "--name", "only"], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2 and "--owner" in done.stderr

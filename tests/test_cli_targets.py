@@ -1,0 +1,50 @@
+"""The CLI finds a deployed stack's functions in its CloudFormation outputs."""
+
+import argparse
+import json
+
+import boto3
+import pytest
+
+from keygate_cli.cli import Fault, function_names, parser, payload
+
+STACK = {
+    "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+    "Outputs": {f"{name}FunctionName": {"Value": f"prod-{name}-fn"} for name in ("IssueKey", "RevokeKey", "GetKey", "ListKeys")},
+}  # fmt: skip
+
+
+def arguments(*argv: str) -> argparse.Namespace:
+    return parser().parse_args(list(argv))
+
+
+def test_a_local_endpoint_uses_the_template_names():
+    names = function_names(arguments("--endpoint-url", "http://127.0.0.1:1", "get", "A" * 16), boto3.session.Session())
+    assert names["get"] == "GetKeyFunction" and names["issue"] == "IssueKeyFunction"
+
+
+def test_a_deployed_stack_uses_its_outputs(aws):
+    boto3.client("cloudformation").create_stack(StackName="keygate-prod", TemplateBody=json.dumps(STACK))
+    names = function_names(arguments("--stack-name", "keygate-prod", "list"), boto3.session.Session())
+    assert names == {"issue": "prod-IssueKey-fn", "revoke": "prod-RevokeKey-fn", "get": "prod-GetKey-fn",
+                     "list": "prod-ListKeys-fn"}  # fmt: skip
+
+
+def test_a_stack_without_keygate_outputs_is_a_clear_fault(aws):
+    other = {"Resources": STACK["Resources"], "Outputs": {"Something": {"Value": "x"}}}
+    boto3.client("cloudformation").create_stack(StackName="other", TemplateBody=json.dumps(other))
+    with pytest.raises(Fault, match="has no outputs IssueKeyFunctionName"):
+        function_names(arguments("--stack-name", "other", "list"), boto3.session.Session())
+
+
+def test_a_missing_stack_is_a_clear_fault(aws):
+    with pytest.raises(Fault, match="cannot read stack 'nope'"):
+        function_names(arguments("--stack-name", "nope", "list"), boto3.session.Session())
+
+
+def test_the_payload_holds_only_what_was_given():
+    assert payload(arguments("issue", "--name", "n", "--owner", "o")) == {"name": "n", "owner": "o"}
+    assert payload(arguments("issue", "--name", "n", "--owner", "o", "--scope", "a", "--expires-at", "2099-01-01T00:00:00Z")) == {
+        "name": "n", "owner": "o", "scopes": ["a"], "expires_at": "2099-01-01T00:00:00Z"}  # fmt: skip
+    assert payload(arguments("list", "--limit", "3")) == {"limit": 3}
+    assert payload(arguments("revoke", "K" * 16)) == {"key_id": "K" * 16}
