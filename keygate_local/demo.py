@@ -56,10 +56,8 @@ def main() -> int:
         print("1. Starting the local stack from template.yaml ...")
         with LocalStack(log=log) as local:
             rest, http = local.urls.apis["DemoRestApi"], local.urls.apis["DemoHttpApi"]
-            print(
-                f"   up in {local.started_in:.1f} s: REST API {rest}, HTTP API {http}, Lambda {local.urls.lambda_endpoint}"
-            )
             endpoint = local.urls.lambda_endpoint
+            print(f"   up in {local.started_in:.1f} s: REST API {rest}, HTTP API {http}, Lambda {endpoint}")
 
             print("2. Issue a key with the CLI:")
             issued = keygate(

@@ -8,10 +8,11 @@ import pytest
 
 from keygate_cli.cli import Fault, function_names, parser, payload
 
+ADMIN = ("IssueKey", "RevokeKey", "GetKey", "ListKeys")
 STACK = {
     "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
-    "Outputs": {f"{name}FunctionName": {"Value": f"prod-{name}-fn"} for name in ("IssueKey", "RevokeKey", "GetKey", "ListKeys")},
-}  # fmt: skip
+    "Outputs": {f"{name}FunctionName": {"Value": f"prod-{name}-fn"} for name in ADMIN},
+}
 
 
 def arguments(*argv: str) -> argparse.Namespace:
@@ -44,7 +45,7 @@ def test_a_missing_stack_is_a_clear_fault(aws):
 
 def test_the_payload_holds_only_what_was_given():
     assert payload(arguments("issue", "--name", "n", "--owner", "o")) == {"name": "n", "owner": "o"}
-    assert payload(arguments("issue", "--name", "n", "--owner", "o", "--scope", "a", "--expires-at", "2099-01-01T00:00:00Z")) == {
-        "name": "n", "owner": "o", "scopes": ["a"], "expires_at": "2099-01-01T00:00:00Z"}  # fmt: skip
+    full = arguments("issue", "--name", "n", "--owner", "o", "--scope", "a", "--expires-at", "2099-01-01T00:00:00Z")
+    assert payload(full) == {"name": "n", "owner": "o", "scopes": ["a"], "expires_at": "2099-01-01T00:00:00Z"}
     assert payload(arguments("list", "--limit", "3")) == {"limit": 3}
     assert payload(arguments("revoke", "K" * 16)) == {"key_id": "K" * 16}
