@@ -5,6 +5,7 @@ import fnmatch
 import inspect
 import json
 import socket
+import threading
 from datetime import UTC, datetime, timedelta
 
 import boto3
@@ -134,10 +135,38 @@ def test_both_headers_with_the_same_key_are_accepted(shape, issued, authorizer):
     assert decide(authorizer, shaped(shape, authorization=f"Bearer {key['api_key']}", api_key=key["api_key"]))[0]
 
 
+# API Gateway caches an answer under the identity-source header alone. Were a valid x-api-key allowed
+# beside "Authorization: Bearer" (or another scheme), the allow would be cached under that header's
+# value, and anyone sending the same value would be let in. So any such pair is refused.
+@pytest.mark.parametrize("authorization", ["Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Token abc"])
 @pytest.mark.parametrize("shape", ["rest-request", "http-api"])
-def test_x_api_key_is_used_beside_an_authorization_header_of_another_scheme(shape, issued, authorizer):
+def test_a_valid_x_api_key_beside_another_authorization_is_refused(shape, authorization, issued, authorizer, capsys):
     key = issued()
-    assert decide(authorizer, shaped(shape, authorization="Basic dXNlcjpwYXNz", api_key=key["api_key"]))[0]
+    capsys.readouterr()
+    assert not decide(authorizer, shaped(shape, authorization=authorization, api_key=key["api_key"]))[0]
+    assert reasons(capsys) == ["MalformedKey"]
+
+
+def test_a_rest_header_sent_twice_with_different_values_is_refused(issued, authorizer, capsys):
+    key, other = issued(), issued()
+    request = shaped("rest-request", authorization=f"Bearer {key['api_key']}")
+    request["multiValueHeaders"]["Authorization"] = [f"Bearer {other['api_key']}", f"Bearer {key['api_key']}"]
+    capsys.readouterr()
+    assert not decide(authorizer, request)[0]
+    assert reasons(capsys) == ["MalformedKey"]
+
+
+def test_a_rest_header_sent_twice_with_the_same_value_is_accepted(issued, authorizer):
+    key = issued()
+    request = shaped("rest-request", api_key=key["api_key"])
+    request["multiValueHeaders"]["X-Api-Key"] = [key["api_key"], key["api_key"]]
+    assert decide(authorizer, request)[0]
+
+
+def test_an_http_api_header_sent_twice_is_refused(issued, authorizer):
+    key = issued()
+    request = shaped("http-api", authorization=f"Bearer {key['api_key']},Bearer {key['api_key']}")
+    assert not decide(authorizer, request)[0]
 
 
 @pytest.mark.parametrize("shape", ["rest-request", "http-api"])
@@ -340,6 +369,56 @@ def test_unreachable_dynamodb_is_a_refusal(issued, load, capsys):
     assert record["reason"] == "Fault" and "EndpointConnectionError" in record["fault"]
 
 
+class BlackHole:
+    """A TCP endpoint that accepts connections and never answers: a hung dependency."""
+
+    def __init__(self):
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.accepted: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while True:
+            try:
+                self.accepted.append(self.socket.accept()[0])
+            except OSError:
+                return
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.socket.getsockname()[1]}"
+
+    def close(self):
+        self.socket.close()
+        for connection in self.accepted:
+            connection.close()
+
+
+def test_a_hung_dynamodb_is_a_refusal_after_two_short_attempts(issued, load, capsys):
+    key = issued()
+    hole = BlackHole()
+    try:
+        authorizer = load("AuthorizerFunction", AWS_ENDPOINT_URL_DYNAMODB=hole.url)
+        capsys.readouterr()
+        assert not decide(authorizer, shaped("rest-token", authorization=f"Bearer {key['api_key']}"))[0]
+        (record,) = [r for r in log_records(capsys.readouterr().out) if "reason" in r]
+        assert record["reason"] == "Fault" and "ReadTimeoutError" in record["fault"]
+        assert len(hole.accepted) == 2  # two attempts, not botocore's default three or five
+    finally:
+        hole.close()
+
+
+def test_the_worst_case_of_the_aws_calls_fits_the_authorizer_timeout(template):
+    from keygate.config import AWS_CLIENT_CONFIG
+
+    retries = AWS_CLIENT_CONFIG.retries
+    attempts, max_backoff = retries["total_max_attempts"], 1  # standard mode: at most 1 s before the 2nd
+    per_call = attempts * (AWS_CLIENT_CONFIG.connect_timeout + AWS_CLIENT_CONFIG.read_timeout) + max_backoff
+    assert attempts == 2
+    assert 2 * per_call < template["Resources"]["AuthorizerFunction"]["Properties"]["Timeout"]
+
+
 @pytest.mark.parametrize(
     "request_",
     [{}, [], "Bearer x", {"type": "WHATEVER"}, {"type": "TOKEN"}, {"type": "REQUEST", "headers": None}],
@@ -351,6 +430,14 @@ def test_unrecognized_or_incomplete_events_are_refused(request_, issued, authori
         request_ = request_ | {"headers": {"x-api-key": key["api_key"]}}
     with pytest.raises(Exception, match="^Unauthorized$"):
         invoke(authorizer, copy.deepcopy(request_))
+
+
+def test_a_broken_http_api_event_is_answered_not_authorized_rather_than_an_error(issued, authorizer, capsys):
+    request = shaped("http-api", authorization=f"Bearer {issued()['api_key']}")
+    request["headers"] = ["not", "a", "map"]
+    capsys.readouterr()
+    assert invoke(authorizer, request) == {"isAuthorized": False}
+    assert reasons(capsys) == ["Fault"]
 
 
 def test_rest_event_with_a_broken_method_arn_is_refused_even_with_a_valid_key(issued, authorizer):

@@ -99,6 +99,7 @@ BAD_SECRETS = [
     (json.dumps({"current": "v9", "v1": "a" * 64}), "'v9' is missing"),
     (json.dumps({"current": "v1", "v1": "tiny-pepper"}), "'v1' is missing or shorter"),
     (json.dumps({"current": "v1", "v1": 12345}), "'v1' is missing"),
+    (json.dumps({"current": "a" * 64, "v1": "b" * 64}), 'no "current" version name'),
 ]
 
 

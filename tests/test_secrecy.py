@@ -8,13 +8,35 @@ import boto3
 from tests.conftest import event, invoke
 from tests.test_authorizer import SHAPES, decide, shaped
 
+
+def _fault_paths(stack, load, api_key: str, key_id: str) -> list:
+    """The paths that put error text into logs: a corrupt item, then an unreadable pepper."""
+    dynamodb, secrets = boto3.client("dynamodb"), boto3.client("secretsmanager")
+    dynamodb.update_item(
+        TableName=stack.physical_ids["KeysTable"],
+        Key={"key_id": {"S": key_id}},
+        UpdateExpression="SET #status = :active, #hash = :bad",
+        ExpressionAttributeNames={"#status": "status", "#hash": "hash"},
+        ExpressionAttributeValues={":active": {"S": "active"}, ":bad": {"S": "$argon2id$v=19$garbage"}},
+    )
+    answers = [decide(load("AuthorizerFunction", **LOUDEST), shaped("rest-token", authorization=f"Bearer {api_key}"))]
+    secrets.delete_secret(SecretId=stack.physical_ids["PepperSecret"], ForceDeleteWithoutRecovery=True)
+    answers.append(decide(load("AuthorizerFunction", **LOUDEST), shaped("http-api", api_key=api_key)))
+    return answers
+
+
 LOUDEST = {"POWERTOOLS_LOG_LEVEL": "DEBUG", "POWERTOOLS_LOGGER_LOG_EVENT": "true"}
 
 
 def test_no_key_secret_or_pepper_reaches_any_output_even_at_debug(stack, load, capsys, caplog, table_items):
-    caplog.set_level(logging.DEBUG)  # as Lambda's ApplicationLogLevel=DEBUG does to the root logger
+    logging.getLogger("botocore").setLevel(logging.NOTSET)  # as in a new container
     admin = {action: load(f"{action}Function", **LOUDEST) for action in ("IssueKey", "RevokeKey", "GetKey", "ListKeys")}
     authorizer = load("AuthorizerFunction", **LOUDEST)
+    caplog.set_level(logging.DEBUG)  # as Lambda's ApplicationLogLevel=DEBUG does to the root logger
+    pepper_ring = json.loads(
+        boto3.client("secretsmanager").get_secret_value(SecretId=stack.physical_ids["PepperSecret"])["SecretString"]
+    )
+    pepper = pepper_ring[pepper_ring["current"]]
     issued = invoke(admin["IssueKey"], event("issue-key.json"))
     api_key, key_id = issued["api_key"], issued["key_id"]
     secret = api_key.split("_")[2][:-6]
@@ -28,11 +50,8 @@ def test_no_key_secret_or_pepper_reaches_any_output_even_at_debug(stack, load, c
     answers.append(invoke(admin["ListKeys"], {}))
     answers.append(invoke(admin["RevokeKey"], {"key_id": key_id}))
     answers.append(decide(authorizer, shaped("http-api", authorization=f"Bearer {api_key}")))
+    answers.extend(_fault_paths(stack, load, api_key, key_id))
 
-    pepper_ring = json.loads(
-        boto3.client("secretsmanager").get_secret_value(SecretId=stack.physical_ids["PepperSecret"])["SecretString"]
-    )
-    pepper = pepper_ring[pepper_ring["current"]]
     captured = capsys.readouterr()
     records = "\n".join(f"{record.getMessage()} {record.__dict__!r}" for record in caplog.records)
     everything = {
@@ -43,6 +62,7 @@ def test_no_key_secret_or_pepper_reaches_any_output_even_at_debug(stack, load, c
         "table": repr(table_items()),
     }
     assert key_id in captured.out  # the key id is logged: the check below is looking at real output
+    assert '"reason":"Fault"' in captured.out  # and the fault paths ran
     for where, text in everything.items():
         for needle in (api_key, secret, typo, pepper):
             assert needle not in text, f"a secret reached {where}"

@@ -33,29 +33,27 @@ class Shape(StrEnum):
 @dataclass(frozen=True, repr=False)  # repr would show the credential
 class AuthRequest:
     shape: Shape
-    authorization: str | None
-    api_key: str | None
+    authorization: tuple[str, ...]  # every value the request carried for the header
+    api_key: tuple[str, ...]
     method_arn: str | None = None
 
     @classmethod
     def from_event(cls, event: dict) -> "AuthRequest":
         if not isinstance(event, dict):
             raise UnrecognizedEvent("event is not an object")
-        if event.get("version") == "2.0" and event.get("type") == "REQUEST":
-            v2 = APIGatewayAuthorizerEventV2(event)
-            headers = v2.headers if event.get("headers") else {}
-            return cls(Shape.HTTP_API, headers.get("authorization"), headers.get("x-api-key"))
+        if is_http_api(event):
+            headers = APIGatewayAuthorizerEventV2(event).headers if event.get("headers") else {}
+            return cls(Shape.HTTP_API, _values(headers.get("authorization")), _values(headers.get("x-api-key")))
         if event.get("type") == "TOKEN":
             token = APIGatewayAuthorizerTokenEvent(event)
             value = token.authorization_token
             # The TOKEN identity source may be Authorization ("Bearer <key>") or a header holding the bare key.
             if isinstance(value, str) and " " not in value.strip():
-                return cls(Shape.REST_TOKEN, None, value, token.method_arn)
-            return cls(Shape.REST_TOKEN, value, None, token.method_arn)
+                return cls(Shape.REST_TOKEN, (), (value,), token.method_arn)
+            return cls(Shape.REST_TOKEN, _values(value), (), token.method_arn)
         if event.get("type") == "REQUEST":
             v1 = APIGatewayAuthorizerRequestEvent(event)
-            headers = v1.headers if event.get("headers") else {}
-            return cls(Shape.REST_REQUEST, headers.get("authorization"), headers.get("x-api-key"), v1.method_arn)
+            return cls(Shape.REST_REQUEST, _header(event, "authorization"), _header(event, "x-api-key"), v1.method_arn)
         raise UnrecognizedEvent("event is not an API Gateway authorizer event")
 
     def response(self, decision: Decision) -> dict | None:
@@ -65,3 +63,21 @@ class AuthRequest:
         if decision.allowed:
             return policy.rest_allow(decision.record, self.method_arn)
         return None
+
+
+def is_http_api(event: object) -> bool:
+    return isinstance(event, dict) and event.get("version") == "2.0" and event.get("type") == "REQUEST"
+
+
+def _values(value: object) -> tuple[str, ...]:
+    return (value,) if isinstance(value, str) else ()
+
+
+def _header(event: dict, name: str) -> tuple[str, ...]:
+    """Every value of a REST REQUEST event's header, any case: ``headers`` keeps only the last one."""
+    values: list[str] = []
+    for source in ("headers", "multiValueHeaders"):
+        for header, value in (event.get(source) or {}).items():
+            if isinstance(header, str) and header.lower() == name:
+                values.extend(value if isinstance(value, list) else [value])
+    return tuple(value for value in values if isinstance(value, str))

@@ -4,6 +4,7 @@ Fails closed: every fault is a refusal with reason FAULT, never an allow.
 """
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -42,27 +43,35 @@ class Decision:
         return self.reason is Reason.ALLOWED and self.record is not None
 
 
-def presented_key(authorization: str | None, api_key: str | None) -> str | None:
+def presented_key(authorization: Sequence[str], api_key: Sequence[str]) -> str | None:
     """The key a request presents: ``Authorization: Bearer <key>`` (RFC 6750) or ``x-api-key: <key>``.
 
-    Returns None when neither header is there, and raises MalformedKey when the two disagree or the
-    Authorization header carries another scheme with no x-api-key beside it: doubt is a refusal.
+    Each argument holds every value the request carried for that header. Returns None when neither
+    header is there. Any doubt is a refusal (MalformedKey): a header sent twice with different values,
+    an Authorization header that is not a Bearer key, or the two headers carrying different keys.
+    The last matters beyond ambiguity: API Gateway caches an answer under the identity-source header
+    only, so an allow must never rest on a header other than the one that carried the key.
     """
+    authorizations = {value.strip() for value in authorization if value.strip()}
+    api_keys = {value.strip() for value in api_key if value.strip()}
+    if len(authorizations) > 1 or len(api_keys) > 1:
+        raise keys.MalformedKey("a key header was sent more than once with different values")
     bearer = None
-    if authorization is not None and authorization.strip():
-        match = _BEARER.fullmatch(authorization.strip())
-        if match is None and not api_key:
+    if authorizations:
+        match = _BEARER.fullmatch(next(iter(authorizations)))
+        if match is None:
             raise keys.MalformedKey("Authorization header is not 'Bearer <key>'")
-        bearer = match[1] if match else None
-    api_key = api_key.strip() if api_key and api_key.strip() else None
-    if bearer and api_key and bearer != api_key:
+        bearer = match[1]
+    presented = {bearer} if bearer else set()
+    presented |= api_keys
+    if len(presented) > 1:
         raise keys.MalformedKey("Authorization and x-api-key headers carry different keys")
-    return bearer or api_key
+    return next(iter(presented), None)
 
 
 def authorize(
-    authorization: str | None,
-    api_key: str | None,
+    authorization: Sequence[str],
+    api_key: Sequence[str],
     *,
     prefix: str,
     store: KeyStore,

@@ -4,12 +4,13 @@ The PHC string carries the Argon2 parameters and the item records the pepper ver
 change later without invalidating existing keys. All verification goes through ``Hasher.verify``.
 """
 
+import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from dataclasses import dataclass
-from functools import cached_property
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import VerifyMismatchError
@@ -32,15 +33,28 @@ def _peppered(secret: str, pepper: bytes) -> bytes:
     return hmac.new(pepper, secret.encode("ascii"), hashlib.sha256).digest()
 
 
+SALT_BYTES, HASH_BYTES = 16, 32
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode().rstrip("=")
+
+
 class Hasher:
     def __init__(self, params: Argon2Params):
         self._argon2 = PasswordHasher(
             time_cost=params.time_cost,
             memory_cost=params.memory_kib,
             parallelism=params.parallelism,
-            hash_len=32,
-            salt_len=16,
+            hash_len=HASH_BYTES,
+            salt_len=SALT_BYTES,
             type=Type.ID,
+        )
+        # A well-formed hash of nothing: verifying against it costs a real verify's Argon2 work, and
+        # writing it down costs none, so even the container's first unknown key id is not faster.
+        self._dummy_hash = (
+            f"$argon2id$v=19$m={params.memory_kib},t={params.time_cost},p={params.parallelism}"
+            f"${_b64(secrets.token_bytes(SALT_BYTES))}${_b64(secrets.token_bytes(HASH_BYTES))}"
         )
 
     def hash(self, secret: str, pepper: bytes) -> str:
@@ -56,10 +70,6 @@ class Hasher:
     def verify_nothing(self, secret: str) -> None:
         """Spend the same Argon2 work as a real verify, so an unknown key id looks like a wrong secret."""
         self.verify(self._dummy_hash, secret, b"\0" * 32)
-
-    @cached_property
-    def _dummy_hash(self) -> str:
-        return self._argon2.hash(secrets.token_bytes(32))
 
 
 class PepperRing:
@@ -94,13 +104,19 @@ class PepperRing:
             ring = json.loads(raw)
         except (TypeError, ValueError):  # from None: a JSONDecodeError holds the whole document
             raise PepperUnavailable("pepper secret is not a JSON object") from None
-        if not isinstance(ring, dict) or not isinstance(ring.get("current"), str):
-            raise PepperUnavailable('pepper secret has no "current" version')
+        if not isinstance(ring, dict) or not _is_version_name(ring.get("current")):
+            raise PepperUnavailable('pepper secret has no "current" version name (like "v1")')
         return ring
 
     @staticmethod
     def _pepper(ring: dict, version: str) -> bytes:
-        pepper = ring.get(version) if version != "current" else None
+        pepper = ring.get(version) if _is_version_name(version) and version != "current" else None
         if not isinstance(pepper, str) or len(pepper) < 32:
-            raise PepperUnavailable(f"pepper version {version!r} is missing or shorter than 32 characters")
+            shown = repr(version) if _is_version_name(version) else "(not a version name)"
+            raise PepperUnavailable(f"pepper version {shown} is missing or shorter than 32 characters")
         return pepper.encode("utf-8")
+
+
+def _is_version_name(value: object) -> bool:
+    """A short name like "v2"; anything else is never echoed, as it might be a pepper pasted there."""
+    return isinstance(value, str) and re.fullmatch(r"[A-Za-z0-9._-]{1,32}", value) is not None

@@ -47,7 +47,8 @@ class KeyService:
         self._clock = clock
         self._retention = timedelta(days=config.retention_days) if config.retention_days else None
 
-    def authorize(self, authorization: str | None, api_key: str | None) -> Decision:
+    def authorize(self, authorization: Sequence[str], api_key: Sequence[str]) -> Decision:
+        """Decide on the values a request carried for the Authorization and x-api-key headers."""
         return authorize(
             authorization,
             api_key,
@@ -123,11 +124,11 @@ class KeyService:
 
 
 def _keep_aws_payloads_out_of_logs() -> None:
-    """botocore's DEBUG log prints response bodies, a GetSecretValue's pepper among them. Lambda's
-    ApplicationLogLevel=DEBUG sets the root logger to DEBUG, so cap botocore at INFO whatever it says."""
+    """botocore's DEBUG log prints response bodies, a GetSecretValue's pepper among them, and Lambda's
+    ApplicationLogLevel=DEBUG sets the root logger to DEBUG: so botocore gets a level of its own, never
+    below INFO, whatever the root logger is set to, now or later."""
     botocore_logger = logging.getLogger("botocore")
-    if botocore_logger.getEffectiveLevel() < logging.INFO:
-        botocore_logger.setLevel(logging.INFO)
+    botocore_logger.setLevel(max(logging.INFO, botocore_logger.level))
 
 
 def from_config(config: Config) -> KeyService:
