@@ -55,10 +55,11 @@ def test_argon2_cost_comes_from_the_template_parameters(stack, load, table_items
 
 
 def test_issue_with_expiry_normalises_it_to_utc_seconds_and_schedules_purge(issued, table_items):
-    answer = issued(expires_at="2099-06-30T12:00:00.123456+02:00")
-    assert answer["expires_at"] == "2099-06-30T10:00:00Z"
+    year = datetime.now(UTC).year + 2
+    answer = issued(expires_at=f"{year}-06-30T12:00:00.123456+02:00")
+    assert answer["expires_at"] == f"{year}-06-30T10:00:00Z"
     (item,) = table_items()
-    expected_purge = datetime(2099, 6, 30, 10, tzinfo=UTC) + timedelta(days=90)
+    expected_purge = datetime(year, 6, 30, 10, tzinfo=UTC) + timedelta(days=90)
     assert int(item["purge_at"]["N"]) == int(expected_purge.timestamp())
 
 
@@ -96,14 +97,22 @@ BAD_ISSUES = [
     ({"name": "n", "owner": "o", "expires_at": "next week"}, "expires_at", "ISO-8601"),
     ({"name": "n", "owner": "o", "expires_at": "2099-01-01T00:00:00"}, "expires_at", "time zone"),
     ({"name": "n", "owner": "o", "expires_at": "2001-01-01T00:00:00Z"}, "expires_at", "in the future"),
-    ({"name": "n", "owner": "o", "expires_at": 4102444800}, "expires_at", "valid string"),
+    ({"name": "n", "owner": "o", "expires_at": 4102444800}, "expires_at", "must be a string"),
+    ({"name": "n", "owner": "o", "expires_at": "9999-12-31T23:59:59Z"}, "expires_at", "within ten years"),
+    ({"name": "n", "owner": "o", "expires_at": "9999-12-31T23:30:00-01:00"}, "expires_at", "within ten years"),
+    ({"name": "right\u202eleft", "owner": "o"}, "name", "pattern"),
+    ({"name": "n", "owner": "line\u2028separator"}, "owner", "pattern"),
+    ({"name": "n", "owner": "o", "description": "next\u0085line"}, "description", "pattern"),
+    ({"name": "zero\u200bwidth", "owner": "o"}, "name", "pattern"),
     ({"name": "n", "owner": "o", "api_key": "kg_mine"}, "api_key", "Extra inputs are not permitted"),
     ({"name": "n", "owner": "o", "status": "revoked"}, "status", "Extra inputs are not permitted"),
     ([], "(event)", "valid dictionary"),
 ]
 
 
-@pytest.mark.parametrize(("request_", "field", "problem"), BAD_ISSUES, ids=[case[1] for case in BAD_ISSUES])
+@pytest.mark.parametrize(
+    ("request_", "field", "problem"), BAD_ISSUES, ids=[f"{case[1]}-{n}" for n, case in enumerate(BAD_ISSUES)]
+)
 def test_bad_issue_request_names_the_field_and_writes_nothing(request_, field, problem, admin, table_items):
     answer = invoke(admin["IssueKey"], request_)
     assert answer["error"]["type"] == "InvalidRequest"
@@ -150,21 +159,41 @@ def test_bad_key_reference_is_refused(action, request_, admin):
 def test_a_revoke_that_loses_a_race_reads_again_and_keeps_the_other_change(issued, admin, monkeypatch):
     key = issued()
     store = inspect.unwrap(admin["RevokeKey"]).__globals__["KEYS"]._store
-    real_replace = store.replace
+    real_update = store.update
     raced = []
 
-    def replace_after_another_writer(record, expected_version):
+    def update_after_another_writer(record, expected_version, attributes):
         if not raced:  # another admin changes the key between our read and our write
             raced.append(True)
             current = store.get(record.key_id)
-            real_replace(
-                replace(current, description="changed meanwhile", version=current.version + 1), current.version
-            )
-        return real_replace(record, expected_version)
+            changed = replace(current, description="changed meanwhile", version=current.version + 1)
+            real_update(changed, current.version, ("description",))
+        return real_update(record, expected_version, attributes)
 
-    monkeypatch.setattr(store, "replace", replace_after_another_writer)
+    monkeypatch.setattr(store, "update", update_after_another_writer)
     answer = invoke(admin["RevokeKey"], {"key_id": key["key_id"]})
     assert (answer["status"], answer["version"], answer["description"]) == ("revoked", 3, "changed meanwhile")
+
+
+def test_revoke_leaves_attributes_it_does_not_know_in_place(issued, admin, stack):
+    key = issued()
+    dynamodb = boto3.client("dynamodb")
+    table = stack.physical_ids["KeysTable"]
+    dynamodb.update_item(
+        TableName=table, Key={"key_id": {"S": key["key_id"]}},
+        UpdateExpression="SET ticket = :ticket", ExpressionAttributeValues={":ticket": {"S": "OPS-42"}},
+    )  # fmt: skip
+    invoke(admin["RevokeKey"], {"key_id": key["key_id"]})
+    item = dynamodb.get_item(TableName=table, Key={"key_id": {"S": key["key_id"]}})["Item"]
+    assert item["ticket"] == {"S": "OPS-42"} and item["status"] == {"S": "revoked"}
+
+
+def test_revoke_with_no_retention_leaves_no_purge_date(issued, load, table_items):
+    key = issued(expires_at=_future(days=1))  # issued with a purge date: expiry + 90 days
+    revoke = load("RevokeKeyFunction", RETENTION_DAYS="0")
+    invoke(revoke, {"key_id": key["key_id"]})
+    (item,) = table_items()
+    assert "purge_at" not in item and item["status"] == {"S": "revoked"}
 
 
 # --- get ---
@@ -241,6 +270,7 @@ BAD_LISTS = [
     ({"owner": ""}, "owner"),
     ({"next_token": "!!!not-base64!!!"}, "next_token"),
     ({"next_token": "eyJ4IjogMX0="}, "next_token"),  # {"x": 1}
+    ({"next_token": "eyJrZXlfaWQiOiB7IlMiOiAxMjN9fQ=="}, "next_token"),  # {"key_id": {"S": 123}}
     ({"color": "red"}, "color"),
 ]
 

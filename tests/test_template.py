@@ -27,7 +27,7 @@ def test_authorizer_may_only_get_items_from_the_table_and_read_the_pepper(templa
     ("function", "actions", "reads_pepper"),
     [
         ("IssueKeyFunction", {"dynamodb:PutItem"}, True),
-        ("RevokeKeyFunction", {"dynamodb:GetItem", "dynamodb:PutItem"}, False),
+        ("RevokeKeyFunction", {"dynamodb:GetItem", "dynamodb:UpdateItem"}, False),
         ("GetKeyFunction", {"dynamodb:GetItem"}, False),
         ("ListKeysFunction", {"dynamodb:Scan", "dynamodb:Query"}, False),
     ],

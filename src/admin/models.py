@@ -1,7 +1,7 @@
 """The admin events, validated by powertools' parser: unknown fields, wrong types, bad dates and
 oversized strings are refused with the field named, before anything is written."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from aws_lambda_powertools.utilities.parser import BaseModel, Field, field_validator
@@ -9,7 +9,10 @@ from pydantic import ConfigDict, StrictInt, StrictStr
 
 from keygate.keys import KEY_ID_PATTERN
 
-_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"  # no control characters: these end up in logs and consoles
+# No control, format (bidi overrides, zero-width) or line/paragraph separator characters: these values
+# end up in logs, consoles and the authorizer context. (pydantic's Rust regex knows Unicode classes.)
+_PRINTABLE = r"^[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}]*$"
+MAX_LIFETIME = timedelta(days=3660)
 
 KeyId = Annotated[StrictStr, Field(pattern=rf"^{KEY_ID_PATTERN}$")]
 Name = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=_PRINTABLE)]
@@ -27,7 +30,7 @@ class IssueKey(AdminEvent):
     owner: Owner
     description: Description = ""
     scopes: Annotated[list[Scope], Field(max_length=50)] = []
-    expires_at: StrictStr | None = None
+    expires_at: datetime | None = None
 
     @field_validator("scopes")
     @classmethod
@@ -36,28 +39,32 @@ class IssueKey(AdminEvent):
             raise ValueError("scopes must not repeat")
         return scopes
 
-    @field_validator("expires_at")
+    @field_validator("expires_at", mode="before")
     @classmethod
-    def _future_instant(cls, text: str | None) -> str | None:
-        if text is not None:
-            parse_expiry(text)
-        return text
-
-    def expiry(self) -> datetime | None:
-        return parse_expiry(self.expires_at) if self.expires_at is not None else None
+    def _future_instant(cls, text: object) -> datetime | None:
+        return parse_expiry(text) if text is not None else None
 
 
-def parse_expiry(text: str) -> datetime:
-    """An ISO-8601 instant with a time zone, in the future, to the second."""
+def parse_expiry(text: object) -> datetime:
+    """An ISO-8601 instant with a time zone, in the future and within ten years, to the second."""
+    example = "an ISO-8601 date and time with a time zone, e.g. 2027-01-31T00:00:00Z"
+    if not isinstance(text, str):
+        raise ValueError(f"must be a string: {example}")
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:
-        raise ValueError("must be an ISO-8601 date and time, e.g. 2027-01-31T00:00:00Z") from None
+        raise ValueError(f"must be {example}") from None
     if moment.tzinfo is None:
-        raise ValueError("must carry a time zone, e.g. 2027-01-31T00:00:00Z")
-    moment = moment.astimezone(UTC).replace(microsecond=0)
-    if moment <= datetime.now(UTC):
+        raise ValueError(f"must carry a time zone: {example}")
+    try:
+        moment = moment.astimezone(UTC).replace(microsecond=0)
+    except OverflowError:  # beyond the year 9999 once in UTC
+        raise ValueError("must be within ten years") from None
+    now = datetime.now(UTC)
+    if moment <= now:
         raise ValueError("must be in the future")
+    if moment > now + MAX_LIFETIME:
+        raise ValueError("must be within ten years")
     return moment
 
 

@@ -105,7 +105,7 @@ class KeyService:
                 purge_at=now + self._retention if self._retention else None,
                 version=record.version + 1,
             )
-            self._store.replace(revoked, expected_version=record.version)
+            self._store.update(revoked, record.version, ("status", "revoked_at", "purge_at"))
             return revoked
 
         return _retry_on_conflict(revoke)

@@ -1,12 +1,14 @@
 """DynamoDB access for the keys table: the only module that calls DynamoDB.
 
 Every write is conditional: a new key must not exist yet, and a change must find the version it read
-(optimistic concurrency), so two admins racing cannot overwrite each other silently.
+(optimistic concurrency), so two admins racing cannot overwrite each other silently. A change writes
+only the attributes it changes.
 """
 
 import base64
 import binascii
 import json
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -111,15 +113,27 @@ class KeyStore:
                 raise ConcurrentChange(f"key id {record.key_id!r} exists already") from None
             raise
 
-    def replace(self, record: KeyRecord, expected_version: int) -> None:
-        """Write a changed key, only if the stored item still has ``expected_version``."""
+    def update(self, record: KeyRecord, expected_version: int, attributes: Iterable[str]) -> None:
+        """Write the named attributes of a changed key (and its version), only if the stored item still
+        has ``expected_version``. Attributes not named are left as they are, known to this code or not."""
+        item = to_item(record)
+        names = {f"#a{n}": name for n, name in enumerate({*attributes, "version"})}
+        to_set = [alias for alias, name in names.items() if name in item]
+        to_remove = [alias for alias, name in names.items() if name not in item]
+        expression = "SET " + ", ".join(f"{alias} = :{alias[1:]}" for alias in to_set)
+        if to_remove:
+            expression += " REMOVE " + ", ".join(to_remove)
         try:
-            self._client.put_item(
+            self._client.update_item(
                 TableName=self._table,
-                Item=to_item(record),
+                Key={"key_id": {"S": record.key_id}},
+                UpdateExpression=expression,
                 ConditionExpression="attribute_exists(key_id) AND #version = :expected",
-                ExpressionAttributeNames={"#version": "version"},
-                ExpressionAttributeValues={":expected": {"N": str(expected_version)}},
+                ExpressionAttributeNames={**names, "#version": "version"},
+                ExpressionAttributeValues={
+                    **{f":{alias[1:]}": item[names[alias]] for alias in to_set},
+                    ":expected": {"N": str(expected_version)},
+                },
             )
         except ClientError as error:
             if _is_conditional_failure(error):
@@ -160,7 +174,10 @@ def _decode_token(token: str, owner: str | None) -> dict:
     if (
         not isinstance(start_key, dict)
         or set(start_key) != expected
-        or not all(isinstance(value, dict) and set(value) == {"S"} for value in start_key.values())
+        or not all(
+            isinstance(value, dict) and set(value) == {"S"} and isinstance(value["S"], str)
+            for value in start_key.values()
+        )
     ):
         raise InvalidNextToken("next_token is not a token this API handed out")
     if owner is not None and start_key["owner"]["S"] != owner:
