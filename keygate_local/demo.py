@@ -6,6 +6,7 @@ non-zero if any answer is not what API Gateway would give.
 """
 
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -40,15 +41,16 @@ class Calls:
         elapsed = (time.perf_counter() - started) * 1000
         ok = response.status_code == status
         self.failures += not ok
-        shown = ", ".join(f"{name}: {_short(value)}" for name, value in headers.items()) or "no key"
+        shown = ", ".join(f"{name}: {masked(value)}" for name, value in headers.items()) or "no key"
         print(f"   {'ok ' if ok else 'BAD'} GET {url} [{shown}] -> {response.status_code} ({elapsed:.0f} ms) {why}")
         if status == 200 and ok:
             body = response.json()
             print(f"       the route saw key_id={body['key_id']} owner={body['owner']} scopes={body['scopes']!r}")
 
 
-def _short(value: str) -> str:
-    return value if len(value) < 30 else value[:22] + "..."
+def masked(text: str) -> str:
+    """A key with its secret part hidden: the demo's output may end up in a CI log or a screenshot."""
+    return re.sub(r"(kg_[0-9A-Za-z]{16}_)[0-9A-Za-z]+", r"\1...", text)
 
 
 def main() -> int:
@@ -64,7 +66,7 @@ def main() -> int:
                 endpoint, "issue", "--name", "demo-client", "--owner", "team-demo", "--scope", "orders:read"
             )
             api_key, key_id = issued["api_key"], issued["key_id"]
-            print(f"   key_id {key_id}, api_key {api_key[:22]}... (shown this once)")
+            print(f"   key_id {key_id}, api_key {masked(api_key)} (shown this once; its secret is not printed here)")
             parsed = keys.parse(api_key, "kg")
             body = f"kg_{parsed.key_id}_{'x' * keys.SECRET_LENGTH}"
             wrong_key = body + keys._checksum(body)  # well-formed, right key id, wrong secret

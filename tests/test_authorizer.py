@@ -307,8 +307,14 @@ def _fail_get_item(monkeypatch, code: str):
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", failing)
 
 
-def _faults(stack, monkeypatch, key: dict):
-    """(case, arrange) for every fault the authorizer must survive by refusing."""
+FAULTS = [
+    "table missing", "secret missing", "throttled", "access denied", "corrupt hash", "item missing attributes",
+    "bug in verify",
+]  # fmt: skip
+
+
+def _faults(stack, monkeypatch, key: dict) -> dict:
+    """case -> arrange, for every fault the authorizer must survive by refusing."""
     dynamodb, secrets = boto3.client("dynamodb"), boto3.client("secretsmanager")
     table = stack.physical_ids["KeysTable"]
 
@@ -329,25 +335,26 @@ def _faults(stack, monkeypatch, key: dict):
     def broken_verify():
         monkeypatch.setattr(PasswordHasher, "verify", lambda *args: (_ for _ in ()).throw(RuntimeError("bug")))
 
-    return [
-        ("table missing", lambda: (dynamodb.update_table(TableName=table, DeletionProtectionEnabled=False),
-                                   dynamodb.delete_table(TableName=table))),
-        ("secret missing", lambda: secrets.delete_secret(
-            SecretId=stack.physical_ids["PepperSecret"], ForceDeleteWithoutRecovery=True)),
-        ("throttled", lambda: _fail_get_item(monkeypatch, "ProvisionedThroughputExceededException")),
-        ("access denied", lambda: _fail_get_item(monkeypatch, "AccessDeniedException")),
-        ("corrupt hash", corrupt_item),
-        ("item missing attributes", missing_attributes),
-        ("bug in verify", broken_verify),
-    ]  # fmt: skip
+    faults = {
+        "table missing": lambda: (dynamodb.update_table(TableName=table, DeletionProtectionEnabled=False),
+                                  dynamodb.delete_table(TableName=table)),
+        "secret missing": lambda: secrets.delete_secret(
+            SecretId=stack.physical_ids["PepperSecret"], ForceDeleteWithoutRecovery=True),
+        "throttled": lambda: _fail_get_item(monkeypatch, "ProvisionedThroughputExceededException"),
+        "access denied": lambda: _fail_get_item(monkeypatch, "AccessDeniedException"),
+        "corrupt hash": corrupt_item,
+        "item missing attributes": missing_attributes,
+        "bug in verify": broken_verify,
+    }  # fmt: skip
+    assert sorted(faults) == sorted(FAULTS)
+    return faults
 
 
-@pytest.mark.parametrize("case", range(7))
+@pytest.mark.parametrize("name", FAULTS)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_every_fault_is_a_refusal_logged_as_an_error(shape, case, stack, issued, load, monkeypatch, capsys):
+def test_every_fault_is_a_refusal_logged_as_an_error(shape, name, stack, issued, load, monkeypatch, capsys):
     key = issued()
-    name, arrange = _faults(stack, monkeypatch, key)[case]
-    arrange()
+    _faults(stack, monkeypatch, key)[name]()
     authorizer = load("AuthorizerFunction")  # a fresh container: nothing cached
     capsys.readouterr()
     allowed, response = decide(authorizer, shaped(shape, authorization=f"Bearer {key['api_key']}"))

@@ -114,9 +114,3 @@ def test_scanner_regex_finds_keys_in_text_and_only_whole_keys():
     assert not pattern.search(first[:-1])
     assert not pattern.search(first + "A")
     assert not pattern.search("x" + first)
-
-
-def test_is_key_id():
-    assert keys.is_key_id(_key().key_id)
-    for value in ("", "A" * 15, "A" * 17, "A" * 15 + "-", None):
-        assert not keys.is_key_id(value)

@@ -84,8 +84,3 @@ def parse(token: str, prefix: str) -> ParsedKey:
     if match["checksum"] != _checksum(token[: match.start("checksum")]):
         raise MalformedKey("key checksum does not match")
     return ParsedKey(key_id=match["key_id"], secret=match["secret"])
-
-
-def is_key_id(value: str) -> bool:
-    """Whether ``value`` has the shape of a key id (used to validate admin input)."""
-    return isinstance(value, str) and re.fullmatch(KEY_ID_PATTERN, value) is not None

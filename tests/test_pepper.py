@@ -1,0 +1,43 @@
+"""The pepper: read once per container, and rotated by adding a version without breaking old keys."""
+
+import json
+
+import boto3
+import botocore.client
+
+from tests.conftest import invoke
+from tests.test_authorizer import decide, shaped
+
+
+def test_the_pepper_is_read_once_per_warm_container(issued, load, monkeypatch):
+    keys = [issued()["api_key"] for _ in range(3)]
+    authorizer = load("AuthorizerFunction")
+    reads = []
+    real = botocore.client.BaseClient._make_api_call
+
+    def counting(self, operation, params):
+        if operation == "GetSecretValue":
+            reads.append(params["SecretId"])
+        return real(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
+    for api_key in keys * 3:
+        assert decide(authorizer, shaped("http-api", authorization=f"Bearer {api_key}"))[0]
+    assert len(reads) == 1
+
+
+def test_rotating_the_pepper_keeps_old_keys_and_hashes_new_ones_with_the_new_version(stack, issued, load):
+    old_key = issued()
+    authorizer = load("AuthorizerFunction")  # a warm container that has only ever seen v1
+    assert decide(authorizer, shaped("rest-token", authorization=f"Bearer {old_key['api_key']}"))[0]
+
+    secrets = boto3.client("secretsmanager")
+    secret_arn = stack.physical_ids["PepperSecret"]
+    ring = json.loads(secrets.get_secret_value(SecretId=secret_arn)["SecretString"])
+    ring |= {"v2": "n" * 64, "current": "v2"}
+    secrets.put_secret_value(SecretId=secret_arn, SecretString=json.dumps(ring))
+
+    new_key = invoke(load("IssueKeyFunction"), {"name": "after-rotation", "owner": "team-test"})
+    assert new_key["pepper_version"] == "v2" and old_key["pepper_version"] == "v1"
+    for key in (old_key, new_key):  # the warm container finds v2 without waiting for its cache to expire
+        assert decide(authorizer, shaped("rest-token", authorization=f"Bearer {key['api_key']}"))[0]
