@@ -1,0 +1,99 @@
+"""Benchmark: how fast the local stack starts, and its per-request latency through the emulated API
+Gateway (authorizer + route, each in its warm worker), for each authorizer shape.
+
+Run: .venv/bin/python -m bench.local_stack [--rounds N]   (writes docs/benchmarks-local-stack.md)
+"""
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from datetime import UTC, datetime
+
+import boto3
+import requests
+
+from keygate_local.local_stack import LocalStack
+from keygate_local.template import ROOT
+
+
+def _row(label: str, samples: list[float]) -> str:
+    samples = sorted(samples)
+    p95 = samples[min(len(samples) - 1, int(0.95 * len(samples)))]
+    return f"| {label} | {statistics.median(samples):.1f} | {p95:.1f} | {len(samples)} |"
+
+
+def _timed_get(url: str, headers: dict) -> float:
+    started = time.perf_counter()
+    response = requests.get(url, headers=headers, timeout=30)
+    elapsed = (time.perf_counter() - started) * 1000
+    response.raise_for_status()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rounds", type=int, default=50)
+    parser.add_argument("--starts", type=int, default=5)
+    arguments = parser.parse_args()
+    os.environ.setdefault("SAM_CLI_TELEMETRY", "0")
+    with open(os.devnull, "w") as quiet:
+        starts = []
+        for _ in range(arguments.starts):
+            with LocalStack(log=quiet) as local:
+                starts.append(local.started_in * 1000)
+        with LocalStack(log=quiet) as local:
+            lambda_client = boto3.client(
+                "lambda", endpoint_url=local.urls.lambda_endpoint, region_name="us-east-1",
+                aws_access_key_id="bench", aws_secret_access_key="bench",
+            )  # fmt: skip
+            response = lambda_client.invoke(FunctionName="IssueKeyFunction", Payload=b'{"name": "b", "owner": "b"}')
+            api_key = json.loads(response["Payload"].read())["api_key"]
+            rest, http = local.urls.apis["DemoRestApi"], local.urls.apis["DemoHttpApi"]
+            shapes = {
+                "REST API, TOKEN authorizer": (f"{rest}/whoami", {"Authorization": f"Bearer {api_key}"}),
+                "REST API, REQUEST authorizer (x-api-key)": (f"{rest}/x-api-key/whoami", {"x-api-key": api_key}),
+                "HTTP API, simple responses": (f"{http}/whoami", {"Authorization": f"Bearer {api_key}"}),
+            }
+            cold_url, cold_headers = shapes["REST API, TOKEN authorizer"]
+            cold = _timed_get(cold_url, cold_headers)  # starts the authorizer's and the route's workers
+            warm = {
+                label: [_timed_get(url, headers) for _ in range(arguments.rounds)]
+                for label, (url, headers) in shapes.items()
+            }
+    header = ["| what | median ms | p95 ms | runs |", "|---|---:|---:|---:|"]
+    lines = [
+        "# Local stack benchmarks",
+        "",
+        f"Measured {datetime.now(UTC):%Y-%m-%d} on {platform.machine()}, {os.cpu_count()} cores, Python "
+        f"{platform.python_version()}, by `bench/local_stack.py --rounds {arguments.rounds}`.",
+        "",
+        "## Start",
+        "",
+        "From `LocalStack.start()` to serving: embedded moto, the table and secret from template.yaml, SAM",
+        "CLI's providers, and the REST, HTTP and Lambda endpoints. Workers start on first use.",
+        "",
+        *header,
+        _row("start the stack", starts),
+        "",
+        "## One request, client to route and back",
+        "",
+        "Each request runs the authorizer (one Argon2id verify, one GetItem on moto) and the route function,",
+        "each in its warm worker process, behind SAM CLI's API Gateway emulator.",
+        "",
+        *header,
+        *(
+            f"| first call, {label} (cold workers where not yet started) | {first[label]:.0f} | | 1 |"
+            for label in shapes
+        ),
+        *(_row(f"warm, {label}", samples) for label, samples in warm.items()),
+        "",
+    ]
+    (ROOT / "docs" / "benchmarks-local-stack.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
