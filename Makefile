@@ -8,9 +8,9 @@ PYTHON313 ?= $(shell p="$$(pyenv root 2>/dev/null)/versions/3.13.0/bin/python3";
 export SAM_CLI_TELEMETRY := 0
 export PYENV_VERSION := 3.11.7:3.13.0
 
-.PHONY: venv demo test lint build clean
+.PHONY: venv demo local test lint build clean
 
-$(VENV)/.installed: requirements-dev.txt src/requirements.txt
+$(VENV)/.installed: requirements-dev.txt src/requirements.txt pyproject.toml
 	@test -n "$(PYTHON313)" || { echo "python3.13 not found (install it with pyenv)"; exit 1; }
 	test -x $(PY) || $(PYTHON313) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -21,6 +21,10 @@ venv: $(VENV)/.installed
 
 demo: venv
 	$(PY) -m keygate_local.demo
+
+# The local stack, serving until Ctrl-C: REST API :3000, HTTP API :3001, Lambda Invoke API :3002.
+local: venv
+	$(PY) -m keygate_local
 
 lint: venv
 	$(VENV)/bin/ruff check .
