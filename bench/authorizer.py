@@ -6,17 +6,15 @@ Run: .venv/bin/python -m bench.authorizer [--rounds N]   (writes docs/benchmarks
 
 import argparse
 import os
-import platform
 import resource
-import statistics
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 
 import boto3
 from moto import mock_aws
 
+from bench.report import HEADER, measured_on, row
 from keygate import keys
 from keygate.hashing import Argon2Params, Hasher
 from keygate_local.template import ROOT, Stack, import_handler, load_template
@@ -45,12 +43,6 @@ def _timed(call, rounds: int) -> list[float]:
     return samples
 
 
-def _row(label: str, samples: list[float]) -> str:
-    samples = sorted(samples)
-    p95 = samples[min(len(samples) - 1, int(0.95 * len(samples)))]
-    return f"| {label} | {statistics.median(samples):.2f} | {p95:.2f} | {len(samples)} |"
-
-
 def argon2_rows(rounds: int) -> list[str]:
     rows = []
     pepper, secret = b"p" * 64, "S" * 43
@@ -59,7 +51,7 @@ def argon2_rows(rounds: int) -> list[str]:
         phc = hasher.hash(secret, pepper)
         label = f"m={params.memory_kib} KiB, t={params.time_cost}, p={params.parallelism}"
         rows.append(
-            _row(f"verify {label}", _timed(lambda hasher=hasher, phc=phc: hasher.verify(phc, secret, pepper), rounds))
+            row(f"verify {label}", _timed(lambda hasher=hasher, phc=phc: hasher.verify(phc, secret, pepper), rounds))
         )
     return rows
 
@@ -108,12 +100,12 @@ def authorizer_rows(rounds: int) -> list[str]:
             "mistyped (checksum fails)": api_key[:-1] + ("A" if api_key[-1] != "A" else "B"),
         }
         template = {"type": "TOKEN", "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abc/demo/GET/hello"}
-        rows = [_row("cold start: import authorizer.app in a new Python process", _cold_imports(stack))]
+        rows = [row("cold start: import authorizer.app in a new Python process", _cold_imports(stack))]
         for label, presented in cases.items():
             event = template | {"authorizationToken": f"Bearer {presented}"}
             _deny_or_allow(authorizer, event)  # warm
             rows.append(
-                _row(f"decision: {label}", _timed(lambda event=event: _deny_or_allow(authorizer, event), rounds))
+                row(f"decision: {label}", _timed(lambda event=event: _deny_or_allow(authorizer, event), rounds))
             )
         return rows
 
@@ -126,12 +118,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=50)
     rounds = parser.parse_args().rounds
-    header = ["| what | median ms | p95 ms | runs |", "|---|---:|---:|---:|"]
     lines = [
         "# Benchmarks",
         "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d} on {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, by `bench/authorizer.py --rounds {rounds}`. Re-run it to refresh this page.",
+        measured_on(f"bench/authorizer.py --rounds {rounds}") + " Re-run it to refresh this page.",
         "",
         "## Argon2id verify, one call",
         "",
@@ -139,7 +129,7 @@ def main() -> None:
         "cost the same, by design). Lambda gives a function CPU in proportion to its memory: at 1024 MB expect",
         "roughly 1.7x these times, at 1769 MB (one full vCPU) about these.",
         "",
-        *header,
+        *HEADER,
         *argon2_rows(rounds),
         "",
         "## Authorizer decision, in-process (handler + moto, REST TOKEN event)",
@@ -147,7 +137,7 @@ def main() -> None:
         "DynamoDB and Secrets Manager are moto in the same process here, so network latency to AWS",
         "(a GetItem is typically a few ms in-region) is not included.",
         "",
-        *header,
+        *HEADER,
         *authorizer_rows(rounds),
         "",
         "The cold start is mostly library imports (`python -X importtime -c 'import authorizer.app'` shows",

@@ -7,22 +7,14 @@ Run: .venv/bin/python -m bench.local_stack [--rounds N]   (writes docs/benchmark
 import argparse
 import json
 import os
-import platform
-import statistics
 import time
-from datetime import UTC, datetime
 
 import boto3
 import requests
 
+from bench.report import HEADER, measured_on, row
 from keygate_local.local_stack import LocalStack
 from keygate_local.template import ROOT
-
-
-def _row(label: str, samples: list[float]) -> str:
-    samples = sorted(samples)
-    p95 = samples[min(len(samples) - 1, int(0.95 * len(samples)))]
-    return f"| {label} | {statistics.median(samples):.1f} | {p95:.1f} | {len(samples)} |"
 
 
 def _timed_get(url: str, headers: dict) -> float:
@@ -63,29 +55,27 @@ def main() -> None:
                 label: [_timed_get(url, headers) for _ in range(arguments.rounds)]
                 for label, (url, headers) in shapes.items()
             }
-    header = ["| what | median ms | p95 ms | runs |", "|---|---:|---:|---:|"]
     lines = [
         "# Local stack benchmarks",
         "",
-        f"Measured {datetime.now(UTC):%Y-%m-%d} on {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, by `bench/local_stack.py --rounds {arguments.rounds}`.",
+        measured_on(f"bench/local_stack.py --rounds {arguments.rounds}"),
         "",
         "## Start",
         "",
         "From `LocalStack.start()` to serving: embedded moto, the table and secret from template.yaml, SAM",
         "CLI's providers, and the REST, HTTP and Lambda endpoints. Workers start on first use.",
         "",
-        *header,
-        _row("start the stack", starts),
+        *HEADER,
+        row("start the stack", starts),
         "",
         "## One request, client to route and back",
         "",
         "Each request runs the authorizer (one Argon2id verify, one GetItem on moto) and the route function,",
         "each in its warm worker process, behind SAM CLI's API Gateway emulator.",
         "",
-        *header,
+        *HEADER,
         f"| first request after start: both workers start (their init phase) | {cold:.0f} | | 1 |",
-        *(_row(f"warm, {label}", samples) for label, samples in warm.items()),
+        *(row(f"warm, {label}", samples) for label, samples in warm.items()),
         "",
     ]
     (ROOT / "docs" / "benchmarks-local-stack.md").write_text("\n".join(lines))
