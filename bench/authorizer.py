@@ -95,7 +95,7 @@ def authorizer_rows(rounds: int) -> list[str]:
         body = f"kg_{issued['key_id']}_{'Z' * keys.SECRET_LENGTH}"
         cases = {
             "allowed (valid key)": api_key,
-            "wrong secret": body + keys._checksum(body),
+            "wrong secret": body + keys.checksum(body),
             "unknown key id": keys.generate("kg").api_key,
             "mistyped (checksum fails)": api_key[:-1] + ("A" if api_key[-1] != "A" else "B"),
         }

@@ -83,23 +83,31 @@ def function_names(arguments: argparse.Namespace, session: boto3.session.Session
     return {action: outputs[f"{logical}FunctionName"] for action, logical in ACTIONS.items()}
 
 
-def invoke(arguments: argparse.Namespace) -> dict:
-    session = boto3.session.Session(region_name=arguments.region or "us-east-1")
+def _session(arguments: argparse.Namespace) -> boto3.session.Session:
+    try:
+        session = boto3.session.Session(region_name=arguments.region or "us-east-1")
+    except BotoCoreError as error:  # a named profile that does not exist, say
+        raise Fault(str(error)) from None
     if arguments.endpoint_url and session.get_credentials() is None:  # a local stack checks no signature
         session = boto3.session.Session(
             aws_access_key_id="keygate-local", aws_secret_access_key="keygate-local", region_name=session.region_name
         )
+    return session
+
+
+def invoke(arguments: argparse.Namespace) -> dict:
+    session = _session(arguments)
     name = function_names(arguments, session)[arguments.command]
-    client = session.client(
-        "lambda",
-        endpoint_url=arguments.endpoint_url,
-        config=Config(connect_timeout=5, read_timeout=60, retries={"mode": "standard", "max_attempts": 2}),
-    )
+    # One attempt: a retried issue whose first answer was lost would leave a key nobody ever saw.
+    config = Config(connect_timeout=5, read_timeout=60, retries={"mode": "standard", "total_max_attempts": 1})
+    client = session.client("lambda", endpoint_url=arguments.endpoint_url, config=config)
     try:
         response = client.invoke(FunctionName=name, Payload=json.dumps(payload(arguments)).encode())
+        answer = json.loads(response["Payload"].read() or b"null")
     except (ClientError, BotoCoreError) as error:
         raise Fault(f"cannot invoke {name}: {error}") from None
-    answer = json.loads(response["Payload"].read() or b"null")
+    except ValueError:
+        raise Fault(f"{name} answered something that is not JSON") from None
     if response.get("FunctionError"):
         message = answer.get("errorMessage") if isinstance(answer, dict) else answer
         raise Fault(f"{name} failed: {message}")

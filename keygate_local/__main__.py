@@ -28,21 +28,18 @@ def main(argv: list[str] | None = None) -> int:
     local = LocalStack(api_ports=ports, lambda_port=arguments.lambda_port, real_aws=arguments.real_aws)
     try:
         local.start()
-    except OSError as error:
-        print(
-            f"keygate local: cannot start: {error} (is another stack on these ports? try --rest-port 0)",
-            file=sys.stderr,
-        )
+    except (OSError, ValueError) as error:
+        print(f"keygate local: cannot start: {error}", file=sys.stderr)
         return 1
     try:
         urls = local.urls
         if arguments.ready_json:
-            print(
-                json.dumps({"apis": urls.apis, "lambda": urls.lambda_endpoint, "aws": urls.aws_endpoints}), flush=True
-            )
+            ready = {"apis": urls.apis, "lambda": urls.lambda_endpoint, "aws": urls.aws_endpoints}
+            print(json.dumps(ready), flush=True)
         else:
             print(_banner(local), flush=True)
-        stopping.wait()
+        while not stopping.wait(0.5):  # a timed wait: a signal landing on another thread still wakes us
+            pass
     finally:
         local.stop()
     return 0

@@ -69,7 +69,7 @@ def main() -> int:
             print(f"   key_id {key_id}, api_key {masked(api_key)} (shown this once; its secret is not printed here)")
             parsed = keys.parse(api_key, "kg")
             body = f"kg_{parsed.key_id}_{'x' * keys.SECRET_LENGTH}"
-            wrong_key = body + keys._checksum(body)  # well-formed, right key id, wrong secret
+            wrong_key = body + keys.checksum(body)  # well-formed, right key id, wrong secret
 
             calls = Calls()
             print("3. Call the protected routes with the key:")

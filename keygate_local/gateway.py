@@ -110,7 +110,10 @@ class Server:
 
     def __init__(self, make_service, host: str, port: int):
         self._app = None
-        self._httpd = make_server(host, port, lambda environ, respond: self._app(environ, respond), threaded=True)
+        try:
+            self._httpd = make_server(host, port, lambda environ, respond: self._app(environ, respond), threaded=True)
+        except SystemExit:  # werkzeug's answer to a port in use (it has printed why)
+            raise OSError(f"cannot listen on {host}:{port}: the port is in use (0 picks a free one)") from None
         self.port = self._httpd.server_port
         self.url = f"http://{host}:{self.port}"
         service = make_service(self.port)

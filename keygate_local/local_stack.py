@@ -19,7 +19,7 @@ from samcli.lib.utils.stream_writer import StreamWriter
 
 from keygate_local import gateway
 from keygate_local.runtime import WorkerRuntime
-from keygate_local.template import ROOT, Stack, load_template
+from keygate_local.template import ROOT, Stack, load_template, wait_for_table
 
 SERVICES = {"dynamodb": "AWS_ENDPOINT_URL_DYNAMODB", "secretsmanager": "AWS_ENDPOINT_URL_SECRETS_MANAGER"}
 LOCAL_PARAMETERS = {"TableDeletionProtection": "false"}  # a local table is deleted when the stack stops
@@ -32,14 +32,26 @@ class Urls:
     aws_endpoints: dict[str, str] = field(default_factory=dict)  # empty: real AWS
 
 
-def _quiet_logs(log: IO | None) -> None:
-    """Per-request access lines (ours and moto's) are noise; SAM CLI's own messages go to the log."""
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    samcli = logging.getLogger("samcli")
-    if log is not None and not samcli.handlers:
-        samcli.addHandler(logging.StreamHandler(log))
-        samcli.propagate = False
-    samcli.setLevel(logging.ERROR)  # its fidelity banner is a warning, shown on every start
+class _SamCliLog:
+    """Per-request access lines (ours and moto's) are noise; SAM CLI's own errors go to the stack's log
+    while it runs (its fidelity banner, a warning, is left out)."""
+
+    def __init__(self, log: IO | None):
+        self._handler = logging.StreamHandler(log) if log is not None else None
+
+    def attach(self) -> None:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        samcli = logging.getLogger("samcli")
+        samcli.setLevel(logging.ERROR)
+        if self._handler is not None:
+            samcli.addHandler(self._handler)
+            samcli.propagate = False
+
+    def detach(self) -> None:
+        if self._handler is not None:
+            samcli = logging.getLogger("samcli")
+            samcli.removeHandler(self._handler)
+            samcli.propagate = True
 
 
 class LocalStack:
@@ -48,15 +60,17 @@ class LocalStack:
         host: str = "127.0.0.1",
         api_ports: dict[str, int] | None = None,
         lambda_port: int = 0,
-        region: str = "us-east-1",
+        region: str | None = None,
         real_aws: bool = False,
         log: IO | None = None,
     ):
-        self.host, self.region, self.real_aws = host, region, real_aws
+        self.host, self.real_aws = host, real_aws
+        self.region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         self._api_ports = api_ports or {}
         self._lambda_port = lambda_port
         self._endpoints: dict[str, str] = {}
         self._log = log
+        self._sam_log = _SamCliLog(log)
         self._moto: ThreadedMotoServer | None = None
         self._servers: list[gateway.Server] = []
         self._runtime: WorkerRuntime | None = None
@@ -68,7 +82,7 @@ class LocalStack:
 
     def start(self) -> "LocalStack":
         started = time.perf_counter()
-        _quiet_logs(self._log)
+        self._sam_log.attach()
         try:
             endpoints = self._endpoints = self._aws_endpoints()
             self.stack = self._create_resources(endpoints)
@@ -80,17 +94,21 @@ class LocalStack:
         return self
 
     def stop(self) -> None:
-        for server in self._servers:
-            server.stop()
-        self._servers = []
-        if self._runtime is not None:
-            self._runtime.close()
-            self._runtime = None
-        if self.stack is not None and self.stack.physical_ids:
-            self._delete_resources()
-        if self._moto is not None:
-            self._moto.stop()
-            self._moto = None
+        """Stop what was started and delete what was created, each step even if an earlier one failed."""
+        steps = [server.stop for server in self._servers]
+        steps += [self._runtime.close] if self._runtime is not None else []
+        steps += [self._delete_resources]
+        steps += [self._moto.stop] if self._moto is not None else []
+        steps += [self._sam_log.detach]
+        self._servers, self._runtime, self._moto = [], None, None
+        errors = []
+        for step in steps:
+            try:
+                step()
+            except Exception as error:
+                errors.append(error)
+        if errors:
+            raise errors[0]
 
     def __enter__(self) -> "LocalStack":
         return self.start()
@@ -102,20 +120,22 @@ class LocalStack:
 
     def _aws_endpoints(self) -> dict[str, str]:
         """The endpoint of each service the functions use: from the environment, else embedded moto."""
-        if self.real_aws:
-            return {}
-        endpoints = {
+        from_environment = {
             service: os.environ.get(variable) or os.environ.get("AWS_ENDPOINT_URL")
             for service, variable in SERVICES.items()
         }
-        if not all(endpoints.values()):
-            os.environ.setdefault("AWS_ACCESS_KEY_ID", "keygate-local")
-            os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "keygate-local")
-            self._moto = ThreadedMotoServer(ip_address=self.host, port=0, verbose=False)
-            self._moto.start()
-            moto_url = "http://{}:{}".format(*self._moto.get_host_and_port())
-            endpoints = {service: url or moto_url for service, url in endpoints.items()}
-        return endpoints
+        if self.real_aws:
+            if any(from_environment.values()):
+                raise ValueError("--real-aws with AWS_ENDPOINT_URL* set: unset them to use AWS itself")
+            return {}
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", "keygate-local")  # local endpoints check no signature
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "keygate-local")
+        if all(from_environment.values()):
+            return from_environment
+        self._moto = ThreadedMotoServer(ip_address=self.host, port=0, verbose=False)
+        self._moto.start()
+        moto_url = "http://{}:{}".format(*self._moto.get_host_and_port())
+        return {service: url or moto_url for service, url in from_environment.items()}
 
     def _client(self, service: str, endpoints: dict[str, str]):
         return boto3.client(service, region_name=self.region, endpoint_url=endpoints.get(service))
@@ -128,8 +148,11 @@ class LocalStack:
         return stack
 
     def _delete_resources(self) -> None:
-        dynamodb = self._client("dynamodb", self._endpoints)
+        if self.stack is None:
+            return
         if table := self.stack.physical_ids.pop("KeysTable", None):
+            dynamodb = self._client("dynamodb", self._endpoints)
+            wait_for_table(dynamodb, table)  # a table still being created cannot be deleted yet
             dynamodb.delete_table(TableName=table)
         if secret := self.stack.physical_ids.pop("PepperSecret", None):
             self._client("secretsmanager", self._endpoints).delete_secret(

@@ -7,15 +7,20 @@ warm Lambda containers, and a new one starts when all are busy, as Lambda scales
 """
 
 import json
+import logging
 import os
+import platform
 import selectors
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
 from typing import IO
 
+LOG = logging.getLogger(__name__)
 MAX_WORKERS_PER_FUNCTION = 4
 
 
@@ -36,12 +41,13 @@ class Worker:
             stderr=log,
             cwd=code_dir,
             env=environment,
+            process_group=0,  # a Ctrl-C in the terminal is the stack's to handle, not each worker's
         )
         self._pending = b""
 
     def invoke(self, event: str, timeout: float) -> str:
-        deadline = time.time() + timeout
-        request = {"event": event, "request_id": str(uuid.uuid4()), "deadline": deadline}
+        deadline = time.monotonic() + timeout
+        request = {"event": event, "request_id": str(uuid.uuid4()), "deadline": time.time() + timeout}
         try:
             self.process.stdin.write(json.dumps(request).encode() + b"\n")
             self.process.stdin.flush()
@@ -54,7 +60,7 @@ class Worker:
         with selectors.DefaultSelector() as selector:
             selector.register(self.process.stdout, selectors.EVENT_READ)
             while b"\n" not in self._pending:
-                remaining = deadline - time.time()
+                remaining = deadline - time.monotonic()
                 if remaining <= 0 or not selector.select(remaining):
                     self.stop()
                     raise WorkerFailed(f"Task timed out after {timeout:.2f} seconds", "Sandbox.Timedout")
@@ -71,9 +77,10 @@ class Worker:
         return self.process.poll() is None
 
     def stop(self) -> None:
+        """Kill the worker; safe to call more than once."""
         if self.alive:
             self.process.kill()
-        self.process.wait(timeout=5)
+        self.process.wait()
         for stream in (self.process.stdin, self.process.stdout):
             stream.close()
 
@@ -86,9 +93,10 @@ class WorkerRuntime:
         self._log = log
         self._idle: dict[str, list[Worker]] = {}
         self._live: dict[str, int] = {}
-        self._all: list[Worker] = []
+        self._workers: set[Worker] = set()
         self._changed = threading.Condition()
         self._closed = False
+        self._home = tempfile.mkdtemp(prefix="keygate-local-home-")  # not the developer's ~/.aws
 
     def invoke(self, function_config, event: str, tenant_id=None, *, stdout=None, stderr=None, **_container_options):
         worker = self._acquire(function_config)
@@ -96,14 +104,39 @@ class WorkerRuntime:
             reply = worker.invoke(event, float(function_config.timeout or 3))
         except WorkerFailed as error:
             reply = json.dumps({"errorMessage": str(error), "errorType": error.error_type, "stackTrace": []})
-        self._release(function_config.name, worker)
+        except BaseException:
+            worker.stop()  # in an unknown state: never reuse it
+            raise
+        finally:
+            self._release(function_config.name, worker)
         stdout.write_str(reply)
         stdout.flush()
 
+    def close(self) -> None:
+        with self._changed:
+            self._closed = True
+            workers = list(self._workers)
+            self._workers.clear()
+            self._changed.notify_all()
+        for worker in workers:
+            worker.stop()
+        shutil.rmtree(self._home, ignore_errors=True)
+
     def _environment(self, function_config) -> dict[str, str]:
+        """What Lambda gives a function, as far as a handler can tell, plus the template's variables."""
+        runtime = function_config.runtime or ""
+        if runtime != f"python{sys.version_info.major}.{sys.version_info.minor}":
+            LOG.warning("%s declares %s; the local stack runs it on Python %s", function_config.name, runtime,
+                        platform.python_version())  # fmt: skip
         return {
             **function_config.env_vars.resolve(),
             "PATH": os.environ.get("PATH", ""),
+            "HOME": self._home,
+            "LANG": "en_US.UTF-8",
+            "TZ": ":UTC",
+            "LAMBDA_TASK_ROOT": function_config.code_abs_path,
+            "AWS_EXECUTION_ENV": f"AWS_Lambda_{runtime}",
+            "_HANDLER": function_config.handler,
             "PYTHONPATH": function_config.code_abs_path,
             "PYTHONDONTWRITEBYTECODE": "1",  # keep __pycache__ out of the CodeUri
             "PYTHONUNBUFFERED": "1",
@@ -115,7 +148,7 @@ class WorkerRuntime:
         with self._changed:
             while True:
                 if self._closed:
-                    raise WorkerFailed("the runtime is shut down")
+                    raise WorkerFailed("the local runtime is shut down")
                 idle = self._idle.setdefault(name, [])
                 while idle:
                     worker = idle.pop()
@@ -127,41 +160,33 @@ class WorkerRuntime:
                     break
                 self._changed.wait()
         try:
-            worker = Worker(
-                function_config.handler, function_config.code_abs_path, self._environment(function_config), self._log
-            )
-        except Exception:
+            environment = self._environment(function_config)
+            worker = Worker(function_config.handler, function_config.code_abs_path, environment, self._log)
+        except BaseException:
             with self._changed:
                 self._live[name] -= 1
                 self._changed.notify_all()
             raise
         with self._changed:
-            self._all.append(worker)
+            closed = self._closed
+            if not closed:
+                self._workers.add(worker)
+        if closed:  # close() ran while this worker started: it must not outlive the runtime
+            self._release(name, worker)
+            raise WorkerFailed("the local runtime is shut down")
         return worker
 
     def _release(self, name: str, worker: Worker) -> None:
         with self._changed:
-            if worker.alive and not self._closed:
+            keep = worker.alive and not self._closed
+            if keep:
                 self._idle[name].append(worker)
             else:
                 self._forget(name, worker)
             self._changed.notify_all()
+        if not keep:
+            worker.stop()
 
     def _forget(self, name: str, worker: Worker) -> None:
         self._live[name] -= 1
-        if worker in self._all:
-            self._all.remove(worker)
-
-    def workers(self, name: str) -> list[int]:
-        """Process ids of the function's live workers (for tests and diagnostics)."""
-        with self._changed:
-            return [worker.process.pid for worker in self._all if worker.alive and worker in self._idle.get(name, [])]
-
-    def close(self) -> None:
-        with self._changed:
-            self._closed = True
-            workers, self._all = self._all, []
-            self._changed.notify_all()
-        for worker in workers:
-            if worker.alive:
-                worker.stop()
+        self._workers.discard(worker)

@@ -119,7 +119,9 @@ class Stack:
             SSESpecification={"Enabled": properties["SSESpecification"]["SSEEnabled"]},
             DeletionProtectionEnabled=bool(properties.get("DeletionProtectionEnabled", False)),
         )["TableDescription"]
-        dynamodb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 0.1, "MaxAttempts": 100})
+        self.physical_ids["KeysTable"] = name  # from here on, whoever cleans up must delete it
+        self.arns["KeysTable"] = table["TableArn"]
+        wait_for_table(dynamodb, name)
         ttl = properties["TimeToLiveSpecification"]
         dynamodb.update_time_to_live(
             TableName=name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": ttl["Enabled"]}
@@ -128,8 +130,6 @@ class Stack:
         dynamodb.update_continuous_backups(
             TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": recovery}
         )
-        self.physical_ids["KeysTable"] = name
-        self.arns["KeysTable"] = table["TableArn"]
         return name
 
     def create_pepper_secret(self, secretsmanager) -> str:
@@ -171,6 +171,11 @@ class Stack:
         code_dir = (ROOT / self._function_property(logical_id, "CodeUri")).resolve()
         module, _, attribute = self._function_property(logical_id, "Handler").rpartition(".")
         return code_dir, module, attribute
+
+
+def wait_for_table(dynamodb, name: str) -> None:
+    """Until the table is ACTIVE: a minute at most, enough for a real table with an index."""
+    dynamodb.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 300})
 
 
 def import_handler(stack: Stack, logical_id: str) -> Callable:

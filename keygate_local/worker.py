@@ -12,6 +12,7 @@ import os
 import sys
 import time
 import traceback
+from decimal import Decimal
 
 
 class Context:
@@ -30,6 +31,13 @@ class Context:
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self._deadline - time.time()) * 1000))
+
+
+def _lambda_json(value: object) -> object:
+    """What Lambda's Python runtime also serialises: DynamoDB's Decimals, as numbers."""
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def error_payload(error: BaseException) -> dict:
@@ -54,7 +62,7 @@ def serve(handler_path: str, requests, replies) -> None:
             if handler is None:  # the init phase; after a failure, Lambda tries it again on the next call
                 handler = load_handler(handler_path)
             context = Context(request["request_id"], request["deadline"])
-            reply = json.dumps(handler(json.loads(request["event"]), context))
+            reply = json.dumps(handler(json.loads(request["event"]), context), default=_lambda_json, ensure_ascii=False)
         except Exception as error:  # an unserialisable answer too: an error here, not in the parent
             traceback.print_exc()
             reply = json.dumps(error_payload(error))

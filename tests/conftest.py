@@ -13,6 +13,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from keygate import keys
 from keygate_local.template import Stack, import_handler, load_template
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
@@ -36,6 +37,13 @@ def event(name: str, api_key: str | None = None, key_id: str | None = None) -> d
     if key_id is not None:
         text = text.replace(KEY_ID_PLACEHOLDER, key_id)
     return json.loads(text)
+
+
+def wrong_secret(api_key: str) -> str:
+    """The same key id with another secret and a valid checksum: well-formed, and wrong."""
+    key_id = keys.parse(api_key, "kg").key_id
+    body = f"kg_{key_id}_{'x' * keys.SECRET_LENGTH}"
+    return body + keys.checksum(body)
 
 
 def invoke(handler: Callable, payload) -> dict:

@@ -15,7 +15,7 @@ from argon2 import PasswordHasher
 from botocore.exceptions import ClientError
 
 from keygate import keys
-from tests.conftest import event, invoke
+from tests.conftest import event, invoke, wrong_secret
 
 SHAPES = ["rest-token", "rest-request", "http-api"]
 METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/demo/GET/hello"
@@ -67,13 +67,6 @@ def reasons(capsys) -> list[str]:
 def service_of(handler):
     """The KeyService of the container a handler was loaded in."""
     return inspect.unwrap(handler).__globals__["KEYS"]
-
-
-def other_secret(api_key: str) -> str:
-    """The same key id with another secret and a valid checksum."""
-    parsed = keys.parse(api_key, "kg")
-    body = f"kg_{parsed.key_id}_{'Z' * keys.SECRET_LENGTH}"
-    return body + keys._checksum(body)
 
 
 # --- allowed ---
@@ -197,7 +190,7 @@ def _refusals(key: dict, other_key: dict) -> list[tuple[str, dict, str]]:
         ("other prefix", {"authorization": f"Bearer {keys.generate('acme').api_key}"}, "MalformedKey"),
         ("two keys", {"authorization": f"Bearer {api_key}", "api_key": other_key["api_key"]}, "MalformedKey"),
         ("unknown key id", {"authorization": f"Bearer {unknown}"}, "UnknownKey"),
-        ("wrong secret", {"authorization": f"Bearer {other_secret(api_key)}"}, "WrongSecret"),
+        ("wrong secret", {"authorization": f"Bearer {wrong_secret(api_key)}"}, "WrongSecret"),
     ]
 
 
@@ -271,7 +264,7 @@ def test_unknown_key_id_costs_the_same_argon2_work_as_a_wrong_secret(issued, aut
     )
     unknown = keys.generate("kg").api_key
     assert not decide(authorizer, shaped("rest-token", authorization=f"Bearer {unknown}"))[0]
-    assert not decide(authorizer, shaped("rest-token", authorization=f"Bearer {other_secret(key['api_key'])}"))[0]
+    assert not decide(authorizer, shaped("rest-token", authorization=f"Bearer {wrong_secret(key['api_key'])}"))[0]
     dummy, real_hash = verified
     assert dummy != real_hash
     assert dummy.split("$")[:4] == real_hash.split("$")[:4]  # same algorithm, version and m/t/p
@@ -462,7 +455,7 @@ def test_each_decision_is_counted_by_reason_in_emf_metrics(issued, authorizer, c
     key = issued()
     capsys.readouterr()
     decide(authorizer, shaped("http-api", authorization=f"Bearer {key['api_key']}"))
-    decide(authorizer, shaped("http-api", authorization=f"Bearer {other_secret(key['api_key'])}"))
+    decide(authorizer, shaped("http-api", authorization=f"Bearer {wrong_secret(key['api_key'])}"))
     emf = [r for r in log_records(capsys.readouterr().out) if "_aws" in r]
     names = [metric["Name"] for r in emf for metric in r["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
     assert names == ["Allowed", "WrongSecret"]

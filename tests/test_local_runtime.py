@@ -21,7 +21,13 @@ HANDLERS = """
         calls += 1
         print("printed by the handler")  # must not corrupt the reply
         return {"pid": os.getpid(), "calls": calls, "event": event, "request_id": context.aws_request_id,
-                "remaining_ms": context.get_remaining_time_in_millis(), "table": os.environ.get("KEYS_TABLE")}
+                "remaining_ms": context.get_remaining_time_in_millis(), "table": os.environ.get("KEYS_TABLE"),
+                "home": os.environ.get("HOME"), "task_root": os.environ.get("LAMBDA_TASK_ROOT"),
+                "process_group": os.getpgid(0)}
+
+    def decimal(event, context):
+        from decimal import Decimal
+        return {"count": Decimal("3"), "ratio": Decimal("0.5"), "name": "caf\u00e9"}
 
     def fail(event, context):
         raise ValueError("no such thing")
@@ -51,6 +57,7 @@ class FunctionConfig:
     handler: str
     code_abs_path: str
     timeout: float = 5
+    runtime: str = "python3.13"
     env_vars: EnvironmentVariables = EnvironmentVariables({"KEYS_TABLE": "table-from-template"})
 
 
@@ -95,8 +102,35 @@ def test_a_warm_worker_is_reused_with_its_module_state(runtime, code):
     assert 0 < second["remaining_ms"] <= 5000
 
 
-def test_the_worker_runs_with_the_functions_environment(runtime, code):
-    assert call(runtime, FunctionConfig("Count", "handlers.count", code), {})["table"] == "table-from-template"
+def test_the_worker_runs_with_the_functions_environment_and_not_the_developers(runtime, code):
+    reply = call(runtime, FunctionConfig("Count", "handlers.count", code), {})
+    assert reply["table"] == "table-from-template"
+    assert reply["task_root"] == code
+    assert reply["home"] != os.path.expanduser("~") and os.listdir(reply["home"]) == []
+    assert reply["process_group"] != os.getpgid(0)  # a Ctrl-C in the terminal does not reach it
+
+
+def test_decimals_are_answered_as_numbers_as_on_lambda(runtime, code):
+    assert call(runtime, FunctionConfig("Dec", "handlers.decimal", code), {}) == {
+        "count": 3,
+        "ratio": 0.5,
+        "name": "café",
+    }
+
+
+def test_an_unexpected_failure_frees_the_workers_slot(runtime, code, monkeypatch):
+    from keygate_local import runtime as runtime_module
+
+    config = FunctionConfig("Count", "handlers.count", code)
+    real_invoke = runtime_module.Worker.invoke
+    monkeypatch.setattr(
+        runtime_module.Worker, "invoke", lambda self, event, timeout: (_ for _ in ()).throw(OSError("pipe"))
+    )
+    for _ in range(MAX_WORKERS_PER_FUNCTION + 1):
+        with pytest.raises(OSError):
+            call(runtime, config, {})
+    monkeypatch.setattr(runtime_module.Worker, "invoke", real_invoke)
+    assert call(runtime, config, {})["calls"] == 1  # a fresh worker: the failed ones were stopped, not pooled
 
 
 def test_a_raised_error_comes_back_in_the_lambda_error_shape(runtime, code):
@@ -117,9 +151,9 @@ def test_an_init_error_is_reported_and_init_is_tried_again(runtime, code):
 
 
 def test_a_timeout_stops_the_worker_and_the_next_call_gets_a_fresh_one(runtime, code):
-    config = FunctionConfig("Slow", "handlers.slow", code, timeout=0.5)
+    config = FunctionConfig("Slow", "handlers.slow", code, timeout=3)
     before = call(runtime, config, {"seconds": 0})["pid"]
-    reply = call(runtime, config, {"seconds": 30})
+    reply = call(runtime, config, {"seconds": 60})
     assert reply["errorType"] == "Sandbox.Timedout" and "timed out" in reply["errorMessage"]
     after = call(runtime, config, {"seconds": 0})["pid"]
     assert after != before

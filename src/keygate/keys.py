@@ -55,7 +55,8 @@ def _random_base62(length: int) -> str:
     return "".join(secrets.choice(BASE62) for _ in range(length))
 
 
-def _checksum(body: str) -> str:
+def checksum(body: str) -> str:
+    """CRC32 of the key's body (everything before the checksum) in 6 base62 characters."""
     value = zlib.crc32(body.encode("ascii"))
     digits = []
     for _ in range(CHECKSUM_LENGTH):
@@ -69,7 +70,7 @@ def generate(prefix: str) -> NewKey:
     key_id = _random_base62(KEY_ID_LENGTH)
     secret = _random_base62(SECRET_LENGTH)
     body = f"{prefix}_{key_id}_{secret}"
-    return NewKey(key_id=key_id, secret=secret, api_key=body + _checksum(body))
+    return NewKey(key_id=key_id, secret=secret, api_key=body + checksum(body))
 
 
 def parse(token: str, prefix: str) -> ParsedKey:
@@ -81,6 +82,6 @@ def parse(token: str, prefix: str) -> ParsedKey:
         raise MalformedKey("key does not have the keygate format")
     if match["prefix"] != prefix:
         raise MalformedKey("key prefix is not this deployment's")
-    if match["checksum"] != _checksum(token[: match.start("checksum")]):
+    if match["checksum"] != checksum(token[: match.start("checksum")]):
         raise MalformedKey("key checksum does not match")
     return ParsedKey(key_id=match["key_id"], secret=match["secret"])

@@ -5,6 +5,7 @@ import json
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -63,12 +64,22 @@ def local_stack():
     assert stop_stack(process) == 0
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def local_client(service: str, endpoint: str):
+    """A boto3 client for a local endpoint (which checks no signature)."""
+    return boto3.client(
+        service, endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="e2e", aws_secret_access_key="e2e"
+    )
+
+
 @pytest.fixture(scope="session")
 def lambda_client(local_stack):
-    return boto3.client(
-        "lambda", endpoint_url=local_stack.lambda_endpoint, region_name="us-east-1",
-        aws_access_key_id="e2e", aws_secret_access_key="e2e",
-    )  # fmt: skip
+    return local_client("lambda", local_stack.lambda_endpoint)
 
 
 @pytest.fixture

@@ -1,10 +1,11 @@
 """The keygate CLI, as installed, against the running local stack."""
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.e2e.conftest import free_port
 
 KEYGATE = str(Path(sys.executable).parent / "keygate")  # the console script pip installed
 
@@ -41,12 +42,15 @@ def test_a_refused_request_exits_1_with_the_error_on_stderr(local_stack):
 
 
 def test_an_unreachable_endpoint_exits_3_with_a_clear_message(local_stack):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed = f"http://127.0.0.1:{probe.getsockname()[1]}"
-    done = keygate(local_stack, "get", "A" * 16, endpoint=closed)
+    done = keygate(local_stack, "get", "A" * 16, endpoint=f"http://127.0.0.1:{free_port()}")
     assert done.returncode == 3
     assert done.stderr.startswith("keygate: cannot invoke GetKeyFunction:")
+
+
+def test_a_missing_profile_exits_3_without_a_traceback(local_stack):
+    command = [KEYGATE, "--stack-name", "keygate", "get", "A" * 16]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=30, env={"AWS_PROFILE": "nope", "PATH": ""})
+    assert done.returncode == 3 and done.stderr.startswith("keygate: ") and "Traceback" not in done.stderr
 
 
 def test_usage_errors_exit_2():

@@ -1,0 +1,69 @@
+"""The stack's own lifecycle: `make demo` end to end, and stopping leaves nothing behind."""
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from keygate_local.template import ROOT
+from tests.e2e.conftest import local_client, start_stack
+
+
+def children(pid: int) -> set[int]:
+    """Process ids whose parent is ``pid`` (Linux /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_the_demo_shows_the_whole_lifecycle_and_exits_0():
+    environment = {**os.environ, "SAM_CLI_TELEMETRY": "0"}
+    done = subprocess.run(
+        [sys.executable, "-m", "keygate_local.demo"], capture_output=True, text=True, timeout=300, cwd=ROOT,
+        env={name: value for name, value in environment.items() if not name.startswith("AWS_ENDPOINT_URL")},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Done: issued, allowed, refused, revoked, refused." in done.stdout
+    assert "BAD" not in done.stdout
+    assert not re.search(r"kg_[0-9A-Za-z]{16}_[0-9A-Za-z]", done.stdout + done.stderr)  # no secret part shown
+
+
+def test_two_quick_signals_still_stop_the_stack_and_its_workers():
+    process, ready = start_stack()
+    response = local_client("lambda", ready["lambda"]).invoke(
+        FunctionName="IssueKeyFunction", Payload=b'{"name": "n", "owner": "o"}'
+    )
+    assert response["StatusCode"] == 200
+    url = f"{ready['apis']['DemoRestApi']}/hello"
+    assert requests.get(url, headers={"Authorization": "Bearer nope"}, timeout=30).status_code == 401
+    workers = children(process.pid)
+    assert len(workers) >= 2  # the issue and authorizer functions' workers
+    process.send_signal(signal.SIGTERM)
+    process.send_signal(signal.SIGINT)
+    try:
+        assert process.wait(timeout=30) == 0
+    finally:
+        process.kill()
+    deadline = time.monotonic() + 10
+    while not all(gone(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert all(gone(pid) for pid in workers)
