@@ -7,6 +7,9 @@ Run: .venv/bin/python -m bench.local_stack [--rounds N]   (writes docs/benchmark
 import argparse
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 
 import boto3
@@ -15,6 +18,20 @@ import requests
 from bench.report import HEADER, measured_on, row
 from keygate_local.local_stack import LocalStack
 from keygate_local.template import ROOT
+
+
+def _command_to_ready() -> tuple[float, float]:
+    """(ms from `python -m keygate_local` to its ready line, ms from SIGTERM to its exit)."""
+    command = [sys.executable, "-m", "keygate_local", "--ready-json", "--rest-port", "0", "--http-port", "0",
+               "--lambda-port", "0"]  # fmt: skip
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
+    process.stdout.readline()
+    ready = (time.perf_counter() - started) * 1000
+    started = time.perf_counter()
+    process.send_signal(signal.SIGTERM)
+    process.wait(timeout=60)
+    return ready, (time.perf_counter() - started) * 1000
 
 
 def _timed_get(url: str, headers: dict) -> float:
@@ -36,6 +53,7 @@ def main() -> None:
         for _ in range(arguments.starts):
             with LocalStack(log=quiet) as local:
                 starts.append(local.started_in * 1000)
+        commands = [_command_to_ready() for _ in range(arguments.starts)]
         with LocalStack(log=quiet) as local:
             lambda_client = boto3.client(
                 "lambda", endpoint_url=local.urls.lambda_endpoint, region_name="us-east-1",
@@ -62,11 +80,14 @@ def main() -> None:
         "",
         "## Start",
         "",
-        "From `LocalStack.start()` to serving: embedded moto, the table and secret from template.yaml, SAM",
-        "CLI's providers, and the REST, HTTP and Lambda endpoints. Workers start on first use.",
+        "`LocalStack.start()` runs embedded moto, creates the table and secret from template.yaml, reads the",
+        "template with SAM CLI's providers and opens the REST, HTTP and Lambda endpoints; workers start on",
+        "first use. From the command, Python also imports SAM CLI, moto and boto3 first.",
         "",
         *HEADER,
-        row("start the stack", starts),
+        row("`LocalStack.start()`, libraries already imported", starts),
+        row("`python -m keygate_local` until ready", [ready for ready, _ in commands]),
+        row("SIGTERM until the process has stopped everything and exited", [stop for _, stop in commands]),
         "",
         "## One request, client to route and back",
         "",
