@@ -5,6 +5,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -67,3 +68,24 @@ def test_two_quick_signals_still_stop_the_stack_and_its_workers():
     while not all(gone(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert all(gone(pid) for pid in workers)
+
+
+def test_make_local_prints_the_urls_and_how_to_issue_a_key():
+    command = [sys.executable, "-m", "keygate_local", "--rest-port", "0", "--http-port", "0", "--lambda-port", "0"]
+    environment = {name: value for name, value in os.environ.items() if not name.startswith("AWS_ENDPOINT_URL")}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=environment)
+    banner = []
+    watchdog = threading.Timer(60, process.kill)  # bounds the wait: a kill ends readline with EOF
+    watchdog.start()
+    try:
+        while not any("curl" in line for line in banner) and (line := process.stdout.readline()):
+            banner.append(line)
+    finally:
+        watchdog.cancel()
+        process.send_signal(signal.SIGTERM)
+        exit_code = process.wait(timeout=30)
+    text = "".join(banner)
+    lambda_url = re.search(r"export KEYGATE_ENDPOINT_URL=(http://127\.0\.0\.1:\d+)", text)
+    assert lambda_url and "keygate issue --name" in text, text
+    assert re.search(r"http://127\.0\.0\.1:\d+/x-api-key/whoami", text)
+    assert exit_code == 0
