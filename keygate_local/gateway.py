@@ -12,6 +12,7 @@ Invoke API. Two things differ from ``sam local start-api``, both towards API Gat
 import copy
 import io
 import json
+import logging
 import threading
 
 from samcli.commands.local.lib.local_lambda import LocalLambdaRunner
@@ -26,6 +27,7 @@ from samcli.local.lambda_service.local_lambda_http_service import LocalLambdaHtt
 from samcli.local.services.base_local_service import LambdaOutputParser
 from werkzeug.serving import make_server
 
+LOG = logging.getLogger(__name__)
 API_TYPES = {"AWS::Serverless::Api": "Api", "AWS::Serverless::HttpApi": "HttpApi"}
 
 
@@ -53,8 +55,12 @@ def only_api(template: dict, api_id: str) -> dict:
             for event_name, event in list(events.items()):
                 properties = event.get("Properties", {})
                 target = properties.get("RestApiId", properties.get("ApiId"))
-                if event.get("Type") in API_TYPES.values() and target != {"Ref": api_id}:
-                    del events[event_name]
+                if event.get("Type") not in API_TYPES.values() or target == {"Ref": api_id}:
+                    continue
+                if target is None:
+                    LOG.warning("%s.%s is on SAM's implicit API, which the local stack does not serve; "
+                                "give it a RestApiId or ApiId", name, event_name)  # fmt: skip
+                del events[event_name]
     return kept
 
 
