@@ -14,7 +14,7 @@ import time
 import boto3
 from moto import mock_aws
 
-from bench.report import HEADER, measured_on, row
+from bench.report import HEADER, measured_on, publish, row
 from keygate import keys
 from keygate.hashing import Argon2Params, Hasher
 from keygate_local.template import ROOT, Stack, import_handler, load_template
@@ -147,8 +147,7 @@ def main() -> None:
         f"Peak resident memory of the benchmark process: {_peak_rss_mib()} MiB.",
         "",
     ]
-    (ROOT / "docs" / "benchmarks.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    publish("benchmarks.md", lines)
 
 
 if __name__ == "__main__":

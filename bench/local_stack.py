@@ -15,7 +15,7 @@ import time
 import boto3
 import requests
 
-from bench.report import HEADER, measured_on, row
+from bench.report import HEADER, measured_on, publish, row
 from keygate_local.local_stack import LocalStack
 from keygate_local.template import ROOT
 
@@ -99,8 +99,7 @@ def main() -> None:
         *(row(f"warm, {label}", samples) for label, samples in warm.items()),
         "",
     ]
-    (ROOT / "docs" / "benchmarks-local-stack.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    publish("benchmarks-local-stack.md", lines)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import os
 import platform
 import statistics
 from datetime import UTC, datetime
+from pathlib import Path
 
 HEADER = ["| what | median ms | p95 ms | runs |", "|---|---:|---:|---:|"]
 
@@ -19,3 +20,10 @@ def measured_on(command: str) -> str:
         f"Measured {datetime.now(UTC):%Y-%m-%d} on {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, by `{command}`."
     )
+
+
+def publish(page: str, lines: list[str]) -> None:
+    """Write the page under docs/ and show it."""
+    text = "\n".join(lines)
+    (Path(__file__).resolve().parent.parent / "docs" / page).write_text(text)
+    print(text)
