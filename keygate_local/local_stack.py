@@ -85,7 +85,7 @@ class LocalStack:
         self._sam_log.attach()
         try:
             endpoints = self._endpoints = self._aws_endpoints()
-            self.stack = self._create_resources(endpoints)
+            self._create_resources(endpoints)
             self._serve(endpoints)
         except BaseException:
             self.stop()
@@ -140,12 +140,10 @@ class LocalStack:
     def _client(self, service: str, endpoints: dict[str, str]):
         return boto3.client(service, region_name=self.region, endpoint_url=endpoints.get(service))
 
-    def _create_resources(self, endpoints: dict[str, str]) -> Stack:
-        stack = Stack(load_template(), LOCAL_PARAMETERS)
-        self.stack = stack  # so stop() deletes whatever was created, should the second create fail
-        stack.create_keys_table(self._client("dynamodb", endpoints))
-        stack.create_pepper_secret(self._client("secretsmanager", endpoints))
-        return stack
+    def _create_resources(self, endpoints: dict[str, str]) -> None:
+        self.stack = Stack(load_template(), LOCAL_PARAMETERS)  # first, so stop() finds whatever gets created
+        self.stack.create_keys_table(self._client("dynamodb", endpoints))
+        self.stack.create_pepper_secret(self._client("secretsmanager", endpoints))
 
     def _delete_resources(self) -> None:
         if self.stack is None:
@@ -160,7 +158,7 @@ class LocalStack:
             )
 
     def _serve(self, endpoints: dict[str, str]) -> None:
-        template = load_template()
+        template = self.stack.template
         worker_environment = {SERVICES[service]: url for service, url in endpoints.items()}
         worker_environment["POWERTOOLS_TRACE_DISABLED"] = "true"  # no X-Ray daemon here
         self._runtime = WorkerRuntime(worker_environment, self._log)
