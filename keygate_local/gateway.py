@@ -6,7 +6,8 @@ Invoke API. Two things differ from ``sam local start-api``, both towards API Gat
 
 - Each API resource gets its own port. ``sam local`` merges all APIs into one route table, where the
   HTTP API's ``GET /hello`` would hide the REST API's.
-- An authorizer that raises ``Unauthorized`` answers 401, as API Gateway does (``sam local``: 502).
+- An authorizer that raises ``Unauthorized`` answers 401, and one that fails otherwise 500, as API
+  Gateway does (``sam local``: 502 for both).
 """
 
 import copy
@@ -15,6 +16,7 @@ import json
 import logging
 import threading
 
+from flask import jsonify, make_response
 from samcli.commands.local.lib.local_lambda import LocalLambdaRunner
 from samcli.lib.providers.api_provider import ApiProvider
 from samcli.lib.providers.sam_function_provider import SamFunctionProvider
@@ -103,9 +105,10 @@ class ApiGateway(LocalApigwService):
 
 
 def _authorizer_error(error: FunctionError):
+    """Reached by authorizer errors only: SAM CLI handles a route function's error itself."""
     if error.payload.get("errorMessage") == "Unauthorized":
         return ServiceErrorResponses.missing_lambda_auth_identity_sources()  # 401 {"message": "Unauthorized"}
-    return ServiceErrorResponses.lambda_failure_response()
+    return make_response(jsonify({"message": "Internal Server Error"}), 500)
 
 
 class Server:

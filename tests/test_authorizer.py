@@ -56,6 +56,18 @@ def decide(handler, request: dict) -> tuple[bool, dict | None]:
     return True, response
 
 
+def refused_as_a_fault(handler, request: dict) -> None:
+    """A fault's answer is an error, never an answer API Gateway could cache: REST gets ``Unauthorized``
+    (401), an HTTP API a function error, which it answers with 500 (``isAuthorized: false`` would be
+    cached for the TTL and lock a good key out after one throttle)."""
+    with pytest.raises(Exception) as raised:
+        invoke(handler, request)
+    if request.get("version") == "2.0":
+        assert str(raised.value) != "Unauthorized" and type(raised.value).__name__ == "AuthorizerFault"
+    else:
+        assert str(raised.value) == "Unauthorized"
+
+
 def log_records(captured: str) -> list[dict]:
     return [json.loads(line) for line in captured.splitlines() if line.startswith("{")]
 
@@ -168,6 +180,48 @@ def test_header_names_are_case_insensitive(shape, issued, authorizer):
     request = shaped(shape)
     request["headers"]["X-API-KEY"] = key["api_key"]
     assert decide(authorizer, request)[0]
+
+
+# Only space and horizontal tab are optional whitespace around a header value (RFC 9110). Anything else
+# there is a refusal, and so is a key header that is present but blank: were it ignored, an allow would
+# rest on the other header, and API Gateway would cache it under the blank-looking one.
+NOT_OPTIONAL_WHITESPACE = ["\u00a0", "\u3000", "\u0085", "\u001c", "\n", "\r", "\v", "\f", "\u200b", "\u2028", "\ufeff"]
+BLANK_LOOKING = ["", *NOT_OPTIONAL_WHITESPACE, " \t", "\u00a0 "]
+
+
+@pytest.mark.parametrize("blank", BLANK_LOOKING, ids=ascii)
+@pytest.mark.parametrize("blank_header", ["authorization", "api_key"])
+@pytest.mark.parametrize("shape", ["rest-request", "http-api"])
+def test_a_blank_looking_key_header_beside_a_valid_key_is_refused(shape, blank_header, blank, issued, authorizer, capsys):
+    key = issued()["api_key"]
+    headers = {"authorization": f"Bearer {key}", "api_key": key} | {blank_header: blank}
+    capsys.readouterr()
+    assert not decide(authorizer, shaped(shape, **headers))[0]
+    assert reasons(capsys) == ["MalformedKey"]
+
+
+@pytest.mark.parametrize("where", ["before", "after", "between scheme and key"])
+@pytest.mark.parametrize("character", NOT_OPTIONAL_WHITESPACE, ids=ascii)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_key_with_any_other_character_around_it_is_refused(shape, character, where, issued, authorizer, capsys):
+    key = issued()["api_key"]
+    authorization = {
+        "before": f"{character}Bearer {key}",
+        "after": f"Bearer {key}{character}",
+        "between scheme and key": f"Bearer {character}{key}",
+    }[where]
+    capsys.readouterr()
+    assert not decide(authorizer, shaped(shape, authorization=authorization))[0]
+    if shape != "rest-token":
+        assert not decide(authorizer, shaped(shape, api_key=authorization.replace("Bearer ", "")))[0]
+    assert set(reasons(capsys)) == {"MalformedKey"}
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_spaces_and_tabs_around_a_header_value_are_optional_whitespace(shape, issued, authorizer):
+    key = issued()["api_key"]
+    assert decide(authorizer, shaped(shape, authorization=f" \tBearer  {key}\t "))[0]
+    assert decide(authorizer, shaped(shape, api_key=f"\t {key} \t"))[0]
 
 
 # --- refused ---
@@ -350,8 +404,7 @@ def test_every_fault_is_a_refusal_logged_as_an_error(shape, name, stack, issued,
     _faults(stack, monkeypatch, key)[name]()
     authorizer = load("AuthorizerFunction")  # a fresh container: nothing cached
     capsys.readouterr()
-    allowed, response = decide(authorizer, shaped(shape, authorization=f"Bearer {key['api_key']}"))
-    assert not allowed and response in (None, {"isAuthorized": False}), name
+    refused_as_a_fault(authorizer, shaped(shape, authorization=f"Bearer {key['api_key']}"))
     (record,) = [r for r in log_records(capsys.readouterr().out) if "reason" in r]
     assert (record["level"], record["reason"], record["key_id"]) == ("ERROR", "Fault", key["key_id"]), name
     assert record["fault"], name
@@ -432,12 +485,22 @@ def test_unrecognized_or_incomplete_events_are_refused(request_, issued, authori
         invoke(authorizer, copy.deepcopy(request_))
 
 
-def test_a_broken_http_api_event_is_answered_not_authorized_rather_than_an_error(issued, authorizer, capsys):
+def test_a_broken_http_api_event_is_a_fault_answered_with_an_error(issued, authorizer, capsys):
     request = shaped("http-api", authorization=f"Bearer {issued()['api_key']}")
     request["headers"] = ["not", "a", "map"]
     capsys.readouterr()
-    assert invoke(authorizer, request) == {"isAuthorized": False}
+    refused_as_a_fault(authorizer, request)
     assert reasons(capsys) == ["Fault"]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_fault_does_not_outlast_itself(shape, issued, authorizer, monkeypatch):
+    key = issued()
+    request = shaped(shape, authorization=f"Bearer {key['api_key']}")
+    with monkeypatch.context() as fault:
+        _fail_get_item(fault, "ThrottlingException")
+        refused_as_a_fault(authorizer, request)
+    assert decide(authorizer, request)[0]
 
 
 def test_rest_event_with_a_broken_method_arn_is_refused_even_with_a_valid_key(issued, authorizer):

@@ -4,8 +4,8 @@ from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from authorizer.request import AuthRequest, Unauthorized, is_http_api
-from keygate import config, policy, service
+from authorizer.request import AuthorizerFault, AuthRequest, Unauthorized, is_http_api
+from keygate import config, service
 from keygate.authorize import Decision, Reason
 
 logger = Logger()
@@ -24,10 +24,10 @@ def handler(event: dict, context: LambdaContext) -> dict:
         response = request.response(decision)
     except Exception as error:  # fail closed: a fault outside the core is a refusal too
         decision = Decision(Reason.FAULT, fault=type(error).__name__)
-        response = policy.http_simple(None) if is_http_api(event) else None
+        response = None
     _record(decision)
     if response is None:
-        raise Unauthorized()
+        raise AuthorizerFault() if is_http_api(event) else Unauthorized()
     return response
 
 

@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 
 from keygate import policy
-from keygate.authorize import Decision
+from keygate.authorize import OPTIONAL_WHITESPACE, Decision, Reason
 
 
 class Unauthorized(Exception):
@@ -18,6 +18,14 @@ class Unauthorized(Exception):
 
     def __init__(self) -> None:
         super().__init__("Unauthorized")
+
+
+class AuthorizerFault(Exception):
+    """Raised for a fault on an HTTP API: API Gateway answers 500 and, unlike ``isAuthorized: false``,
+    caches nothing, so one throttled read does not lock a good key out for the cache's TTL."""
+
+    def __init__(self) -> None:
+        super().__init__("the authorizer could not decide; the request is refused")
 
 
 class UnrecognizedEvent(ValueError):
@@ -48,16 +56,20 @@ class AuthRequest:
             token = APIGatewayAuthorizerTokenEvent(event)
             value = token.authorization_token
             # The TOKEN identity source may be Authorization ("Bearer <key>") or a header holding the bare key.
-            if isinstance(value, str) and " " not in value.strip():
+            # API Gateway calls a TOKEN authorizer only with a non-empty value: an empty one is no header.
+            if isinstance(value, str) and value and " " not in value.strip(OPTIONAL_WHITESPACE):
                 return cls(Shape.REST_TOKEN, (), (value,), token.method_arn)
-            return cls(Shape.REST_TOKEN, _values(value), (), token.method_arn)
+            return cls(Shape.REST_TOKEN, _values(value or None), (), token.method_arn)
         if event.get("type") == "REQUEST":
             v1 = APIGatewayAuthorizerRequestEvent(event)
             return cls(Shape.REST_REQUEST, _header(event, "authorization"), _header(event, "x-api-key"), v1.method_arn)
         raise UnrecognizedEvent("event is not an API Gateway authorizer event")
 
     def response(self, decision: Decision) -> dict | None:
-        """The answer for API Gateway, or None where the only refusal is raising Unauthorized."""
+        """The answer for API Gateway, or None where the refusal is an error: every REST refusal (only
+        raising Unauthorized gives a 401) and every fault (an error's answer is never cached)."""
+        if decision.reason is Reason.FAULT:
+            return None
         if self.shape is Shape.HTTP_API:
             return policy.http_simple(decision.record if decision.allowed else None)
         if decision.allowed:

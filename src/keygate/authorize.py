@@ -16,6 +16,7 @@ from keygate.hashing import Hasher, PepperRing, PepperUnavailable
 from keygate.records import KeyRecord, Status
 from keygate.store import CorruptRecord, KeyStore
 
+OPTIONAL_WHITESPACE = " \t"
 _BEARER = re.compile(r"bearer +(\S+)", re.IGNORECASE)
 _EXPLAINED_FAULTS = (ClientError, BotoCoreError, PepperUnavailable, CorruptRecord)
 
@@ -47,13 +48,14 @@ def presented_key(authorization: Sequence[str], api_key: Sequence[str]) -> str |
     """The key a request presents: ``Authorization: Bearer <key>`` (RFC 6750) or ``x-api-key: <key>``.
 
     Each argument holds every value the request carried for that header. Returns None when neither
-    header is there. Any doubt is a refusal (MalformedKey): a header sent twice with different values,
-    an Authorization header that is not a Bearer key, or the two headers carrying different keys.
+    header is there. Any doubt is a refusal (MalformedKey): a key header present but blank, a header
+    sent twice with different values, an Authorization header that is not a Bearer key, or the two
+    headers carrying different keys.
     The last matters beyond ambiguity: API Gateway caches an answer under the identity-source header
     only, so an allow must never rest on a header other than the one that carried the key.
     """
-    authorizations = {value.strip() for value in authorization if value.strip()}
-    api_keys = {value.strip() for value in api_key if value.strip()}
+    authorizations = {_trimmed(value) for value in authorization}
+    api_keys = {_trimmed(value) for value in api_key}
     if len(authorizations) > 1 or len(api_keys) > 1:
         raise keys.MalformedKey("a key header was sent more than once with different values")
     bearer = None
@@ -67,6 +69,15 @@ def presented_key(authorization: Sequence[str], api_key: Sequence[str]) -> str |
     if len(presented) > 1:
         raise keys.MalformedKey("Authorization and x-api-key headers carry different keys")
     return next(iter(presented), None)
+
+
+def _trimmed(value: str) -> str:
+    """A header value without its optional whitespace, which RFC 9110 limits to space and tab: any other
+    character around a key (NBSP, U+3000, a line break) stays, and makes the key malformed."""
+    trimmed = value.strip(OPTIONAL_WHITESPACE)
+    if not trimmed:
+        raise keys.MalformedKey("a key header is present but blank")
+    return trimmed
 
 
 def authorize(

@@ -7,6 +7,7 @@ import requests
 
 from keygate import keys
 from tests.conftest import event, wrong_secret
+from tests.e2e.conftest import local_client
 
 TIMEOUT = 30
 
@@ -102,6 +103,22 @@ def test_hostile_authorization_headers_are_refused(local_stack, value):
         assert response.status_code == refused_status(url, local_stack), (url, response.status_code)
 
 
+@pytest.mark.parametrize("blank", ["\u00a0", "\u0085", "\u001c"], ids=ascii)
+def test_a_blank_looking_header_beside_a_valid_key_is_refused_over_http(local_stack, issued, blank):
+    api_key = issued()["api_key"]
+    both = {"Authorization": f"Bearer {api_key}", "x-api-key": api_key}
+    cases = [
+        (f"{local_stack.rest}/x-api-key/whoami", both | {"x-api-key": blank}),  # identity source x-api-key
+        (f"{local_stack.http}/whoami", both | {"Authorization": blank}),  # identity source Authorization
+        (f"{local_stack.rest}/whoami", {"Authorization": f"Bearer {api_key}{blank}"}),
+    ]
+    for url, headers in cases:
+        encoded = {name: value.encode("latin-1") for name, value in headers.items()}
+        response = requests.get(url, headers=encoded, timeout=TIMEOUT)
+        assert response.status_code == refused_status(url, local_stack), (url, headers.keys())
+    assert get(f"{local_stack.http}/whoami", Authorization=f"Bearer {api_key}", x_api_key=api_key).status_code == 200
+
+
 def test_a_revoked_key_is_refused_on_the_very_next_call_everywhere(local_stack, issued, invoke):
     key = issued()
     for url, header, template in routes(local_stack):
@@ -142,3 +159,20 @@ def test_the_console_events_work_through_the_lambda_invoke_api(local_stack, invo
     listed = invoke("ListKeysFunction", event("list-keys.json"))
     assert issued["key_id"] in [key["key_id"] for key in listed["keys"]]
     assert invoke("RevokeKeyFunction", event("revoke-key.json", key_id=issued["key_id"]))["status"] == "revoked"
+
+
+def test_a_fault_is_401_on_rest_and_500_on_http_apis_so_no_refusal_is_cached(local_stack, issued):
+    key = issued()
+    dynamodb = local_client("dynamodb", local_stack.aws["dynamodb"])
+    (table,) = dynamodb.list_tables()["TableNames"]
+    dynamodb.update_item(
+        TableName=table,
+        Key={"key_id": {"S": key["key_id"]}},
+        UpdateExpression="SET #hash = :corrupt",
+        ExpressionAttributeNames={"#hash": "hash"},
+        ExpressionAttributeValues={":corrupt": {"S": "$argon2id$corrupt"}},
+    )
+    rest = get(f"{local_stack.rest}/hello", Authorization=f"Bearer {key['api_key']}")
+    http = get(f"{local_stack.http}/hello", Authorization=f"Bearer {key['api_key']}")
+    assert (rest.status_code, rest.json()) == (401, {"message": "Unauthorized"})
+    assert (http.status_code, http.json()) == (500, {"message": "Internal Server Error"})
