@@ -192,7 +192,9 @@ BLANK_LOOKING = ["", *NOT_OPTIONAL_WHITESPACE, " \t", "\u00a0 "]
 @pytest.mark.parametrize("blank", BLANK_LOOKING, ids=ascii)
 @pytest.mark.parametrize("blank_header", ["authorization", "api_key"])
 @pytest.mark.parametrize("shape", ["rest-request", "http-api"])
-def test_a_blank_looking_key_header_beside_a_valid_key_is_refused(shape, blank_header, blank, issued, authorizer, capsys):
+def test_a_blank_looking_key_header_beside_a_valid_key_is_refused(
+    shape, blank_header, blank, issued, authorizer, capsys
+):
     key = issued()["api_key"]
     headers = {"authorization": f"Bearer {key}", "api_key": key} | {blank_header: blank}
     capsys.readouterr()
