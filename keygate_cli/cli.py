@@ -43,6 +43,14 @@ def parser() -> argparse.ArgumentParser:
     issue.add_argument("--owner", required=True)
     issue.add_argument("--description")
     issue.add_argument("--scope", action="append", dest="scopes", metavar="SCOPE", help="repeat for several")
+    issue.add_argument(
+        "--api",
+        action="append",
+        dest="apis",
+        metavar="API_ID/STAGE",
+        help="an API and stage the key may be used on, * for any run of characters (repeat for several; "
+        "default: the deployment's DefaultKeyApis, else every API)",
+    )
     issue.add_argument("--expires-at", help="ISO-8601 with a time zone, e.g. 2027-01-31T00:00:00Z")
 
     for name, text in (("revoke", "revoke a key (harmless if revoked already)"), ("get", "show a key's metadata")):
@@ -59,7 +67,7 @@ def parser() -> argparse.ArgumentParser:
 def payload(arguments: argparse.Namespace) -> dict:
     """The admin event: only what was given, so the function's own defaults and checks apply."""
     fields = {
-        "issue": ("name", "owner", "description", "scopes", "expires_at"),
+        "issue": ("name", "owner", "description", "scopes", "apis", "expires_at"),
         "revoke": ("key_id",),
         "get": ("key_id",),
         "list": ("owner", "limit", "next_token"),

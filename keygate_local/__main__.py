@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         urls = local.urls
         if arguments.ready_json:
-            ready = {"apis": urls.apis, "lambda": urls.lambda_endpoint, "aws": urls.aws_endpoints}
-            print(json.dumps(ready), flush=True)
+            ready = {"apis": urls.apis, "api_stages": urls.api_stages, "lambda": urls.lambda_endpoint}
+            print(json.dumps(ready | {"aws": urls.aws_endpoints}), flush=True)
         else:
             print(_banner(local), flush=True)
         while not stopping.wait(0.5):  # a timed wait: a signal landing on another thread still wakes us
@@ -48,11 +48,12 @@ def main(argv: list[str] | None = None) -> int:
 def _banner(local: LocalStack) -> str:
     urls = local.urls
     rest, http = urls.apis["DemoRestApi"], urls.apis["DemoHttpApi"]
+    on = urls.api_stages
     aws = ", ".join(f"{service} {url}" for service, url in urls.aws_endpoints.items()) or "AWS (ambient credentials)"
     return f"""keygate local stack up in {local.started_in:.1f} s (Ctrl-C stops it and deletes its table and secret)
-  REST API (TOKEN authorizer)   {rest}/hello   {rest}/whoami
+  REST API (TOKEN authorizer)   {rest}/hello   {rest}/whoami   (keys: --api {on["DemoRestApi"]})
   REST API (REQUEST, x-api-key) {rest}/x-api-key/whoami
-  HTTP API (simple responses)   {http}/hello   {http}/whoami
+  HTTP API (simple responses)   {http}/hello   {http}/whoami   (keys: --api '{on["DemoHttpApi"]}')
   Lambda Invoke API             {urls.lambda_endpoint}
   AWS                           {aws}
 

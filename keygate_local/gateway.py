@@ -8,9 +8,12 @@ Invoke API. Two things differ from ``sam local start-api``, both towards API Gat
   HTTP API's ``GET /hello`` would hide the REST API's.
 - An authorizer that raises ``Unauthorized`` answers 401, and one that fails otherwise 500, as API
   Gateway does (``sam local``: 502 for both).
+- Each API has an id of its own in its events (``local_api_id``), as on AWS, so a key bound to one API
+  is refused on the other (``sam local`` writes 1234567890 into every event).
 """
 
 import copy
+import hashlib
 import io
 import json
 import logging
@@ -31,6 +34,12 @@ from werkzeug.serving import make_server
 
 LOG = logging.getLogger(__name__)
 API_TYPES = {"AWS::Serverless::Api": "Api", "AWS::Serverless::HttpApi": "HttpApi"}
+SAM_API_ID = "1234567890"  # the id SAM CLI writes into every event, of whichever API
+
+
+def local_api_id(logical_id: str) -> str:
+    """A stable id for an API of the template, 10 lower-case characters like API Gateway's."""
+    return hashlib.sha256(logical_id.encode()).hexdigest()[:10]
 
 
 def load_stacks(template: dict, region: str, parameters: dict | None = None) -> list:
@@ -85,10 +94,25 @@ class FunctionError(LambdaResponseParseException):
 
 
 class ApiGateway(LocalApigwService):
-    """LocalApigwService where an authorizer raising ``Unauthorized`` is a 401, as on API Gateway.
-    A route function's error still reaches SAM CLI's own handling (500): FunctionError is its type."""
+    """LocalApigwService where an authorizer raising ``Unauthorized`` is a 401, as on API Gateway, and
+    the API has its own id. A route function's error still reaches SAM CLI's own handling (500):
+    FunctionError is its type."""
+
+    def __init__(self, *args, api_id: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.api_id = api_id
+
+    def _create_method_arn(self, flask_request, event_type: str) -> str:
+        """The ARN SAM CLI checks an authorizer's policy against."""
+        return _with_own_id(super()._create_method_arn(flask_request, event_type), self.api_id)
 
     def _invoke_lambda_function(self, lambda_function_name: str, event: dict, tenant_id=None):
+        event = dict(event)
+        for arn in ("methodArn", "routeArn"):
+            if isinstance(event.get(arn), str):
+                event[arn] = _with_own_id(event[arn], self.api_id)
+        if isinstance(event.get("requestContext"), dict):
+            event["requestContext"] = event["requestContext"] | {"apiId": self.api_id}
         with io.StringIO() as stdout:
             self.lambda_runner.invoke(
                 lambda_function_name, json.dumps(event, sort_keys=True),
@@ -104,6 +128,10 @@ class ApiGateway(LocalApigwService):
         self._app.register_error_handler(FunctionError, _authorizer_error)
 
 
+def _with_own_id(arn: str, api_id: str) -> str:
+    return arn.replace(f":{SAM_API_ID}/", f":{api_id}/", 1)
+
+
 def _authorizer_error(error: FunctionError):
     """Reached by authorizer errors only: SAM CLI handles a route function's error itself."""
     if error.payload.get("errorMessage") == "Unauthorized":
@@ -117,7 +145,8 @@ class Server:
     The socket is bound first, so port 0 picks a free port, and the service, which writes its port into
     the events it makes, is built with the real one."""
 
-    def __init__(self, make_service, host: str, port: int):
+    def __init__(self, make_service, host: str, port: int, api_stage: str | None = None):
+        self.api_stage = api_stage  # an API's "API_ID/STAGE", as keys bound to it name it
         self._app = None
         try:
             self._httpd = make_server(host, port, lambda environ, respond: self._app(environ, respond), threaded=True)
@@ -148,9 +177,12 @@ def api_server(template: dict, api_id: str, runner, region: str, host: str, port
         api.stage_name = "$default"
 
     def make_service(bound_port: int) -> ApiGateway:
-        return ApiGateway(api=api, lambda_runner=runner, static_dir=None, port=bound_port, host=host, stderr=stderr)
+        return ApiGateway(
+            api=api, lambda_runner=runner, static_dir=None, port=bound_port, host=host, stderr=stderr,
+            api_id=local_api_id(api_id),
+        )  # fmt: skip
 
-    return Server(make_service, host, port)
+    return Server(make_service, host, port, api_stage=f"{local_api_id(api_id)}/{api.stage_name}")
 
 
 def lambda_server(runner, host: str, port: int, stderr) -> Server:

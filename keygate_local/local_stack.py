@@ -28,6 +28,7 @@ LOCAL_PARAMETERS = {"TableDeletionProtection": "false"}  # a local table is dele
 @dataclass
 class Urls:
     apis: dict[str, str]  # API logical id -> base URL
+    api_stages: dict[str, str]  # API logical id -> its "API_ID/STAGE" in events, for keys bound to it
     lambda_endpoint: str  # the Lambda Invoke API, for the CLI and boto3
     aws_endpoints: dict[str, str] = field(default_factory=dict)  # empty: real AWS
 
@@ -165,12 +166,12 @@ class LocalStack:
         environment = {function: self.stack.function_environment(function) for function in self.stack.functions()}
         runner = gateway.lambda_runner(template, self._runtime, self.region, environment, str(ROOT))
         stderr = StreamWriter(self._log or sys.stderr, auto_flush=True)
-        apis = {}
+        apis, api_stages = {}, {}
         for api_id in gateway.api_ids(template):
             port = self._api_ports.get(api_id, 0)
             server = gateway.api_server(template, api_id, runner, self.region, self.host, port, stderr)
             self._servers.append(server.start())
-            apis[api_id] = server.url
+            apis[api_id], api_stages[api_id] = server.url, server.api_stage
         lambda_server = gateway.lambda_server(runner, self.host, self._lambda_port, stderr)
         self._servers.append(lambda_server.start())
-        self.urls = Urls(apis=apis, lambda_endpoint=lambda_server.url, aws_endpoints=endpoints)
+        self.urls = Urls(apis, api_stages, lambda_server.url, endpoints)

@@ -11,7 +11,7 @@ from argon2 import extract_parameters
 from tests.conftest import event, invoke
 
 METADATA_FIELDS = {
-    "key_id", "name", "owner", "description", "scopes", "status", "created_at", "expires_at", "revoked_at",
+    "key_id", "name", "owner", "description", "scopes", "apis", "status", "created_at", "expires_at", "revoked_at",
     "last_used_at", "pepper_version", "version",
 }  # fmt: skip
 

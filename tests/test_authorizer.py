@@ -43,7 +43,8 @@ def shaped(shape: str, authorization: str | None = None, api_key: str | None = N
 
 
 def decide(handler, request: dict) -> tuple[bool, dict | None]:
-    """(allowed, response) in any shape; a REST refusal must be exactly the Unauthorized error."""
+    """(allowed, response) in any shape; a REST refusal is exactly the Unauthorized error (401) or a
+    Deny policy (403)."""
     try:
         response = invoke(handler, request)
     except Exception as error:
@@ -52,8 +53,8 @@ def decide(handler, request: dict) -> tuple[bool, dict | None]:
     if "isAuthorized" in response:
         assert set(response) <= {"isAuthorized", "context"}
         return response["isAuthorized"], response
-    assert response["policyDocument"]["Statement"][0]["Effect"] == "Allow"
-    return True, response
+    (statement,) = response["policyDocument"]["Statement"]
+    return statement["Effect"] == "Allow", response
 
 
 def refused_as_a_fault(handler, request: dict) -> None:

@@ -47,5 +47,7 @@ def test_the_payload_holds_only_what_was_given():
     assert payload(arguments("issue", "--name", "n", "--owner", "o")) == {"name": "n", "owner": "o"}
     full = arguments("issue", "--name", "n", "--owner", "o", "--scope", "a", "--expires-at", "2099-01-01T00:00:00Z")
     assert payload(full) == {"name": "n", "owner": "o", "scopes": ["a"], "expires_at": "2099-01-01T00:00:00Z"}
+    bound = arguments("issue", "--name", "n", "--owner", "o", "--api", "a1b2c3d4e5/prod", "--api", "*/dev")
+    assert payload(bound)["apis"] == ["a1b2c3d4e5/prod", "*/dev"]
     assert payload(arguments("list", "--limit", "3")) == {"limit": 3}
     assert payload(arguments("revoke", "K" * 16)) == {"key_id": "K" * 16}

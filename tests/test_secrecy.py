@@ -19,10 +19,20 @@ def _fault_paths(stack, load, api_key: str, key_id: str) -> list:
         ExpressionAttributeNames={"#status": "status", "#hash": "hash"},
         ExpressionAttributeValues={":active": {"S": "active"}, ":bad": {"S": "$argon2id$v=19$garbage"}},
     )
-    answers = [decide(load("AuthorizerFunction", **LOUDEST), shaped("rest-token", authorization=f"Bearer {api_key}"))]
+    answers = [
+        answer_or_error(load("AuthorizerFunction", **LOUDEST), shaped("rest-token", authorization=f"Bearer {api_key}"))
+    ]
     secrets.delete_secret(SecretId=stack.physical_ids["PepperSecret"], ForceDeleteWithoutRecovery=True)
-    answers.append(decide(load("AuthorizerFunction", **LOUDEST), shaped("http-api", api_key=api_key)))
+    answers.append(answer_or_error(load("AuthorizerFunction", **LOUDEST), shaped("http-api", api_key=api_key)))
     return answers
+
+
+def answer_or_error(handler, request: dict) -> object:
+    """What the function answers, or the text of the error it raises (which Lambda reports)."""
+    try:
+        return invoke(handler, request)
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
 
 
 LOUDEST = {"POWERTOOLS_LOG_LEVEL": "DEBUG", "POWERTOOLS_LOGGER_LOG_EVENT": "true"}

@@ -66,6 +66,7 @@ def issue_key(request: IssueKey) -> dict:
         owner=request.owner,
         description=request.description,
         scopes=request.scopes,
+        apis=request.apis,
         expires_at=request.expires_at,
     )
     logger.info("key issued", extra={"key_id": record.key_id, "owner": record.owner})

@@ -5,8 +5,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from aws_lambda_powertools.utilities.parser import BaseModel, Field, field_validator
-from pydantic import ConfigDict, StrictInt, StrictStr
+from pydantic import AfterValidator, ConfigDict, StrictInt, StrictStr, ValidationInfo
 
+from keygate.apis import EXAMPLE as API_EXAMPLE
+from keygate.apis import is_api_pattern
 from keygate.keys import KEY_ID_PATTERN
 
 # No control, format (bidi overrides, zero-width) or line/paragraph separator characters: these values
@@ -21,6 +23,15 @@ Description = Annotated[StrictStr, Field(max_length=1024, pattern=_PRINTABLE)]
 Scope = Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:/*-]+$")]
 
 
+def _api_pattern(text: str) -> str:
+    if not is_api_pattern(text):
+        raise ValueError(f"must be {API_EXAMPLE}")
+    return text
+
+
+ApiPattern = Annotated[StrictStr, AfterValidator(_api_pattern)]
+
+
 class AdminEvent(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -30,14 +41,22 @@ class IssueKey(AdminEvent):
     owner: Owner
     description: Description = ""
     scopes: Annotated[list[Scope], Field(max_length=50)] = []
+    apis: Annotated[list[ApiPattern], Field(max_length=50)] | None = None
     expires_at: datetime | None = None
 
-    @field_validator("scopes")
+    @field_validator("scopes", "apis")
     @classmethod
-    def _no_repeats(cls, scopes: list[str]) -> list[str]:
-        if len(set(scopes)) != len(scopes):
-            raise ValueError("scopes must not repeat")
-        return scopes
+    def _no_repeats(cls, entries: list[str] | None, info: ValidationInfo) -> list[str] | None:
+        if entries is not None and len(set(entries)) != len(entries):
+            raise ValueError(f"{info.field_name} must not repeat")
+        return entries
+
+    @field_validator("apis")
+    @classmethod
+    def _at_least_one(cls, apis: list[str] | None) -> list[str] | None:
+        if apis == []:
+            raise ValueError('must name at least one API_ID/STAGE: leave it out for the default, ["*/*"] for every API')
+        return apis
 
     @field_validator("expires_at", mode="before")
     @classmethod

@@ -6,6 +6,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from authorizer.request import AuthorizerFault, AuthRequest, Unauthorized, is_http_api
 from keygate import config, service
+from keygate.apis import ApiStage
 from keygate.authorize import Decision, Reason
 
 logger = Logger()
@@ -18,22 +19,26 @@ KEYS = service.from_config(config.load())
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict, context: LambdaContext) -> dict:
+    api = None
     try:
         request = AuthRequest.from_event(event)
-        decision = KEYS.authorize(request.authorization, request.api_key)
+        api = request.api
+        decision = KEYS.authorize(request.authorization, request.api_key, request.api)
         response = request.response(decision)
     except Exception as error:  # fail closed: a fault outside the core is a refusal too
         decision = Decision(Reason.FAULT, fault=type(error).__name__)
         response = None
-    _record(decision)
+    _record(decision, api)
     if response is None:
         raise AuthorizerFault() if is_http_api(event) else Unauthorized()
     return response
 
 
-def _record(decision: Decision) -> None:
+def _record(decision: Decision, api: ApiStage | None) -> None:
     metrics.add_metric(name=decision.reason, unit=MetricUnit.Count, value=1)
     details = {"reason": decision.reason.value, "key_id": decision.key_id}
+    if api is not None:
+        details["api"] = f"{api.api_id}/{api.stage}"
     if decision.reason is Reason.FAULT:
         logger.error("authorization failed closed", extra={**details, "fault": decision.fault})
     elif decision.allowed:

@@ -7,9 +7,11 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
     APIGatewayAuthorizerEventV2,
     APIGatewayAuthorizerRequestEvent,
     APIGatewayAuthorizerTokenEvent,
+    parse_api_gateway_arn,
 )
 
 from keygate import policy
+from keygate.apis import ApiStage
 from keygate.authorize import OPTIONAL_WHITESPACE, Decision, Reason
 
 
@@ -43,6 +45,7 @@ class AuthRequest:
     shape: Shape
     authorization: tuple[str, ...]  # every value the request carried for the header
     api_key: tuple[str, ...]
+    api: ApiStage  # the API and stage the request came in on
     method_arn: str | None = None
 
     @classmethod
@@ -50,19 +53,22 @@ class AuthRequest:
         if not isinstance(event, dict):
             raise UnrecognizedEvent("event is not an object")
         if is_http_api(event):
-            headers = APIGatewayAuthorizerEventV2(event).headers if event.get("headers") else {}
-            return cls(Shape.HTTP_API, _values(headers.get("authorization")), _values(headers.get("x-api-key")))
+            v2 = APIGatewayAuthorizerEventV2(event)
+            headers = v2.headers if event.get("headers") else {}
+            api = _api_stage(v2.request_context.api_id, v2.request_context.stage)
+            return cls(Shape.HTTP_API, _values(headers.get("authorization")), _values(headers.get("x-api-key")), api)
         if event.get("type") == "TOKEN":
             token = APIGatewayAuthorizerTokenEvent(event)
-            value = token.authorization_token
+            value, api = token.authorization_token, _method_api(token.method_arn)
             # The TOKEN identity source may be Authorization ("Bearer <key>") or a header holding the bare key.
             # API Gateway calls a TOKEN authorizer only with a non-empty value: an empty one is no header.
             if isinstance(value, str) and value and " " not in value.strip(OPTIONAL_WHITESPACE):
-                return cls(Shape.REST_TOKEN, (), (value,), token.method_arn)
-            return cls(Shape.REST_TOKEN, _values(value or None), (), token.method_arn)
+                return cls(Shape.REST_TOKEN, (), (value,), api, token.method_arn)
+            return cls(Shape.REST_TOKEN, _values(value or None), (), api, token.method_arn)
         if event.get("type") == "REQUEST":
-            v1 = APIGatewayAuthorizerRequestEvent(event)
-            return cls(Shape.REST_REQUEST, _header(event, "authorization"), _header(event, "x-api-key"), v1.method_arn)
+            method_arn = APIGatewayAuthorizerRequestEvent(event).method_arn
+            authorization, api_key = _header(event, "authorization"), _header(event, "x-api-key")
+            return cls(Shape.REST_REQUEST, authorization, api_key, _method_api(method_arn), method_arn)
         raise UnrecognizedEvent("event is not an API Gateway authorizer event")
 
     def response(self, decision: Decision) -> dict | None:
@@ -74,11 +80,27 @@ class AuthRequest:
             return policy.http_simple(decision.record if decision.allowed else None)
         if decision.allowed:
             return policy.rest_allow(decision.record, self.method_arn)
+        if decision.forbidden:
+            return policy.rest_deny(decision.key_id, self.method_arn)
         return None
 
 
 def is_http_api(event: object) -> bool:
     return isinstance(event, dict) and event.get("version") == "2.0" and event.get("type") == "REQUEST"
+
+
+def _method_api(method_arn: object) -> ApiStage:
+    """REST: the API and stage are those of the method ARN, which the policy is built from too."""
+    if not isinstance(method_arn, str):
+        raise UnrecognizedEvent("event has no methodArn")
+    arn = parse_api_gateway_arn(method_arn)
+    return _api_stage(arn.api_id, arn.stage)
+
+
+def _api_stage(api_id: object, stage: object) -> ApiStage:
+    if not (isinstance(api_id, str) and api_id and isinstance(stage, str) and stage):
+        raise UnrecognizedEvent("event does not name its API and stage")
+    return ApiStage(api_id, stage)
 
 
 def _values(value: object) -> tuple[str, ...]:

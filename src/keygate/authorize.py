@@ -1,4 +1,5 @@
-"""The authorization decision: parse and checksum, read the key, verify the secret, check its state.
+"""The authorization decision: parse and checksum, read the key, verify the secret, check its state and
+the API it is used on.
 
 Fails closed: every fault is a refusal with reason FAULT, never an allow.
 """
@@ -11,7 +12,8 @@ from enum import StrEnum
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from keygate import keys
+from keygate import apis, keys
+from keygate.apis import ApiStage
 from keygate.hashing import Hasher, PepperRing, PepperUnavailable
 from keygate.records import KeyRecord, Status
 from keygate.store import CorruptRecord, KeyStore
@@ -29,6 +31,7 @@ class Reason(StrEnum):
     WRONG_SECRET = "WrongSecret"
     REVOKED = "RevokedKey"
     EXPIRED = "ExpiredKey"
+    API_NOT_ALLOWED = "ApiNotAllowed"  # a valid key, on an API or stage its list does not name
     FAULT = "Fault"
 
 
@@ -42,6 +45,11 @@ class Decision:
     @property
     def allowed(self) -> bool:
         return self.reason is Reason.ALLOWED and self.record is not None
+
+    @property
+    def forbidden(self) -> bool:
+        """The caller proved a live key, which is not for this request: 403 rather than 401."""
+        return self.reason is Reason.API_NOT_ALLOWED
 
 
 def presented_key(authorization: Sequence[str], api_key: Sequence[str]) -> str | None:
@@ -83,6 +91,7 @@ def _trimmed(value: str) -> str:
 def authorize(
     authorization: Sequence[str],
     api_key: Sequence[str],
+    api: ApiStage,
     *,
     prefix: str,
     store: KeyStore,
@@ -98,13 +107,15 @@ def authorize(
     except keys.MalformedKey:
         return Decision(Reason.MALFORMED)
     try:
-        return _check(parsed, store, hasher, peppers, now or datetime.now(UTC))
+        return _check(parsed, api, store, hasher, peppers, now or datetime.now(UTC))
     except Exception as error:  # fail closed on anything: throttling, timeouts, corrupt items, bugs
         detail = f"{type(error).__name__}: {error}" if isinstance(error, _EXPLAINED_FAULTS) else type(error).__name__
         return Decision(Reason.FAULT, key_id=parsed.key_id, fault=detail)
 
 
-def _check(parsed: keys.ParsedKey, store: KeyStore, hasher: Hasher, peppers: PepperRing, now: datetime) -> Decision:
+def _check(
+    parsed: keys.ParsedKey, api: ApiStage, store: KeyStore, hasher: Hasher, peppers: PepperRing, now: datetime
+) -> Decision:
     record = store.get(parsed.key_id)
     if record is None:
         hasher.verify_nothing(parsed.secret)
@@ -115,4 +126,6 @@ def _check(parsed: keys.ParsedKey, store: KeyStore, hasher: Hasher, peppers: Pep
         return Decision(Reason.REVOKED, key_id=parsed.key_id)
     if record.is_expired(now):
         return Decision(Reason.EXPIRED, key_id=parsed.key_id)
+    if not apis.allows(record.apis, api):
+        return Decision(Reason.API_NOT_ALLOWED, key_id=parsed.key_id)
     return Decision(Reason.ALLOWED, key_id=parsed.key_id, record=record)

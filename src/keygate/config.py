@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from botocore.config import Config as BotoConfig
 
+from keygate.apis import parse_api_list
 from keygate.keys import PREFIX_PATTERN
 
 # A slow dependency must not hold an authorizer for long: fail fast, and fail closed. At most two
@@ -33,6 +34,7 @@ class Config:
     argon2_parallelism: int = 1
     pepper_cache_seconds: int = 300
     retention_days: int = 90
+    default_key_apis: tuple[str, ...] | None = None  # API_ID/STAGE patterns for keys issued without any
 
 
 def _int(env: dict, name: str, default: int, low: int, high: int) -> int:
@@ -46,6 +48,13 @@ def _int(env: dict, name: str, default: int, low: int, high: int) -> int:
     if not low <= value <= high:
         raise ConfigError(f"{name} must be between {low} and {high}")
     return value
+
+
+def _api_list(env: dict, name: str) -> tuple[str, ...] | None:
+    try:
+        return parse_api_list(env.get(name, ""))
+    except ValueError as error:
+        raise ConfigError(f"{name}: {error}") from None
 
 
 def _required(env: dict, name: str) -> str:
@@ -69,4 +78,5 @@ def load(env: dict | None = None) -> Config:
         argon2_parallelism=_int(env, "ARGON2_PARALLELISM", Config.argon2_parallelism, 1, 16),
         pepper_cache_seconds=_int(env, "PEPPER_CACHE_SECONDS", Config.pepper_cache_seconds, 0, 86400),
         retention_days=_int(env, "RETENTION_DAYS", Config.retention_days, 0, 3650),
+        default_key_apis=_api_list(env, "DEFAULT_KEY_APIS"),
     )

@@ -21,18 +21,30 @@ def rest_allow(record: KeyRecord, method_arn: str) -> dict:
     Not just the method ARN: API Gateway caches the policy per key and applies it to later calls on
     other routes, so a narrower policy would refuse them until the cache expires.
     """
+    response = _for_this_stage(record.key_id, method_arn, auth_context(record))
+    response.allow_all_routes()
+    return response.asdict()
+
+
+def rest_deny(key_id: str, method_arn: str) -> dict:
+    """An IAM policy denying every route of the calling API and stage to this key: API Gateway answers 403."""
+    response = _for_this_stage(key_id, method_arn)
+    response.deny_all_routes()
+    return response.asdict()
+
+
+def _for_this_stage(principal_id: str, method_arn: str, context: dict | None = None) -> APIGatewayAuthorizerResponse:
+    """A policy response whose routes are those of the calling API and stage, never another's."""
     arn = parse_api_gateway_arn(method_arn)
-    response = APIGatewayAuthorizerResponse(
-        principal_id=record.key_id,
+    return APIGatewayAuthorizerResponse(
+        principal_id=principal_id,
         region=arn.region,
         aws_account_id=arn.aws_account_id,
         api_id=arn.api_id,
         stage=arn.stage,
-        context=auth_context(record),
+        context=context,
         partition=arn.partition,
     )
-    response.allow_all_routes()
-    return response.asdict()
 
 
 def http_simple(record: KeyRecord | None) -> dict:

@@ -30,6 +30,7 @@ class KeyRecord:
     created_at: datetime
     description: str = ""
     scopes: tuple[str, ...] = ()
+    apis: tuple[str, ...] | None = None  # API_ID/STAGE patterns the key may be used on; None: every API
     status: Status = Status.ACTIVE
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
@@ -54,6 +55,7 @@ class KeyRecord:
             "owner": self.owner,
             "description": self.description,
             "scopes": list(self.scopes),
+            "apis": list(self.apis) if self.apis is not None else None,
             "status": self.state(now),
             "created_at": format_time(self.created_at),
             "expires_at": _optional_time(self.expires_at),

@@ -9,6 +9,7 @@ import boto3
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
 from keygate import keys
+from keygate.apis import ApiStage
 from keygate.authorize import Decision, authorize
 from keygate.config import AWS_CLIENT_CONFIG, Config
 from keygate.hashing import Argon2Params, Hasher, PepperRing
@@ -47,11 +48,12 @@ class KeyService:
         self._clock = clock
         self._retention = timedelta(days=config.retention_days) if config.retention_days else None
 
-    def authorize(self, authorization: Sequence[str], api_key: Sequence[str]) -> Decision:
-        """Decide on the values a request carried for the Authorization and x-api-key headers."""
+    def authorize(self, authorization: Sequence[str], api_key: Sequence[str], api: ApiStage) -> Decision:
+        """Decide on the values a request carried for the Authorization and x-api-key headers, on ``api``."""
         return authorize(
             authorization,
             api_key,
+            api,
             prefix=self.config.key_prefix,
             store=self._store,
             hasher=self._hasher,
@@ -66,9 +68,11 @@ class KeyService:
         owner: str,
         description: str = "",
         scopes: Sequence[str] = (),
+        apis: Sequence[str] | None = None,
         expires_at: datetime | None = None,
     ) -> tuple[keys.NewKey, KeyRecord]:
-        """A new active key. The plaintext is in the returned NewKey only; the record holds its hash."""
+        """A new active key. The plaintext is in the returned NewKey only; the record holds its hash.
+        Without ``apis``, the key gets the deployment's default list (DefaultKeyApis; none: every API)."""
         pepper_version, pepper = self._peppers.current()
 
         def create() -> tuple[keys.NewKey, KeyRecord]:
@@ -81,6 +85,7 @@ class KeyService:
                 owner=owner,
                 description=description,
                 scopes=tuple(scopes),
+                apis=tuple(apis) if apis is not None else self.config.default_key_apis,
                 created_at=self._clock(),
                 expires_at=expires_at,
                 purge_at=expires_at + self._retention if expires_at and self._retention else None,

@@ -50,6 +50,8 @@ def to_item(record: KeyRecord) -> dict:
         "created_at": format_time(record.created_at),
         "version": record.version,
     }
+    if record.apis is not None:
+        item["apis"] = list(record.apis)
     for name in ("expires_at", "revoked_at", "last_used_at"):
         if (moment := getattr(record, name)) is not None:
             item[name] = format_time(moment)
@@ -73,7 +75,8 @@ def from_item(item: dict) -> KeyRecord:
             name=values["name"],
             owner=values["owner"],
             description=values.get("description", ""),
-            scopes=tuple(values.get("scopes", ())),
+            scopes=_strings(values.get("scopes", [])),
+            apis=_strings(values["apis"]) if "apis" in values else None,
             created_at=parse_time(values["created_at"]),
             expires_at=optional_time("expires_at"),
             revoked_at=optional_time("revoked_at"),
@@ -84,6 +87,12 @@ def from_item(item: dict) -> KeyRecord:
     except (KeyError, TypeError, ValueError) as error:
         key_id = item.get("key_id", {}).get("S", "?")
         raise CorruptRecord(f"item {key_id!r} is not a key record: {type(error).__name__} {error}") from None
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(entry, str) for entry in value):
+        raise TypeError("expected a list of strings")
+    return tuple(value)
 
 
 def _is_conditional_failure(error: ClientError) -> bool:

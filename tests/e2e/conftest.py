@@ -25,6 +25,7 @@ class Running:
     http: str
     lambda_endpoint: str
     aws: dict[str, str]
+    api_stages: dict[str, str]  # API logical id -> API_ID/STAGE
 
 
 def start_stack(extra_environment: dict[str, str] | None = None) -> tuple[subprocess.Popen, dict]:
@@ -60,7 +61,8 @@ def local_stack():
     started = time.perf_counter()
     process, ready = start_stack()
     print(f"local stack ready in {time.perf_counter() - started:.1f} s: {ready}")
-    yield Running(ready["apis"]["DemoRestApi"], ready["apis"]["DemoHttpApi"], ready["lambda"], ready["aws"])
+    apis = ready["apis"]
+    yield Running(apis["DemoRestApi"], apis["DemoHttpApi"], ready["lambda"], ready["aws"], ready["api_stages"])
     assert stop_stack(process) == 0
 
 

@@ -176,3 +176,15 @@ def test_a_fault_is_401_on_rest_and_500_on_http_apis_so_no_refusal_is_cached(loc
     http = get(f"{local_stack.http}/hello", Authorization=f"Bearer {key['api_key']}")
     assert (rest.status_code, rest.json()) == (401, {"message": "Unauthorized"})
     assert (http.status_code, http.json()) == (500, {"message": "Internal Server Error"})
+
+
+def test_a_key_bound_to_one_api_is_refused_with_403_on_the_other(local_stack, issued):
+    rest_api, http_api = local_stack.api_stages["DemoRestApi"], local_stack.api_stages["DemoHttpApi"]
+    assert rest_api.split("/")[0] != http_api.split("/")[0]  # each API has its own id, as on AWS
+    rest_key, http_key = issued(apis=[rest_api])["api_key"], issued(apis=[http_api])["api_key"]
+    assert get(f"{local_stack.rest}/hello", Authorization=f"Bearer {rest_key}").status_code == 200
+    assert get(f"{local_stack.rest}/x-api-key/whoami", x_api_key=rest_key).status_code == 200
+    assert get(f"{local_stack.http}/hello", Authorization=f"Bearer {rest_key}").status_code == 403
+    assert get(f"{local_stack.http}/hello", Authorization=f"Bearer {http_key}").status_code == 200
+    refused = get(f"{local_stack.rest}/hello", Authorization=f"Bearer {http_key}")
+    assert refused.status_code == 403  # a valid key, not for this API: the Deny policy's answer
