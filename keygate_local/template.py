@@ -24,6 +24,9 @@ _TABLE_PROPERTIES = {
 }  # fmt: skip
 
 
+NO_VALUE = None  # what Ref AWS::NoValue resolves to: the property is left out
+
+
 def load_template(path: Path = TEMPLATE_PATH) -> dict:
     return yaml_parse(path.read_text())
 
@@ -76,6 +79,8 @@ class Stack:
             return self.physical_ids[name]
         if name == "AWS::Region":
             return "us-east-1"
+        if name == "AWS::NoValue":
+            return NO_VALUE
         raise KeyError(f"Ref {name!r}: no such parameter or created resource")
 
     def _get_att(self, logical_id: str, attribute: str) -> str:
@@ -84,11 +89,18 @@ class Stack:
         raise KeyError(f"GetAtt {logical_id}.{attribute}: not created here")
 
     def _condition(self, name: str) -> bool:
-        ((function, argument),) = self.template["Conditions"][name].items()
-        if function != "Fn::Equals":
-            raise KeyError(f"condition {name}: {function} is not supported here")
-        left, right = self.resolve(argument)
-        return str(left) == str(right)
+        return self._truth(self.template["Conditions"][name])
+
+    def _truth(self, condition: dict) -> bool:
+        ((function, argument),) = condition.items()
+        if function == "Fn::Equals":
+            left, right = self.resolve(argument)
+            return str(left) == str(right)
+        if function == "Fn::Not":
+            return not self._truth(argument[0])
+        if function == "Condition":
+            return self._condition(argument)
+        raise KeyError(f"condition function {function} is not supported here")
 
     def _sub(self, text: str) -> str:
         import re

@@ -1,5 +1,8 @@
 """The local gateway glue: one API per port, each with exactly the routes that point at it."""
 
+import json
+
+from keygate import keys
 from keygate_local import gateway
 
 
@@ -33,3 +36,38 @@ def test_the_routes_and_authorizers_sam_cli_reads_for_each_api(template):
         ("/whoami", "KeygateLambda"),
     }
     assert rest.stage_name == "demo"
+
+
+class RecordingRunner:
+    """Stands in for the functions: records who is invoked; the authorizer allows, the route answers 200."""
+
+    def __init__(self):
+        self.invoked: list[str] = []
+
+    def is_debugging(self) -> bool:
+        return False
+
+    def invoke(self, name, event, stdout, stderr, tenant_id=None):
+        self.invoked.append(name)
+        if name == "AuthorizerFunction":
+            statement = {"Effect": "Allow", "Action": "execute-api:Invoke", "Resource": "*"}
+            answer = {"principalId": "p", "policyDocument": {"Version": "2012-10-17", "Statement": [statement]}}
+        else:
+            answer = {"statusCode": 200, "body": "ok"}
+        stdout.write_str(json.dumps(answer))
+
+
+def test_the_token_authorizer_is_not_invoked_for_a_value_that_is_not_bearer_and_a_key(template):
+    runner = RecordingRunner()
+    api = gateway.ApiProvider(gateway.load_stacks(gateway.only_api(template, "DemoRestApi"), "us-east-1")).api
+    service = gateway.ApiGateway(
+        api=api, lambda_runner=runner, static_dir=None, port=3000, host="127.0.0.1", stderr=None, api_id="a1b2c3d4e5"
+    )
+    service.create()
+    client = service._app.test_client()
+    api_key = keys.generate("kg").api_key
+    for value in ("Bearer hello", "Basic dXNlcjpwYXNz", api_key, f"Bearer {api_key[:-1]}", f"Token {api_key}"):
+        assert client.get("/hello", headers={"Authorization": value}).status_code == 401, value
+    assert runner.invoked == []
+    assert client.get("/hello", headers={"Authorization": f"bearer  {api_key}"}).status_code == 200
+    assert runner.invoked == ["AuthorizerFunction", "DemoFunction"]

@@ -2,8 +2,10 @@
 
 import re
 
+import pytest
+
 from keygate import config, keys, store
-from keygate_local.template import Stack
+from keygate_local.template import NO_VALUE, Stack
 
 
 def test_no_function_logs_its_event_or_traces_its_response(template):
@@ -93,7 +95,7 @@ def _references(value) -> set[str]:
 
 
 def test_every_output_and_reference_names_something_in_the_template(template):
-    names = set(template["Resources"]) | set(template["Parameters"]) | {"AWS::Region", "AWS::URLSuffix"}
+    names = set(template["Resources"]) | set(template["Parameters"]) | {"AWS::Region", "AWS::URLSuffix", "AWS::NoValue"}
     assert _references(template["Outputs"]) <= names
     assert _references(template["Resources"]) <= names
     assert {
@@ -106,3 +108,46 @@ def test_every_output_and_reference_names_something_in_the_template(template):
         "DemoRestApiUrl",
         "DemoHttpApiUrl",
     } <= set(template["Outputs"])
+
+
+def test_authorizer_concurrency_is_reserved_only_when_a_number_is_given(template):
+    reserved = template["Resources"]["AuthorizerFunction"]["Properties"]["ReservedConcurrentExecutions"]
+    assert Stack(template).resolve(reserved) is NO_VALUE  # 0, the default: nothing reserved
+    assert Stack(template, {"AuthorizerReservedConcurrency": 50}).resolve(reserved) == 50
+
+
+def test_every_route_of_the_demo_apis_is_throttled_by_the_parameters(template):
+    limits = {"ThrottlingRateLimit": {"Ref": "DemoThrottlingRateLimit"},
+              "ThrottlingBurstLimit": {"Ref": "DemoThrottlingBurstLimit"}}  # fmt: skip
+    (rest,) = template["Resources"]["DemoRestApi"]["Properties"]["MethodSettings"]
+    assert rest == {"ResourcePath": "/*", "HttpMethod": "*"} | limits
+    assert template["Resources"]["DemoHttpApi"]["Properties"]["DefaultRouteSettings"] == limits
+
+
+def _validation_expression(template, prefix: str) -> str:
+    token = template["Resources"]["DemoRestApi"]["Properties"]["Auth"]["Authorizers"]["KeygateToken"]
+    return Stack(template, {"KeyPrefix": prefix}).resolve(token["Identity"]["ValidationExpression"])
+
+
+@pytest.mark.parametrize("prefix", ["kg", "acme"])
+def test_the_token_validation_expression_admits_every_key_of_the_deployment(template, prefix):
+    expression = _validation_expression(template, prefix)
+    for scheme in ("Bearer ", "bearer ", "BEARER  ", "bEaReR "):
+        for _ in range(50):
+            value = scheme + keys.generate(prefix).api_key
+            assert re.fullmatch(expression, value), value  # anchored: full match and search agree
+            assert re.match(expression, value), value
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["hello", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Token {key}", "{key}", "Bearer\t{key}",
+     "Bearer {key}x", "Bearer {key} {key}", "Bearer x{key}", "Bearer {other_prefix}", "Bearer {key_truncated}",
+     "Bearer {key_with_nbsp}"],
+)  # fmt: skip
+def test_the_token_validation_expression_refuses_what_is_not_bearer_and_a_key(template, value):
+    key = keys.generate("kg").api_key
+    value = value.format(
+        key=key, other_prefix=keys.generate("acme").api_key, key_truncated=key[:-1], key_with_nbsp=f"{key}\u00a0"
+    )
+    assert not re.match(_validation_expression(template, "kg"), value)
