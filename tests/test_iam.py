@@ -1,5 +1,8 @@
-"""Least privilege, checked against behaviour: each function's template policy grants exactly the
-AWS calls (action and resource) that its code makes, recorded while it does its job."""
+"""Least privilege, checked against behaviour: each function is granted exactly the AWS calls (action,
+resource, and what a condition limits) that its code makes, recorded while it does its job. Grants come
+from the function's own policies and from resource policies that name its role."""
+
+import re
 
 import botocore.client
 import pytest
@@ -7,33 +10,73 @@ import pytest
 from tests.conftest import invoke
 from tests.test_authorizer import decide, shaped
 
-# SAM policy templates, as the actions and resources they grant (those this project uses).
-POLICY_TEMPLATES = {
-    "AWSSecretsManagerGetSecretValuePolicy": lambda arguments: {
-        ("secretsmanager:GetSecretValue", arguments["SecretArn"])
-    },
-}
+EXPRESSION_WORDS = {
+    "SET", "REMOVE", "ADD", "DELETE", "AND", "OR", "NOT", "BETWEEN", "IN", "attribute_exists",
+    "attribute_not_exists", "attribute_type", "begins_with", "contains", "size", "if_not_exists", "list_append",
+}  # fmt: skip
 
 
-def granted(stack, function: str) -> set[tuple[str, str]]:
-    grants = set()
+def granted(stack, function: str) -> dict[tuple[str, str], dict]:
+    """(IAM action, resource ARN) -> the statement's Condition ({} for none)."""
+    grants: dict[tuple[str, str], dict] = {}
+
+    def add(statement: dict, resources: list[str]) -> None:
+        assert statement["Effect"] == "Allow"
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        for action in actions:
+            for resource in resources:
+                assert (action, resource) not in grants, f"{action} on {resource} is granted twice"
+                grants[action, resource] = statement.get("Condition", {})
+
     for policy in stack.resource(function)["Properties"]["Policies"]:
-        for statement in policy.get("Statement", []):
-            assert statement["Effect"] == "Allow"
-            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        assert set(policy) == {"Statement"}, "a SAM policy template this test cannot read"
+        for statement in policy["Statement"]:
             resource = stack.resolve(statement["Resource"])
-            resources = resource if isinstance(resource, list) else [resource]
-            grants |= {(action, arn) for action in actions for arn in resources}
-        for name, arguments in policy.items():
-            if name != "Statement":
-                grants |= POLICY_TEMPLATES[name](stack.resolve(arguments))
+            add(statement, resource if isinstance(resource, list) else [resource])
+    role = {"Fn::GetAtt": [f"{function}Role", "Arn"]}
+    for resource in stack.template["Resources"].values():
+        if resource["Type"] == "AWS::SecretsManager::ResourcePolicy":
+            for statement in resource["Properties"]["ResourcePolicy"]["Statement"]:
+                if role in statement["Principal"]["AWS"]:
+                    add(statement, [stack.resolve(resource["Properties"]["SecretId"])])
     return grants
 
 
+def attributes(params: dict) -> set[str]:
+    """The top-level attribute names a DynamoDB request touches, as IAM's dynamodb:Attributes sees them
+    (generously: every name in ExpressionAttributeNames counts, used or not)."""
+    aliases = params.get("ExpressionAttributeNames", {})
+    names = set(params.get("Key", {})) | set(params.get("Item", {})) | set(aliases.values())
+    for field in ("UpdateExpression", "ConditionExpression", "ProjectionExpression", "FilterExpression"):
+        for token in re.findall(r"#?\w+", re.sub(r":\w+", "", params.get(field, ""))):
+            if token.startswith("#"):
+                names.add(aliases[token])
+            elif token not in EXPRESSION_WORDS and not token.isdigit():
+                names.add(token)
+    return names
+
+
+def satisfies(condition: dict, context: dict) -> bool:
+    """IAM's evaluation of the condition operators this template uses, on a call's context."""
+    for operator, tests in condition.items():
+        for key, allowed in tests.items():
+            allowed = set(allowed) if isinstance(allowed, list) else {allowed}
+            value = context[key]
+            if operator == "ForAllValues:StringEquals":
+                ok = set(value) <= allowed
+            elif operator == "StringEquals":
+                ok = value in allowed
+            else:
+                raise AssertionError(f"condition operator {operator} is not evaluated here")
+            if not ok:
+                return False
+    return True
+
+
 @pytest.fixture
-def recorded(monkeypatch, stack) -> set[tuple[str, str]]:
-    """The (IAM action, resource ARN) of every AWS call made while it is active."""
-    calls: set[tuple[str, str]] = set()
+def recorded(monkeypatch, stack) -> list[tuple[str, str, dict]]:
+    """(IAM action, resource ARN, condition context) of every AWS call made while it is active."""
+    calls: list[tuple[str, str, dict]] = []
     real = botocore.client.BaseClient._make_api_call
 
     def recording(self, operation, params):
@@ -42,13 +85,30 @@ def recorded(monkeypatch, stack) -> set[tuple[str, str]]:
             resource = stack.arns["KeysTable"]
             if "IndexName" in params:
                 resource += f"/index/{params['IndexName']}"
+            context = {
+                "dynamodb:Attributes": attributes(params),
+                "dynamodb:ReturnValues": params.get("ReturnValues", "NONE"),
+            }
         else:
-            resource = params["SecretId"]
-        calls.add((f"{service}:{operation}", resource))
+            resource, context = params["SecretId"], {}
+        calls.append((f"{service}:{operation}", resource, context))
         return real(self, operation, params)
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
     return calls
+
+
+def assert_exactly_granted(stack, function: str, calls: list[tuple[str, str, dict]]) -> None:
+    grants = granted(stack, function)
+    assert {(action, resource) for action, resource, _ in calls} == set(grants)
+    for action, resource, context in calls:
+        assert satisfies(grants[action, resource], context), (action, context)
+    for (action, resource), condition in grants.items():  # and a condition allows no more than is used
+        for operator, tests in condition.items():
+            if operator.startswith("ForAllValues:"):
+                for key, allowed in tests.items():
+                    used = set().union(*(c[key] for a, r, c in calls if (a, r) == (action, resource)))
+                    assert set(allowed) == used, f"{action} {key} allows {set(allowed) - used} that no call uses"
 
 
 def test_authorizer_is_granted_exactly_what_it_calls(stack, issued, load, recorded):
@@ -57,7 +117,7 @@ def test_authorizer_is_granted_exactly_what_it_calls(stack, issued, load, record
     recorded.clear()
     for shape in ("rest-token", "rest-request", "http-api"):
         assert decide(authorizer, shaped(shape, authorization=f"Bearer {key['api_key']}"))[0]
-    assert recorded == granted(stack, "AuthorizerFunction")
+    assert_exactly_granted(stack, "AuthorizerFunction", recorded)
 
 
 # Each admin function, with the requests that exercise every AWS call it can make.
@@ -76,4 +136,11 @@ def test_each_admin_function_is_granted_exactly_what_it_calls(function, stack, i
     recorded.clear()
     for request in ADMIN_JOBS[function](key["key_id"]):
         assert "error" not in invoke(handler, request)
-    assert recorded == granted(stack, function)
+    assert_exactly_granted(stack, function, recorded)
+
+
+def test_revoke_may_not_write_other_attributes_or_read_back(stack):
+    (condition,) = [condition for (action, _), condition in granted(stack, "RevokeKeyFunction").items() if condition]
+    change_owner = {"dynamodb:Attributes": {"key_id", "owner", "version"}, "dynamodb:ReturnValues": "NONE"}
+    read_back = {"dynamodb:Attributes": {"key_id", "status"}, "dynamodb:ReturnValues": "ALL_NEW"}
+    assert not satisfies(condition, change_owner) and not satisfies(condition, read_back)

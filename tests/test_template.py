@@ -95,7 +95,9 @@ def _references(value) -> set[str]:
 
 
 def test_every_output_and_reference_names_something_in_the_template(template):
-    names = set(template["Resources"]) | set(template["Parameters"]) | {"AWS::Region", "AWS::URLSuffix", "AWS::NoValue"}
+    pseudo = {"AWS::Region", "AWS::URLSuffix", "AWS::NoValue", "AWS::Partition", "AWS::AccountId"}
+    sam_roles = {f"{function}Role" for function in Stack(template).functions()}  # SAM makes one per function
+    names = set(template["Resources"]) | set(template["Parameters"]) | pseudo | sam_roles
     assert _references(template["Outputs"]) <= names
     assert _references(template["Resources"]) <= names
     assert {

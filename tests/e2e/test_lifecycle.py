@@ -11,6 +11,7 @@ from pathlib import Path
 
 import requests
 
+from keygate import keys
 from keygate_local.template import ROOT
 from tests.e2e.conftest import local_client, start_stack
 
@@ -55,7 +56,8 @@ def test_two_quick_signals_still_stop_the_stack_and_its_workers():
     )
     assert response["StatusCode"] == 200
     url = f"{ready['apis']['DemoRestApi']}/hello"
-    assert requests.get(url, headers={"Authorization": "Bearer nope"}, timeout=30).status_code == 401
+    unknown = keys.generate("kg").api_key  # well-formed, so the authorizer is invoked
+    assert requests.get(url, headers={"Authorization": f"Bearer {unknown}"}, timeout=30).status_code == 401
     workers = children(process.pid)
     assert len(workers) >= 2  # the issue and authorizer functions' workers
     process.send_signal(signal.SIGTERM)

@@ -1,0 +1,134 @@
+"""template.yaml's operations side: a log group with retention per function, alarms on what the code
+really emits, optional notification, and the pepper's optional customer-managed key."""
+
+import fnmatch
+import json
+
+import pytest
+
+from keygate.authorize import Reason
+from keygate_local.template import NO_VALUE, Stack
+from tests.test_authorizer import _fail_get_item, log_records, refused_as_a_fault, shaped
+
+ROLES_THAT_READ_THE_PEPPER = [
+    {"Fn::GetAtt": ["AuthorizerFunctionRole", "Arn"]},
+    {"Fn::GetAtt": ["IssueKeyFunctionRole", "Arn"]},
+]
+USING_THE_KEY = [
+    "kms:Decrypt", "kms:Encrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey",
+    "kms:GenerateDataKeyWithoutPlaintext", "kms:GenerateDataKeyPair", "kms:CreateGrant",
+]  # fmt: skip
+
+
+def resources(template: dict, kind: str) -> dict[str, dict]:
+    return {name: spec for name, spec in template["Resources"].items() if spec["Type"] == kind}
+
+
+def test_every_function_logs_to_a_group_of_its_own_kept_for_the_retention_parameter(template):
+    groups = []
+    for function in Stack(template).functions():
+        reference = template["Resources"][function]["Properties"]["LoggingConfig"]["LogGroup"]
+        group = template["Resources"][reference["Ref"]]
+        assert group["Type"] == "AWS::Logs::LogGroup", function
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, function
+        groups.append(reference["Ref"])
+    assert len(set(groups)) == len(groups)
+    assert set(groups) == set(resources(template, "AWS::Logs::LogGroup"))
+    assert template["Parameters"]["LogRetentionDays"]["Default"] == 90
+
+
+def test_the_fault_alarm_watches_the_metric_the_authorizer_emits(stack, issued, load, monkeypatch, capsys):
+    key = issued()
+    authorizer = load("AuthorizerFunction")
+    _fail_get_item(monkeypatch, "ThrottlingException")
+    capsys.readouterr()
+    refused_as_a_fault(authorizer, shaped("http-api", authorization=f"Bearer {key['api_key']}"))
+    (emf,) = [record for record in log_records(capsys.readouterr().out) if "_aws" in record]
+    (directive,) = emf["_aws"]["CloudWatchMetrics"]
+    emitted = {
+        "Namespace": directive["Namespace"],
+        "MetricName": Reason.FAULT.value,
+        "Dimensions": [{"Name": name, "Value": emf[name]} for name in directive["Dimensions"][0]],
+    }
+    alarm = stack.resource("AuthorizerFaultAlarm")["Properties"]
+    assert {field: alarm[field] for field in emitted} == emitted
+    assert Reason.FAULT.value in [metric["Name"] for metric in directive["Metrics"]]
+    assert (alarm["Statistic"], alarm["Threshold"], alarm["ComparisonOperator"]) == (
+        "Sum",
+        1,
+        "GreaterThanOrEqualToThreshold",
+    )
+
+
+def test_the_admin_errors_alarm_covers_every_admin_function_and_the_throttle_alarm_the_authorizer(template):
+    admin = set(Stack(template).functions()) - {"AuthorizerFunction", "DemoFunction"}
+    metrics = template["Resources"]["AdminErrorsAlarm"]["Properties"]["Metrics"]
+    (total,) = [metric for metric in metrics if "Expression" in metric]
+    watched = {
+        metric["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]
+        for metric in metrics
+        if "MetricStat" in metric and metric["MetricStat"]["Metric"]["MetricName"] == "Errors"
+    }
+    assert total["Expression"] == "SUM(METRICS())" and watched == admin
+    throttles = template["Resources"]["AuthorizerThrottleAlarm"]["Properties"]
+    assert (throttles["Namespace"], throttles["MetricName"]) == ("AWS/Lambda", "Throttles")
+    assert throttles["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "AuthorizerFunction"}}]
+
+
+@pytest.mark.parametrize(("email", "notifies"), [("", False), ("ops@example.com", True)])
+def test_alarms_notify_a_topic_only_when_an_address_is_given(template, email, notifies):
+    stack = Stack(template, {"AlarmEmail": email})
+    assert stack.resolve({"Fn::If": ["NotifiesByEmail", True, False]}) is notifies
+    topic = template["Resources"]["AlarmTopic"]
+    assert topic["Condition"] == "NotifiesByEmail"
+    assert topic["Properties"]["Subscription"] == [{"Protocol": "email", "Endpoint": {"Ref": "AlarmEmail"}}]
+    for name, alarm in resources(template, "AWS::CloudWatch::Alarm").items():
+        for actions in ("AlarmActions", "OKActions"):
+            expected = {"Fn::If": ["NotifiesByEmail", [{"Ref": "AlarmTopic"}], {"Ref": "AWS::NoValue"}]}
+            assert alarm["Properties"][actions] == expected, name
+
+
+def test_only_the_authorizer_and_issue_roles_may_read_the_pepper(template):
+    (policy,) = resources(template, "AWS::SecretsManager::ResourcePolicy").values()
+    assert policy["Properties"]["SecretId"] == {"Ref": "PepperSecret"} and policy["Properties"]["BlockPublicPolicy"]
+    (statement,) = policy["Properties"]["ResourcePolicy"]["Statement"]
+    assert statement["Principal"]["AWS"] == ROLES_THAT_READ_THE_PEPPER
+    assert statement["Action"] == "secretsmanager:GetSecretValue"
+
+
+def test_the_pepper_key_lets_only_those_roles_decrypt_and_only_through_secrets_manager(template):
+    key = template["Resources"]["PepperKey"]
+    assert (key["Condition"], key["DeletionPolicy"], key["Properties"]["EnableKeyRotation"]) == (
+        "PepperHasItsOwnKey",
+        "Retain",
+        True,
+    )
+    via_secrets_manager = {"Fn::Sub": "secretsmanager.${AWS::Region}.amazonaws.com"}
+    readers = []
+    for statement in key["Properties"]["KeyPolicy"]["Statement"]:
+        actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+        uses = {use for use in USING_THE_KEY for action in actions if fnmatch.fnmatchcase(use, action)}
+        if not uses:
+            continue
+        condition = statement["Condition"]["StringEquals"]
+        assert condition["kms:ViaService"] == via_secrets_manager, statement["Sid"]
+        validation_only = condition.get("kms:EncryptionContext:SecretVersionId") == "RequestToValidateKeyAccess"
+        if "kms:Decrypt" in uses and not validation_only:
+            readers.extend(statement["Principal"]["AWS"])
+        assert uses <= {"kms:Decrypt", "kms:GenerateDataKey"}, statement["Sid"]
+    assert readers == ROLES_THAT_READ_THE_PEPPER
+
+
+@pytest.mark.parametrize(("choice", "own_key"), [("false", False), ("true", True)])
+def test_the_secret_is_encrypted_with_the_key_only_when_asked(template, choice, own_key):
+    assert template["Parameters"]["PepperKmsKey"]["Default"] == "false"
+    kms_key_id = template["Resources"]["PepperSecret"]["Properties"]["KmsKeyId"]
+    stack = Stack(template, {"PepperKmsKey": choice})
+    stack.physical_ids["PepperKey"] = "the-key"
+    assert stack.resolve(kms_key_id) == ("the-key" if own_key else NO_VALUE)
+
+
+def test_the_functions_that_read_the_pepper_wait_for_the_grant(template):
+    for function in ("AuthorizerFunction", "IssueKeyFunction"):
+        assert template["Resources"][function]["DependsOn"] == "PepperSecretPolicy"
+    assert json.dumps(template).count("AWSSecretsManagerGetSecretValuePolicy") == 0
