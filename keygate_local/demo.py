@@ -81,18 +81,25 @@ def main() -> int:
             calls.expect(403, f"{http}/whoami", {"Authorization": f"Bearer {wrong_key}"}, REFUSED_HTTP)
             calls.expect(401, f"{rest}/whoami", {}, "401: no identity header, the authorizer is not called")
 
-            print("5. Revoke the key with the CLI, and call again:")
+            print("5. A key bound to the REST API (issued with --api API_ID/STAGE) is refused on the HTTP API:")
+            rest_api = local.urls.api_stages["DemoRestApi"]
+            bound = keygate(endpoint, "issue", "--name", "rest-only", "--owner", "team-demo", "--api", rest_api)
+            bearer = {"Authorization": f"Bearer {bound['api_key']}"}
+            calls.expect(200, f"{rest}/whoami", bearer, f"REST API, {rest_api}")
+            calls.expect(403, f"{http}/whoami", bearer, "403: a valid key, not for this API")
+
+            print("6. Revoke the first key with the CLI, and call again:")
             revoked = keygate(endpoint, "revoke", key_id)
             print(f"   status {revoked['status']} at {revoked['revoked_at']}")
             calls.expect(401, f"{rest}/hello", {"Authorization": f"Bearer {api_key}"}, REFUSED_REST)
             calls.expect(401, f"{rest}/x-api-key/whoami", {"x-api-key": api_key}, REFUSED_REST)
             calls.expect(403, f"{http}/whoami", {"Authorization": f"Bearer {api_key}"}, REFUSED_HTTP)
-        print("6. Stopped the stack: servers, workers, moto; table and secret deleted.")
+        print("7. Stopped the stack: servers, workers, moto; table and secret deleted.")
         if calls.failures:
             log.seek(0)
             print(f"{calls.failures} answer(s) were not what API Gateway gives. Function logs:\n{log.read()[-4000:]}")
             return 1
-    print("Done: issued, allowed, refused, revoked, refused.")
+    print("Done: issued, allowed, refused, bound to one API, revoked, refused.")
     return 0
 
 
