@@ -84,7 +84,7 @@ def authorizer_rows(rounds: int) -> list[str]:
     )  # fmt: skip
     with mock_aws():
         stack = Stack(load_template())
-        stack.create_keys_table(boto3.client("dynamodb"))
+        stack.create_tables(boto3.client("dynamodb"))
         stack.create_pepper_secret(boto3.client("secretsmanager"))
         os.environ.update(stack.function_environment("IssueKeyFunction"))
         issue = import_handler(stack, "IssueKeyFunction")

@@ -19,7 +19,7 @@ import json
 import logging
 import threading
 
-from flask import jsonify, make_response
+from flask import jsonify, make_response, request
 from samcli.commands.local.lib.local_lambda import LocalLambdaRunner
 from samcli.lib.providers.api_provider import ApiProvider
 from samcli.lib.providers.sam_function_provider import SamFunctionProvider
@@ -102,6 +102,11 @@ class ApiGateway(LocalApigwService):
         super().__init__(*args, **kwargs)
         self.api_id = api_id
 
+    def _build_v2_context(self, route) -> dict:
+        """HTTP API context variables, with the two identity sources keygate's cache key uses, which
+        API Gateway has and SAM CLI's context lacks."""
+        return super()._build_v2_context(route) | {"httpMethod": request.method, "path": request.path}
+
     def _create_method_arn(self, flask_request, event_type: str) -> str:
         """The ARN SAM CLI checks an authorizer's policy against."""
         return _with_own_id(super()._create_method_arn(flask_request, event_type), self.api_id)
@@ -171,8 +176,10 @@ class Server:
         self._thread.join(timeout=5)
 
 
-def api_server(template: dict, api_id: str, runner, region: str, host: str, port: int, stderr) -> Server:
-    api = ApiProvider(load_stacks(only_api(template, api_id), region)).api
+def api_server(
+    template: dict, api_id: str, runner, region: str, host: str, port: int, stderr, parameters: dict | None = None
+) -> Server:
+    api = ApiProvider(load_stacks(only_api(template, api_id), region, parameters)).api
     if api.stage_name is None:  # an HTTP API without StageName serves the $default stage
         api.stage_name = "$default"
 

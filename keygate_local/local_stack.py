@@ -64,6 +64,7 @@ class LocalStack:
         region: str | None = None,
         real_aws: bool = False,
         log: IO | None = None,
+        parameters: dict[str, str] | None = None,
     ):
         self.host, self.real_aws = host, real_aws
         self.region = region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
@@ -71,6 +72,7 @@ class LocalStack:
         self._lambda_port = lambda_port
         self._endpoints: dict[str, str] = {}
         self._log = log
+        self._parameters = LOCAL_PARAMETERS | (parameters or {})
         self._sam_log = _SamCliLog(log)
         self._moto: ThreadedMotoServer | None = None
         self._servers: list[gateway.Server] = []
@@ -142,17 +144,18 @@ class LocalStack:
         return boto3.client(service, region_name=self.region, endpoint_url=endpoints.get(service))
 
     def _create_resources(self, endpoints: dict[str, str]) -> None:
-        self.stack = Stack(load_template(), LOCAL_PARAMETERS)  # first, so stop() finds whatever gets created
-        self.stack.create_keys_table(self._client("dynamodb", endpoints))
+        self.stack = Stack(load_template(), self._parameters)  # first, so stop() finds whatever gets created
+        self.stack.create_tables(self._client("dynamodb", endpoints))
         self.stack.create_pepper_secret(self._client("secretsmanager", endpoints))
 
     def _delete_resources(self) -> None:
         if self.stack is None:
             return
-        if table := self.stack.physical_ids.pop("KeysTable", None):
-            dynamodb = self._client("dynamodb", self._endpoints)
-            wait_for_table(dynamodb, table)  # a table still being created cannot be deleted yet
-            dynamodb.delete_table(TableName=table)
+        for logical_id in self.stack.tables():
+            if table := self.stack.physical_ids.pop(logical_id, None):
+                dynamodb = self._client("dynamodb", self._endpoints)
+                wait_for_table(dynamodb, table)  # a table still being created cannot be deleted yet
+                dynamodb.delete_table(TableName=table)
         if secret := self.stack.physical_ids.pop("PepperSecret", None):
             self._client("secretsmanager", self._endpoints).delete_secret(
                 SecretId=secret, ForceDeleteWithoutRecovery=True
@@ -169,7 +172,9 @@ class LocalStack:
         apis, api_stages = {}, {}
         for api_id in gateway.api_ids(template):
             port = self._api_ports.get(api_id, 0)
-            server = gateway.api_server(template, api_id, runner, self.region, self.host, port, stderr)
+            server = gateway.api_server(
+                template, api_id, runner, self.region, self.host, port, stderr, self.stack.parameters
+            )
             self._servers.append(server.start())
             apis[api_id], api_stages[api_id] = server.url, server.api_stage
         lambda_server = gateway.lambda_server(runner, self.host, self._lambda_port, stderr)

@@ -115,24 +115,37 @@ class Stack:
 
     # --- resources ---
 
-    def create_keys_table(self, dynamodb) -> str:
-        """Create the KeysTable as the template defines it; returns the table name."""
-        properties = self.resolve(self.resource("KeysTable")["Properties"])
+    def tables(self) -> list[str]:
+        return [key for key, spec in self.template["Resources"].items() if spec["Type"] == "AWS::DynamoDB::Table"]
+
+    def create_tables(self, dynamodb) -> None:
+        """Create every DynamoDB table of the template (the keys and the audit tables)."""
+        for logical_id in self.tables():
+            self.create_table(dynamodb, logical_id)
+
+    def create_table(self, dynamodb, logical_id: str) -> str:
+        """Create a table as the template defines it; returns the table name."""
+        properties = self.resolve(self.resource(logical_id)["Properties"])
         unknown = set(properties) - _TABLE_PROPERTIES
         if unknown:
-            raise KeyError(f"KeysTable properties this stack cannot create: {sorted(unknown)}")
-        name = f"{self.name}-KeysTable-{secrets.token_hex(4)}"
+            raise KeyError(f"{logical_id} properties this stack cannot create: {sorted(unknown)}")
+        name = f"{self.name}-{logical_id}-{secrets.token_hex(4)}"
+        indexes = (
+            {"GlobalSecondaryIndexes": properties["GlobalSecondaryIndexes"]}
+            if "GlobalSecondaryIndexes" in properties
+            else {}
+        )
         table = dynamodb.create_table(
             TableName=name,
             AttributeDefinitions=properties["AttributeDefinitions"],
             KeySchema=properties["KeySchema"],
             BillingMode=properties["BillingMode"],
-            GlobalSecondaryIndexes=properties.get("GlobalSecondaryIndexes", []),
             SSESpecification={"Enabled": properties["SSESpecification"]["SSEEnabled"]},
             DeletionProtectionEnabled=bool(properties.get("DeletionProtectionEnabled", False)),
+            **indexes,
         )["TableDescription"]
-        self.physical_ids["KeysTable"] = name  # from here on, whoever cleans up must delete it
-        self.arns["KeysTable"] = table["TableArn"]
+        self.physical_ids[logical_id] = name  # from here on, whoever cleans up must delete it
+        self.arns[logical_id] = table["TableArn"]
         wait_for_table(dynamodb, name)
         ttl = properties["TimeToLiveSpecification"]
         dynamodb.update_time_to_live(

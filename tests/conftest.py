@@ -46,6 +46,15 @@ def wrong_secret(api_key: str) -> str:
     return body + keys.checksum(body)
 
 
+def add_pepper_version(stack, version: str = "v2") -> None:
+    """Rotate the pepper as the runbook says: add a version and make it current, keeping the old ones."""
+    secrets = boto3.client("secretsmanager")
+    arn = stack.physical_ids["PepperSecret"]
+    ring = json.loads(secrets.get_secret_value(SecretId=arn)["SecretString"])
+    ring |= {version: version[0] * 64, "current": version}
+    secrets.put_secret_value(SecretId=arn, SecretString=json.dumps(ring))
+
+
 def invoke(handler: Callable, payload) -> dict:
     return handler(payload, FakeContext())
 
@@ -71,7 +80,7 @@ def aws(monkeypatch):
 @pytest.fixture
 def stack(aws, template) -> Stack:
     stack = Stack(template)
-    stack.create_keys_table(boto3.client("dynamodb"))
+    stack.create_tables(boto3.client("dynamodb"))
     stack.create_pepper_secret(boto3.client("secretsmanager"))
     return stack
 

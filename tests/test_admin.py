@@ -1,7 +1,7 @@
 """The admin functions: issue, revoke, get and list, with the events/ files and bad input."""
 
 import inspect
-from dataclasses import replace
+import sys
 from datetime import UTC, datetime, timedelta
 
 import boto3
@@ -12,7 +12,7 @@ from tests.conftest import event, invoke
 
 METADATA_FIELDS = {
     "key_id", "name", "owner", "description", "scopes", "apis", "status", "created_at", "expires_at", "revoked_at",
-    "last_used_at", "pepper_version", "version",
+    "last_used_at", "rotated_at", "previous_key_expires_at", "pepper_version", "version",
 }  # fmt: skip
 
 
@@ -158,21 +158,23 @@ def test_bad_key_reference_is_refused(action, request_, admin):
 
 def test_a_revoke_that_loses_a_race_reads_again_and_keeps_the_other_change(issued, admin, monkeypatch):
     key = issued()
-    store = inspect.unwrap(admin["RevokeKey"]).__globals__["KEYS"]._store
+    service = inspect.unwrap(admin["RevokeKey"]).__globals__["KEYS"]
+    store = service._store
     real_update = store.update
     raced = []
 
-    def update_after_another_writer(record, expected_version, attributes):
+    def update_after_another_writer(before, after, audit):
         if not raced:  # another admin changes the key between our read and our write
             raced.append(True)
-            current = store.get(record.key_id)
-            changed = replace(current, description="changed meanwhile", version=current.version + 1)
-            real_update(changed, current.version, ("description",))
-        return real_update(record, expected_version, attributes)
+            update = sys.modules[type(service).__module__].Update  # the container's own module, as loaded
+            service.update(before.key_id, update(description="changed meanwhile"), actor="someone else")
+        return real_update(before, after, audit)
 
     monkeypatch.setattr(store, "update", update_after_another_writer)
     answer = invoke(admin["RevokeKey"], {"key_id": key["key_id"]})
     assert (answer["status"], answer["version"], answer["description"]) == ("revoked", 3, "changed meanwhile")
+    history = invoke(admin["KeyHistory"], {"key_id": key["key_id"]})["events"]
+    assert [(event["version"], event["action"]) for event in history] == [(1, "issue"), (2, "update"), (3, "revoke")]
 
 
 def test_revoke_leaves_attributes_it_does_not_know_in_place(issued, admin, stack):

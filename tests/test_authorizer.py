@@ -91,7 +91,9 @@ def test_valid_key_is_allowed_with_its_context(shape, issued, authorizer):
     header = {"api_key": key["api_key"]} if shape == "rest-request" else {"authorization": f"Bearer {key['api_key']}"}
     allowed, response = decide(authorizer, shaped(shape, **header))
     assert allowed
-    expected_context = {"key_id": key["key_id"], "owner": "team-a", "scopes": "invoices:read invoices:write"}
+    expected_context = {
+        "key_id": key["key_id"], "owner": "team-a", "scopes": "invoices:read invoices:write", "matched_scopes": ""
+    }  # fmt: skip
     assert response["context"] == expected_context
     if shape != "http-api":
         assert response["principalId"] == key["key_id"]

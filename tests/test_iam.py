@@ -3,13 +3,20 @@ resource, and what a condition limits) that its code makes, recorded while it do
 from the function's own policies and from resource policies that name its role."""
 
 import re
+from datetime import UTC, datetime, timedelta
 
 import botocore.client
 import pytest
 
-from tests.conftest import invoke
+from tests.conftest import add_pepper_version, invoke
 from tests.test_authorizer import decide, shaped
 
+TRANSACTION_ACTIONS = {
+    "Put": "PutItem",
+    "Update": "UpdateItem",
+    "Delete": "DeleteItem",
+    "ConditionCheck": "ConditionCheckItem",
+}
 EXPRESSION_WORDS = {
     "SET", "REMOVE", "ADD", "DELETE", "AND", "OR", "NOT", "BETWEEN", "IN", "attribute_exists",
     "attribute_not_exists", "attribute_type", "begins_with", "contains", "size", "if_not_exists", "list_append",
@@ -61,6 +68,8 @@ def satisfies(condition: dict, context: dict) -> bool:
     for operator, tests in condition.items():
         for key, allowed in tests.items():
             allowed = set(allowed) if isinstance(allowed, list) else {allowed}
+            if key not in context:
+                raise AssertionError(f"condition key {key} is not recorded here")
             value = context[key]
             if operator == "ForAllValues:StringEquals":
                 ok = set(value) <= allowed
@@ -79,19 +88,29 @@ def recorded(monkeypatch, stack) -> list[tuple[str, str, dict]]:
     calls: list[tuple[str, str, dict]] = []
     real = botocore.client.BaseClient._make_api_call
 
+    table_arns = {stack.physical_ids[table]: stack.arns[table] for table in stack.tables()}
+
+    def dynamodb_call(operation: str, params: dict) -> tuple[str, str, dict]:
+        resource = table_arns[params["TableName"]]
+        if "IndexName" in params:
+            resource += f"/index/{params['IndexName']}"
+        context = {
+            "dynamodb:Attributes": attributes(params),
+            "dynamodb:ReturnValues": params.get("ReturnValues", "NONE"),
+            "dynamodb:Select": params.get("Select", "ALL_ATTRIBUTES"),
+        }
+        return f"dynamodb:{operation}", resource, context
+
     def recording(self, operation, params):
         service = self.meta.service_model.service_name
-        if service == "dynamodb":
-            resource = stack.arns["KeysTable"]
-            if "IndexName" in params:
-                resource += f"/index/{params['IndexName']}"
-            context = {
-                "dynamodb:Attributes": attributes(params),
-                "dynamodb:ReturnValues": params.get("ReturnValues", "NONE"),
-            }
+        if operation == "TransactWriteItems":  # IAM authorizes each item as its own action
+            for item in params["TransactItems"]:
+                ((kind, request),) = item.items()
+                calls.append(dynamodb_call(TRANSACTION_ACTIONS[kind], request))
+        elif service == "dynamodb":
+            calls.append(dynamodb_call(operation, params))
         else:
-            resource, context = params["SecretId"], {}
-        calls.append((f"{service}:{operation}", resource, context))
+            calls.append((f"{service}:{operation}", params["SecretId"], {}))
         return real(self, operation, params)
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", recording)
@@ -113,30 +132,56 @@ def assert_exactly_granted(stack, function: str, calls: list[tuple[str, str, dic
 
 def test_authorizer_is_granted_exactly_what_it_calls(stack, issued, load, recorded):
     key = issued()
+    add_pepper_version(stack)  # so the first verify re-hashes the key under the new pepper
     authorizer = load("AuthorizerFunction")
     recorded.clear()
     for shape in ("rest-token", "rest-request", "http-api"):
         assert decide(authorizer, shaped(shape, authorization=f"Bearer {key['api_key']}"))[0]
+    assert ("dynamodb:UpdateItem", stack.arns["KeysTable"]) in {(a, r) for a, r, _ in recorded}  # it did
     assert_exactly_granted(stack, "AuthorizerFunction", recorded)
 
 
-# Each admin function, with the requests that exercise every AWS call it can make.
+def _in_a_day() -> str:
+    return (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# Each admin function, with the requests that exercise every AWS call and attribute it can touch.
 ADMIN_JOBS = {
     "IssueKeyFunction": lambda key_id: [{"name": "n", "owner": "o"}],
+    "UpdateKeyFunction": lambda key_id: [
+        {
+            "key_id": key_id,
+            "name": "m",
+            "description": "d",
+            "scopes": ["s"],
+            "apis": ["a/b"],
+            "expires_at": _in_a_day(),
+            "enabled": False,
+        },
+        {"key_id": key_id, "expires_at": None, "enabled": True},
+    ],  # fmt: skip
+    "RotateKeyFunction": lambda key_id: [{"key_id": key_id, "grace_seconds": 60}],
     "RevokeKeyFunction": lambda key_id: [{"key_id": key_id}],
     "GetKeyFunction": lambda key_id: [{"key_id": key_id}],
     "ListKeysFunction": lambda key_id: [{"owner": "team-test"}, {}],  # a Query on the index, then a Scan
+    "KeyHistoryFunction": lambda key_id: [{"key_id": key_id}],
+    "PepperStatusFunction": lambda key_id: [{}],
 }
 
 
 @pytest.mark.parametrize("function", ADMIN_JOBS)
 def test_each_admin_function_is_granted_exactly_what_it_calls(function, stack, issued, load, recorded):
     key = issued()
+    add_pepper_version(stack)  # so a rotation hashes under another pepper version, as it may
     handler = load(function)
     recorded.clear()
     for request in ADMIN_JOBS[function](key["key_id"]):
         assert "error" not in invoke(handler, request)
     assert_exactly_granted(stack, function, recorded)
+
+
+def test_every_function_is_checked_here(stack):
+    assert set(stack.functions()) - {"DemoFunction"} == set(ADMIN_JOBS) | {"AuthorizerFunction"}
 
 
 def test_revoke_may_not_write_other_attributes_or_read_back(stack):

@@ -17,23 +17,28 @@ def test_the_template_has_a_rest_and_an_http_api(template):
 def test_each_api_keeps_only_its_own_routes(template):
     rest, http = gateway.only_api(template, "DemoRestApi"), gateway.only_api(template, "DemoHttpApi")
     assert "DemoHttpApi" not in rest["Resources"] and "DemoRestApi" not in http["Resources"]
-    assert set(_events(rest)) == {"RestHello", "RestWhoami", "RestApiKeyWhoami"}
-    assert set(_events(http)) == {"HttpHello", "HttpWhoami"}
+    assert set(_events(rest)) == {"RestHello", "RestWhoami", "RestApiKeyWhoami", "RestListOrders", "RestCreateOrder"}
+    assert set(_events(http)) == {"HttpHello", "HttpWhoami", "HttpListOrders", "HttpCreateOrder"}
     assert set(_events(template)) == set(_events(rest)) | set(_events(http))  # the original is untouched
 
 
 def test_the_routes_and_authorizers_sam_cli_reads_for_each_api(template):
     rest = gateway.ApiProvider(gateway.load_stacks(gateway.only_api(template, "DemoRestApi"), "us-east-1")).api
     http = gateway.ApiProvider(gateway.load_stacks(gateway.only_api(template, "DemoHttpApi"), "us-east-1")).api
-    rest_routes = {(route.path, route.authorizer_name) for route in rest.routes}
+    rest_routes = {(method, route.path, route.authorizer_name) for route in rest.routes for method in route.methods}
     assert rest_routes == {
-        ("/hello", "KeygateToken"),
-        ("/whoami", "KeygateToken"),
-        ("/x-api-key/whoami", "KeygateRequest"),
+        ("GET", "/hello", "KeygateToken"),
+        ("GET", "/whoami", "KeygateToken"),
+        ("GET", "/orders", "KeygateToken"),
+        ("POST", "/orders", "KeygateToken"),
+        ("GET", "/x-api-key/whoami", "KeygateRequest"),
     }
-    assert {(route.path, route.authorizer_name) for route in http.routes} == {
-        ("/hello", "KeygateLambda"),
-        ("/whoami", "KeygateLambda"),
+    http_routes = {(method, route.path, route.authorizer_name) for route in http.routes for method in route.methods}
+    assert http_routes == {
+        ("GET", "/hello", "KeygateLambda"),
+        ("GET", "/whoami", "KeygateLambda"),
+        ("GET", "/orders", "KeygateLambda"),
+        ("POST", "/orders", "KeygateLambda"),
     }
     assert rest.stage_name == "demo"
 

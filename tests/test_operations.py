@@ -10,9 +10,10 @@ from keygate.authorize import Reason
 from keygate_local.template import NO_VALUE, Stack
 from tests.test_authorizer import _fail_get_item, log_records, refused_as_a_fault, shaped
 
-ROLES_THAT_READ_THE_PEPPER = [
+ROLES_THAT_READ_THE_PEPPER = [  # the functions that verify or hash secrets
     {"Fn::GetAtt": ["AuthorizerFunctionRole", "Arn"]},
     {"Fn::GetAtt": ["IssueKeyFunctionRole", "Arn"]},
+    {"Fn::GetAtt": ["RotateKeyFunctionRole", "Arn"]},
 ]
 USING_THE_KEY = [
     "kms:Decrypt", "kms:Encrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey",
@@ -88,7 +89,7 @@ def test_alarms_notify_a_topic_only_when_an_address_is_given(template, email, no
             assert alarm["Properties"][actions] == expected, name
 
 
-def test_only_the_authorizer_and_issue_roles_may_read_the_pepper(template):
+def test_only_the_authorizer_issue_and_rotate_roles_may_read_the_pepper(template):
     (policy,) = resources(template, "AWS::SecretsManager::ResourcePolicy").values()
     assert policy["Properties"]["SecretId"] == {"Ref": "PepperSecret"} and policy["Properties"]["BlockPublicPolicy"]
     (statement,) = policy["Properties"]["ResourcePolicy"]["Statement"]
@@ -129,6 +130,6 @@ def test_the_secret_is_encrypted_with_the_key_only_when_asked(template, choice, 
 
 
 def test_the_functions_that_read_the_pepper_wait_for_the_grant(template):
-    for function in ("AuthorizerFunction", "IssueKeyFunction"):
+    for function in ("AuthorizerFunction", "IssueKeyFunction", "RotateKeyFunction"):
         assert template["Resources"][function]["DependsOn"] == "PepperSecretPolicy"
     assert json.dumps(template).count("AWSSecretsManagerGetSecretValuePolicy") == 0

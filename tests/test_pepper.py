@@ -1,11 +1,8 @@
 """The pepper: read once per container, and rotated by adding a version without breaking old keys."""
 
-import json
-
-import boto3
 import botocore.client
 
-from tests.conftest import invoke
+from tests.conftest import add_pepper_version, invoke
 from tests.test_authorizer import decide, shaped
 
 
@@ -31,11 +28,7 @@ def test_rotating_the_pepper_keeps_old_keys_and_hashes_new_ones_with_the_new_ver
     authorizer = load("AuthorizerFunction")  # a warm container that has only ever seen v1
     assert decide(authorizer, shaped("rest-token", authorization=f"Bearer {old_key['api_key']}"))[0]
 
-    secrets = boto3.client("secretsmanager")
-    secret_arn = stack.physical_ids["PepperSecret"]
-    ring = json.loads(secrets.get_secret_value(SecretId=secret_arn)["SecretString"])
-    ring |= {"v2": "n" * 64, "current": "v2"}
-    secrets.put_secret_value(SecretId=secret_arn, SecretString=json.dumps(ring))
+    add_pepper_version(stack, "v2")
 
     new_key = invoke(load("IssueKeyFunction"), {"name": "after-rotation", "owner": "team-test"})
     assert new_key["pepper_version"] == "v2" and old_key["pepper_version"] == "v1"

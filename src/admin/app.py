@@ -1,23 +1,29 @@
-"""Admin handlers: issue, revoke, get and list keys. Each takes a plain JSON event (see events/).
+"""Admin handlers: issue, update, rotate, revoke, get, list, history and pepper status. Each takes a
+plain JSON event (see events/).
 
 Bad input and unknown keys come back as ``{"error": {...}}`` naming what is wrong, so an operator's
 typo does not count as a function error; a fault (DynamoDB down) raises and shows as one.
 """
 
 from collections.abc import Callable
+from datetime import timedelta
 from functools import wraps
 
 from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.parser import ValidationError, parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from admin.models import AdminEvent, IssueKey, KeyRef, ListKeys
+from admin.models import AdminEvent, IssueKey, KeyHistory, KeyRef, ListKeys, PepperStatus, RotateKey, UpdateKey
 from keygate import config, service
+from keygate.records import format_time
+from keygate.service import KeyRevoked, Update, VersionConflict
 from keygate.store import InvalidNextToken, KeyNotFound
 
 logger = Logger()
 tracer = Tracer()
 KEYS = service.from_config(config.load())
+SHOWN_ONCE = "api_key is shown this once and cannot be recovered: store it now."
+PEPPER_STATUS_PAGE = 1000  # keys a pepper-status call reads; the CLI follows next_token for the rest
 
 
 def _error(kind: str, message: str, fields: dict[str, str] | None = None) -> dict:
@@ -51,6 +57,10 @@ def admin_action[M: AdminEvent](model: type[M]) -> Callable:
                 return _error("InvalidRequest", f"invalid request: next_token: {error}", {"next_token": str(error)})
             except KeyNotFound as error:
                 return _error("KeyNotFound", str(error))
+            except KeyRevoked as error:
+                return _error("KeyRevoked", str(error))
+            except VersionConflict as error:
+                return _error("VersionConflict", str(error))
 
         return logger.inject_lambda_context(log_event=False)(
             tracer.capture_lambda_handler(capture_response=False)(handler)
@@ -68,19 +78,39 @@ def issue_key(request: IssueKey) -> dict:
         scopes=request.scopes,
         apis=request.apis,
         expires_at=request.expires_at,
+        actor=request.actor,
     )
-    logger.info("key issued", extra={"key_id": record.key_id, "owner": record.owner})
+    logger.info("key issued", extra={"key_id": record.key_id, "owner": record.owner, "actor": request.actor})
+    return {**record.metadata(KEYS.now()), "api_key": new_key.api_key, "notice": SHOWN_ONCE}
+
+
+@admin_action(UpdateKey)
+def update_key(request: UpdateKey) -> dict:
+    update = Update(**request.changes())
+    record = KEYS.update(request.key_id, update, expected_version=request.expected_version, actor=request.actor)
+    logger.info("key updated", extra={"key_id": record.key_id, "version": record.version, "actor": request.actor})
+    return record.metadata(KEYS.now())
+
+
+@admin_action(RotateKey)
+def rotate_key(request: RotateKey) -> dict:
+    grace = timedelta(seconds=request.grace_seconds)
+    new_key, record = KEYS.rotate(request.key_id, grace, actor=request.actor)
+    logger.info("key rotated", extra={"key_id": record.key_id, "grace_seconds": request.grace_seconds})
+    # When the secret before this one stops verifying: now, or at the end of the grace period.
+    stops = record.previous_expires_at if record.previous_hash is not None else record.rotated_at
     return {
         **record.metadata(KEYS.now()),
         "api_key": new_key.api_key,
-        "notice": "api_key is shown this once and cannot be recovered: store it now.",
+        "previous_key_stops_working_at": format_time(stops),
+        "notice": SHOWN_ONCE,
     }
 
 
 @admin_action(KeyRef)
 def revoke_key(request: KeyRef) -> dict:
-    record = KEYS.revoke(request.key_id)
-    logger.info("key revoked", extra={"key_id": record.key_id})
+    record = KEYS.revoke(request.key_id, actor=request.actor)
+    logger.info("key revoked", extra={"key_id": record.key_id, "actor": request.actor})
     return record.metadata(KEYS.now())
 
 
@@ -91,6 +121,18 @@ def get_key(request: KeyRef) -> dict:
 
 @admin_action(ListKeys)
 def list_keys(request: ListKeys) -> dict:
-    records, next_token = KEYS.list(request.owner, request.limit, request.next_token)
+    records, next_token = KEYS.list(request.owner, request.status, request.limit, request.next_token)
     now = KEYS.now()
     return {"keys": [record.metadata(now) for record in records], "next_token": next_token}
+
+
+@admin_action(KeyHistory)
+def key_history(request: KeyHistory) -> dict:
+    events, next_token = KEYS.history(request.key_id, request.limit, request.next_token)
+    return {"key_id": request.key_id, "events": [event.view() for event in events], "next_token": next_token}
+
+
+@admin_action(PepperStatus)
+def pepper_status(request: PepperStatus) -> dict:
+    versions, next_token = KEYS.pepper_usage(PEPPER_STATUS_PAGE, request.next_token)
+    return {"versions": versions, "next_token": next_token}

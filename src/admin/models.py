@@ -5,22 +5,29 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from aws_lambda_powertools.utilities.parser import BaseModel, Field, field_validator
-from pydantic import AfterValidator, ConfigDict, StrictInt, StrictStr, ValidationInfo
+from pydantic import AfterValidator, ConfigDict, StrictBool, StrictInt, StrictStr
 
 from keygate.apis import EXAMPLE as API_EXAMPLE
 from keygate.apis import is_api_pattern
+from keygate.audit import UNSPECIFIED_ACTOR
 from keygate.keys import KEY_ID_PATTERN
+from keygate.records import State
+from keygate.routes import SCOPE_PATTERN
 
 # No control, format (bidi overrides, zero-width) or line/paragraph separator characters: these values
 # end up in logs, consoles and the authorizer context. (pydantic's Rust regex knows Unicode classes.)
 _PRINTABLE = r"^[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}]*$"
 MAX_LIFETIME = timedelta(days=3660)
+MAX_GRACE = timedelta(days=30)
 
 KeyId = Annotated[StrictStr, Field(pattern=rf"^{KEY_ID_PATTERN}$")]
 Name = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=_PRINTABLE)]
 Owner = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=_PRINTABLE)]
 Description = Annotated[StrictStr, Field(max_length=1024, pattern=_PRINTABLE)]
-Scope = Annotated[StrictStr, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:/*-]+$")]
+Scope = Annotated[StrictStr, Field(pattern=rf"^{SCOPE_PATTERN}$")]
+Actor = Annotated[StrictStr, Field(min_length=1, max_length=256, pattern=_PRINTABLE)]
+Limit = Annotated[StrictInt, Field(ge=1, le=100)]
+NextToken = Annotated[StrictStr, Field(min_length=1, max_length=2048)]
 
 
 def _api_pattern(text: str) -> str:
@@ -32,36 +39,68 @@ def _api_pattern(text: str) -> str:
 ApiPattern = Annotated[StrictStr, AfterValidator(_api_pattern)]
 
 
+def _distinct(entries: list[str] | None) -> list[str] | None:
+    if entries is not None and len(set(entries)) != len(entries):
+        raise ValueError("must not repeat")
+    return entries
+
+
+def _some_api(apis: list[str] | None) -> list[str] | None:
+    if apis == []:
+        raise ValueError('must name at least one API_ID/STAGE: leave it out for the default, ["*/*"] for every API')
+    return apis
+
+
+Scopes = Annotated[list[Scope], Field(max_length=50), AfterValidator(_distinct)]
+Apis = Annotated[list[ApiPattern], Field(max_length=50), AfterValidator(_distinct), AfterValidator(_some_api)]
+
+
 class AdminEvent(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    actor: Actor = UNSPECIFIED_ACTOR  # who asked, for the audit trail (the CLI fills it in)
 
 
 class IssueKey(AdminEvent):
     name: Name
     owner: Owner
     description: Description = ""
-    scopes: Annotated[list[Scope], Field(max_length=50)] = []
-    apis: Annotated[list[ApiPattern], Field(max_length=50)] | None = None
+    scopes: Scopes = []
+    apis: Apis | None = None
     expires_at: datetime | None = None
-
-    @field_validator("scopes", "apis")
-    @classmethod
-    def _no_repeats(cls, entries: list[str] | None, info: ValidationInfo) -> list[str] | None:
-        if entries is not None and len(set(entries)) != len(entries):
-            raise ValueError(f"{info.field_name} must not repeat")
-        return entries
-
-    @field_validator("apis")
-    @classmethod
-    def _at_least_one(cls, apis: list[str] | None) -> list[str] | None:
-        if apis == []:
-            raise ValueError('must name at least one API_ID/STAGE: leave it out for the default, ["*/*"] for every API')
-        return apis
 
     @field_validator("expires_at", mode="before")
     @classmethod
     def _future_instant(cls, text: object) -> datetime | None:
         return parse_expiry(text) if text is not None else None
+
+
+class UpdateKey(AdminEvent):
+    """Only the fields given change; ``expires_at: null`` clears the expiry."""
+
+    key_id: KeyId
+    name: Name = None
+    description: Description = None
+    scopes: Scopes = None
+    apis: Apis = None
+    expires_at: datetime | None = None
+    enabled: StrictBool = None
+    expected_version: Annotated[StrictInt, Field(ge=1)] | None = None
+
+    @field_validator("expires_at", mode="before")
+    @classmethod
+    def _future_instant(cls, text: object) -> datetime | None:
+        return parse_expiry(text) if text is not None else None
+
+    def changes(self) -> dict:
+        """The fields the event names, with their new values."""
+        named = self.model_fields_set - {"key_id", "expected_version", "actor"}
+        return {name: getattr(self, name) for name in named}
+
+
+class RotateKey(AdminEvent):
+    key_id: KeyId
+    grace_seconds: Annotated[StrictInt, Field(ge=0, le=int(MAX_GRACE.total_seconds()))] = 86400
 
 
 def parse_expiry(text: object) -> datetime:
@@ -93,5 +132,16 @@ class KeyRef(AdminEvent):
 
 class ListKeys(AdminEvent):
     owner: Owner | None = None
-    limit: Annotated[StrictInt, Field(ge=1, le=100)] = 50
-    next_token: Annotated[StrictStr, Field(min_length=1, max_length=2048)] | None = None
+    status: State | None = None
+    limit: Limit = 50
+    next_token: NextToken | None = None
+
+
+class KeyHistory(AdminEvent):
+    key_id: KeyId
+    limit: Limit = 50
+    next_token: NextToken | None = None
+
+
+class PepperStatus(AdminEvent):
+    next_token: NextToken | None = None

@@ -6,8 +6,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from authorizer.request import AuthorizerFault, AuthRequest, Unauthorized, is_http_api
 from keygate import config, service
-from keygate.apis import ApiStage
 from keygate.authorize import Decision, Reason
+from keygate.routes import RequestRoute
 
 logger = Logger()
 metrics = Metrics()
@@ -19,26 +19,30 @@ KEYS = service.from_config(config.load())
 @metrics.log_metrics
 @tracer.capture_lambda_handler(capture_response=False)
 def handler(event: dict, context: LambdaContext) -> dict:
-    api = None
+    route = None
     try:
         request = AuthRequest.from_event(event)
-        api = request.api
-        decision = KEYS.authorize(request.authorization, request.api_key, request.api)
-        response = request.response(decision)
+        route = request.route
+        decision = KEYS.authorize(request.authorization, request.api_key, request.route)
+        response = request.response(decision, KEYS.config.route_scopes)
     except Exception as error:  # fail closed: a fault outside the core is a refusal too
         decision = Decision(Reason.FAULT, fault=type(error).__name__)
         response = None
-    _record(decision, api)
+    _record(decision, route)
     if response is None:
         raise AuthorizerFault() if is_http_api(event) else Unauthorized()
     return response
 
 
-def _record(decision: Decision, api: ApiStage | None) -> None:
+def _record(decision: Decision, route: RequestRoute | None) -> None:
     metrics.add_metric(name=decision.reason, unit=MetricUnit.Count, value=1)
     details = {"reason": decision.reason.value, "key_id": decision.key_id}
-    if api is not None:
-        details["api"] = f"{api.api_id}/{api.stage}"
+    if route is not None:
+        details |= {"api": f"{route.api.api_id}/{route.api.stage}", "route": f"{route.method} {route.path[:256]}"}
+    if decision.rehash == "rehashed":
+        logger.info("key re-hashed with the current pepper and Argon2 parameters", extra=details)
+    elif decision.rehash is not None:
+        logger.warning("key re-hash failed; the decision stands", extra={**details, "fault": decision.rehash})
     if decision.reason is Reason.FAULT:
         logger.error("authorization failed closed", extra={**details, "fault": decision.fault})
     elif decision.allowed:

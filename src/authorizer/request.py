@@ -1,6 +1,6 @@
 """The three API Gateway authorizer event shapes, read with powertools' event data classes."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 from keygate import policy
 from keygate.apis import ApiStage
 from keygate.authorize import OPTIONAL_WHITESPACE, Decision, Reason
+from keygate.routes import RequestRoute, RouteScopes
 
 
 class Unauthorized(Exception):
@@ -45,7 +46,7 @@ class AuthRequest:
     shape: Shape
     authorization: tuple[str, ...]  # every value the request carried for the header
     api_key: tuple[str, ...]
-    api: ApiStage  # the API and stage the request came in on
+    route: RequestRoute  # the API, stage, method and path of the request
     method_arn: str | None = None
 
     @classmethod
@@ -56,30 +57,32 @@ class AuthRequest:
             v2 = APIGatewayAuthorizerEventV2(event)
             headers = v2.headers if event.get("headers") else {}
             api = _api_stage(v2.request_context.api_id, v2.request_context.stage)
-            return cls(Shape.HTTP_API, _values(headers.get("authorization")), _values(headers.get("x-api-key")), api)
+            route = replace(_arn_route(v2.route_arn), api=api)  # the ARN's method and path, without the stage
+            return cls(Shape.HTTP_API, _values(headers.get("authorization")), _values(headers.get("x-api-key")), route)
         if event.get("type") == "TOKEN":
             token = APIGatewayAuthorizerTokenEvent(event)
-            value, api = token.authorization_token, _method_api(token.method_arn)
+            value, route = token.authorization_token, _arn_route(token.method_arn)
             # The TOKEN identity source may be Authorization ("Bearer <key>") or a header holding the bare key.
             # API Gateway calls a TOKEN authorizer only with a non-empty value: an empty one is no header.
             if isinstance(value, str) and value and " " not in value.strip(OPTIONAL_WHITESPACE):
-                return cls(Shape.REST_TOKEN, (), (value,), api, token.method_arn)
-            return cls(Shape.REST_TOKEN, _values(value or None), (), api, token.method_arn)
+                return cls(Shape.REST_TOKEN, (), (value,), route, token.method_arn)
+            return cls(Shape.REST_TOKEN, _values(value or None), (), route, token.method_arn)
         if event.get("type") == "REQUEST":
             method_arn = APIGatewayAuthorizerRequestEvent(event).method_arn
             authorization, api_key = _header(event, "authorization"), _header(event, "x-api-key")
-            return cls(Shape.REST_REQUEST, authorization, api_key, _method_api(method_arn), method_arn)
+            return cls(Shape.REST_REQUEST, authorization, api_key, _arn_route(method_arn), method_arn)
         raise UnrecognizedEvent("event is not an API Gateway authorizer event")
 
-    def response(self, decision: Decision) -> dict | None:
-        """The answer for API Gateway, or None where the refusal is an error: every REST refusal (only
-        raising Unauthorized gives a 401) and every fault (an error's answer is never cached)."""
+    def response(self, decision: Decision, route_scopes: RouteScopes) -> dict | None:
+        """The answer for API Gateway, or None where the refusal is an error: every REST refusal of a
+        bad key (only raising Unauthorized gives a 401) and every fault (an error's answer is never
+        cached). A REST policy is right for every route of the stage, as API Gateway reuses it."""
         if decision.reason is Reason.FAULT:
             return None
         if self.shape is Shape.HTTP_API:
-            return policy.http_simple(decision.record if decision.allowed else None)
-        if decision.allowed:
-            return policy.rest_allow(decision.record, self.method_arn)
+            return policy.http_simple(decision.record if decision.allowed else None, decision.matched_scopes)
+        if decision.allowed or decision.reason is Reason.MISSING_SCOPE:
+            return policy.rest_policy(decision.record, self.method_arn, route_scopes, decision.matched_scopes)
         if decision.forbidden:
             return policy.rest_deny(decision.key_id, self.method_arn)
         return None
@@ -89,12 +92,14 @@ def is_http_api(event: object) -> bool:
     return isinstance(event, dict) and event.get("version") == "2.0" and event.get("type") == "REQUEST"
 
 
-def _method_api(method_arn: object) -> ApiStage:
-    """REST: the API and stage are those of the method ARN, which the policy is built from too."""
-    if not isinstance(method_arn, str):
-        raise UnrecognizedEvent("event has no methodArn")
-    arn = parse_api_gateway_arn(method_arn)
-    return _api_stage(arn.api_id, arn.stage)
+def _arn_route(arn_text: object) -> RequestRoute:
+    """The route in a method ARN (REST: which the policy is built from too) or a route ARN (HTTP API)."""
+    if not isinstance(arn_text, str):
+        raise UnrecognizedEvent("event has no methodArn or routeArn")
+    arn = parse_api_gateway_arn(arn_text)
+    if not arn.http_method:
+        raise UnrecognizedEvent("the event's ARN names no method")
+    return RequestRoute(_api_stage(arn.api_id, arn.stage), arn.http_method, f"/{arn.resource}")
 
 
 def _api_stage(api_id: object, stage: object) -> ApiStage:

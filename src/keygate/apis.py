@@ -9,6 +9,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from keygate.wildcard import compile_wildcard
+
 # API ids are 10 lower-case letters and digits; stage names letters, digits, "-", "_" ($default on HTTP APIs).
 API_PATTERN = r"[A-Za-z0-9*]{1,64}/[A-Za-z0-9_$*-]{1,128}"
 # The template's DefaultKeyApis: empty, or entries separated by commas (spaces allowed around them).
@@ -42,8 +44,4 @@ def allows(patterns: Sequence[str] | None, api: ApiStage) -> bool:
     if patterns is None:
         return True
     target = f"{api.api_id}/{api.stage}"
-    return any(_regex(pattern).fullmatch(target) for pattern in patterns)
-
-
-def _regex(pattern: str) -> re.Pattern:
-    return re.compile("[^/]*".join(re.escape(part) for part in pattern.split("*")))
+    return any(compile_wildcard(pattern, any_run="[^/]*").fullmatch(target) for pattern in patterns)

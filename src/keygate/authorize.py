@@ -1,21 +1,22 @@
-"""The authorization decision: parse and checksum, read the key, verify the secret, check its state and
-the API it is used on.
+"""The authorization decision: parse and checksum, read the key, verify the secret (or, during a
+rotation's grace period, the previous one), check its state, the API it is used on and the scopes the
+route needs; re-hash a key verified under an old pepper or old Argon2 parameters.
 
 Fails closed: every fault is a refusal with reason FAULT, never an allow.
 """
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from enum import StrEnum
+from enum import Enum, StrEnum
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from keygate import apis, keys
-from keygate.apis import ApiStage
 from keygate.hashing import Hasher, PepperRing, PepperUnavailable
 from keygate.records import KeyRecord, Status
+from keygate.routes import RequestRoute, RouteScopes
 from keygate.store import CorruptRecord, KeyStore
 
 OPTIONAL_WHITESPACE = " \t"
@@ -30,16 +31,23 @@ class Reason(StrEnum):
     UNKNOWN = "UnknownKey"
     WRONG_SECRET = "WrongSecret"
     REVOKED = "RevokedKey"
+    DISABLED = "DisabledKey"
     EXPIRED = "ExpiredKey"
     API_NOT_ALLOWED = "ApiNotAllowed"  # a valid key, on an API or stage its list does not name
+    MISSING_SCOPE = "MissingScope"  # a valid key, without a scope this route needs
     FAULT = "Fault"
+
+
+FORBIDDEN = (Reason.API_NOT_ALLOWED, Reason.MISSING_SCOPE)
 
 
 @dataclass(frozen=True)
 class Decision:
     reason: Reason
     key_id: str | None = None
-    record: KeyRecord | None = None
+    record: KeyRecord | None = None  # once the secret verified
+    matched_scopes: tuple[str, ...] = ()  # the key's scopes that satisfied this route's entries
+    rehash: str | None = None  # "rehashed", or "failed: <why>", when the key needed re-hashing
     fault: str | None = None  # why, for the log: an error type and AWS error code, never a key or pepper
 
     @property
@@ -49,7 +57,7 @@ class Decision:
     @property
     def forbidden(self) -> bool:
         """The caller proved a live key, which is not for this request: 403 rather than 401."""
-        return self.reason is Reason.API_NOT_ALLOWED
+        return self.reason in FORBIDDEN and self.record is not None
 
 
 def presented_key(authorization: Sequence[str], api_key: Sequence[str]) -> str | None:
@@ -88,44 +96,95 @@ def _trimmed(value: str) -> str:
     return trimmed
 
 
-def authorize(
-    authorization: Sequence[str],
-    api_key: Sequence[str],
-    api: ApiStage,
-    *,
-    prefix: str,
-    store: KeyStore,
-    hasher: Hasher,
-    peppers: PepperRing,
-    now: datetime | None = None,
-) -> Decision:
-    try:
-        presented = presented_key(authorization, api_key)
-        if presented is None:
-            return Decision(Reason.MISSING)
-        parsed = keys.parse(presented, prefix)
-    except keys.MalformedKey:
-        return Decision(Reason.MALFORMED)
-    try:
-        return _check(parsed, api, store, hasher, peppers, now or datetime.now(UTC))
-    except Exception as error:  # fail closed on anything: throttling, timeouts, corrupt items, bugs
-        detail = f"{type(error).__name__}: {error}" if isinstance(error, _EXPLAINED_FAULTS) else type(error).__name__
-        return Decision(Reason.FAULT, key_id=parsed.key_id, fault=detail)
+@dataclass(frozen=True)
+class Authorizer:
+    """The decision, wired to what it reads: the key prefix, the keys, the hasher, the peppers and the
+    route map."""
+
+    prefix: str
+    store: KeyStore
+    hasher: Hasher
+    peppers: PepperRing
+    route_scopes: RouteScopes = RouteScopes()
+
+    def decide(
+        self, authorization: Sequence[str], api_key: Sequence[str], route: RequestRoute, now: datetime | None = None
+    ) -> Decision:
+        try:
+            presented = presented_key(authorization, api_key)
+            if presented is None:
+                return Decision(Reason.MISSING)
+            parsed = keys.parse(presented, self.prefix)
+        except keys.MalformedKey:
+            return Decision(Reason.MALFORMED)
+        try:
+            return self._check(parsed, route, now or datetime.now(UTC))
+        except Exception as error:  # fail closed on anything: throttling, timeouts, corrupt items, bugs
+            return Decision(Reason.FAULT, key_id=parsed.key_id, fault=_explained(error))
+
+    def _check(self, parsed: keys.ParsedKey, route: RequestRoute, now: datetime) -> Decision:
+        key_id = parsed.key_id
+        record = self.store.get(key_id)
+        if record is None:
+            self.hasher.verify_nothing(parsed.secret)
+            return Decision(Reason.UNKNOWN, key_id=key_id)
+        verified = self._verify(record, parsed.secret, now)
+        if verified is None:
+            return Decision(Reason.WRONG_SECRET, key_id=key_id)
+        rehash = None
+        if verified is _Secret.CURRENT and record.status is not Status.REVOKED:
+            rehash = self._rehash(record, parsed.secret)
+        refusal = _refusal(record, route, self.route_scopes, now)
+        if refusal is not None:
+            return Decision(refusal, key_id=key_id, record=record, rehash=rehash)
+        matched = self.route_scopes.matched_scopes(record.scopes, route.method, route.path)
+        return Decision(Reason.ALLOWED, key_id=key_id, record=record, matched_scopes=matched, rehash=rehash)
+
+    def _verify(self, record: KeyRecord, secret: str, now: datetime) -> "_Secret | None":
+        """Which of the key's secrets this is: the current one, or the previous one in its grace period."""
+        if self.hasher.verify(record.phc_hash, secret, self.peppers.get(record.pepper_version)):
+            return _Secret.CURRENT
+        if record.previous_secret_valid(now) and self.hasher.verify(
+            record.previous_hash, secret, self.peppers.get(record.previous_pepper_version)
+        ):
+            return _Secret.PREVIOUS
+        return None
+
+    def _rehash(self, record: KeyRecord, secret: str) -> str | None:
+        """Re-hash a key verified under an old pepper or old Argon2 parameters, conditional on the item
+        being unchanged. Never changes the decision: a failure is only reported, for the log."""
+        try:
+            version, pepper = self.peppers.current()
+            if record.pepper_version == version and not self.hasher.needs_rehash(record.phc_hash):
+                return None
+            self.store.rehash(
+                record, replace(record, phc_hash=self.hasher.hash(secret, pepper), pepper_version=version)
+            )
+            return "rehashed"
+        except Exception as error:
+            return f"failed: {_explained(error)}"
 
 
-def _check(
-    parsed: keys.ParsedKey, api: ApiStage, store: KeyStore, hasher: Hasher, peppers: PepperRing, now: datetime
-) -> Decision:
-    record = store.get(parsed.key_id)
-    if record is None:
-        hasher.verify_nothing(parsed.secret)
-        return Decision(Reason.UNKNOWN, key_id=parsed.key_id)
-    if not hasher.verify(record.phc_hash, parsed.secret, peppers.get(record.pepper_version)):
-        return Decision(Reason.WRONG_SECRET, key_id=parsed.key_id)
-    if record.status is not Status.ACTIVE:
-        return Decision(Reason.REVOKED, key_id=parsed.key_id)
+class _Secret(Enum):
+    CURRENT = "current"
+    PREVIOUS = "previous"
+
+
+def _refusal(record: KeyRecord, route: RequestRoute, route_scopes: RouteScopes, now: datetime) -> Reason | None:
+    """Why a key whose secret verified is refused here, if it is: its state, then where it is used."""
+    if record.status is Status.REVOKED:
+        return Reason.REVOKED
+    if record.status is Status.DISABLED:
+        return Reason.DISABLED
     if record.is_expired(now):
-        return Decision(Reason.EXPIRED, key_id=parsed.key_id)
-    if not apis.allows(record.apis, api):
-        return Decision(Reason.API_NOT_ALLOWED, key_id=parsed.key_id)
-    return Decision(Reason.ALLOWED, key_id=parsed.key_id, record=record)
+        return Reason.EXPIRED
+    if not apis.allows(record.apis, route.api):
+        return Reason.API_NOT_ALLOWED
+    if not route_scopes.allows(record.scopes, route.method, route.path):
+        return Reason.MISSING_SCOPE
+    return None
+
+
+def _explained(error: Exception) -> str:
+    """An error for the log: its type, and for AWS and known faults their message (codes, never values)."""
+    return f"{type(error).__name__}: {error}" if isinstance(error, _EXPLAINED_FAULTS) else type(error).__name__

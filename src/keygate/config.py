@@ -12,6 +12,7 @@ from botocore.config import Config as BotoConfig
 
 from keygate.apis import parse_api_list
 from keygate.keys import PREFIX_PATTERN
+from keygate.routes import InvalidRouteScopes, RouteScopes, parse_route_scopes
 
 # A slow dependency must not hold an authorizer for long: fail fast, and fail closed. At most two
 # attempts (total_max_attempts counts the first) of 1 s + 1 s, and standard mode's backoff of at most
@@ -28,6 +29,7 @@ class ConfigError(ValueError):
 class Config:
     keys_table: str
     pepper_secret_arn: str
+    audit_table: str = ""  # the admin functions write and read it; the authorizer never does
     key_prefix: str = "kg"
     argon2_memory_kib: int = 19456  # OWASP's argon2id minimum: m=19 MiB, t=2, p=1
     argon2_time_cost: int = 2
@@ -35,6 +37,7 @@ class Config:
     pepper_cache_seconds: int = 300
     retention_days: int = 90
     default_key_apis: tuple[str, ...] | None = None  # API_ID/STAGE patterns for keys issued without any
+    route_scopes: RouteScopes = RouteScopes()  # empty: a valid key may call every route
 
 
 def _int(env: dict, name: str, default: int, low: int, high: int) -> int:
@@ -57,6 +60,13 @@ def _api_list(env: dict, name: str) -> tuple[str, ...] | None:
         raise ConfigError(f"{name}: {error}") from None
 
 
+def _route_scopes(env: dict, name: str) -> RouteScopes:
+    try:
+        return parse_route_scopes(env.get(name, ""))
+    except InvalidRouteScopes as error:
+        raise ConfigError(f"{name}: {error}") from None
+
+
 def _required(env: dict, name: str) -> str:
     value = env.get(name, "")
     if not value:
@@ -72,6 +82,7 @@ def load(env: dict | None = None) -> Config:
     return Config(
         keys_table=_required(env, "KEYS_TABLE"),
         pepper_secret_arn=_required(env, "PEPPER_SECRET_ARN"),
+        audit_table=env.get("AUDIT_TABLE", ""),
         key_prefix=prefix,
         argon2_memory_kib=_int(env, "ARGON2_MEMORY_KIB", Config.argon2_memory_kib, 8 * 1024, 256 * 1024),
         argon2_time_cost=_int(env, "ARGON2_TIME_COST", Config.argon2_time_cost, 1, 20),
@@ -79,4 +90,5 @@ def load(env: dict | None = None) -> Config:
         pepper_cache_seconds=_int(env, "PEPPER_CACHE_SECONDS", Config.pepper_cache_seconds, 0, 86400),
         retention_days=_int(env, "RETENTION_DAYS", Config.retention_days, 0, 3650),
         default_key_apis=_api_list(env, "DEFAULT_KEY_APIS"),
+        route_scopes=_route_scopes(env, "ROUTE_SCOPES"),
     )

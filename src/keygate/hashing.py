@@ -67,6 +67,10 @@ class Hasher:
         except VerifyMismatchError:
             return False
 
+    def needs_rehash(self, phc_hash: str) -> bool:
+        """True when the hash was made with other Argon2 parameters than this hasher's."""
+        return self._argon2.check_needs_rehash(phc_hash)
+
     def verify_nothing(self, secret: str) -> None:
         """Spend the same Argon2 work as a real verify, so an unknown key id looks like a wrong secret."""
         self.verify(self._dummy_hash, secret, b"\0" * 32)

@@ -65,9 +65,10 @@ def checksum(body: str) -> str:
     return "".join(reversed(digits))
 
 
-def generate(prefix: str) -> NewKey:
-    """A fresh key: random key id and secret from ``secrets``, checksum appended."""
-    key_id = _random_base62(KEY_ID_LENGTH)
+def generate(prefix: str, key_id: str | None = None) -> NewKey:
+    """A fresh key: random key id (or the given one, for a rotation) and secret from ``secrets``,
+    checksum appended."""
+    key_id = key_id or _random_base62(KEY_ID_LENGTH)
     secret = _random_base62(SECRET_LENGTH)
     body = f"{prefix}_{key_id}_{secret}"
     return NewKey(key_id=key_id, secret=secret, api_key=body + checksum(body))

@@ -1,5 +1,7 @@
 """API Gateway authorizer responses, built with powertools' response builders. Pure."""
 
+from collections.abc import Sequence
+
 from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
     APIGatewayAuthorizerResponse,
     APIGatewayAuthorizerResponseV2,
@@ -7,22 +9,38 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 
 from keygate.records import KeyRecord
+from keygate.routes import RouteScopes
 
 
-def auth_context(record: KeyRecord) -> dict[str, str]:
+def auth_context(record: KeyRecord, matched_scopes: Sequence[str] = ()) -> dict[str, str]:
     """What the protected integration sees as the authorizer context. Scopes are space-separated,
-    as OAuth's ``scope`` is, because REST API context values must be strings, numbers or booleans."""
-    return {"key_id": record.key_id, "owner": record.owner, "scopes": " ".join(record.scopes)}
+    as OAuth's ``scope`` is, because REST API context values must be strings, numbers or booleans:
+    ``scopes`` the key's, ``matched_scopes`` those that satisfied RouteScopes for this route."""
+    return {
+        "key_id": record.key_id,
+        "owner": record.owner,
+        "scopes": " ".join(record.scopes),
+        "matched_scopes": " ".join(matched_scopes),
+    }
 
 
-def rest_allow(record: KeyRecord, method_arn: str) -> dict:
-    """An IAM policy allowing every route of the calling API and stage.
+def rest_policy(record: KeyRecord, method_arn: str, route_scopes: RouteScopes, matched_scopes: Sequence[str]) -> dict:
+    """An IAM policy for every route of the calling API and stage, not just the method ARN: API
+    Gateway caches the policy per key and applies it to later calls on other routes.
 
-    Not just the method ARN: API Gateway caches the policy per key and applies it to later calls on
-    other routes, so a narrower policy would refuse them until the cache expires.
+    Without a route map, it allows every route. With one, it allows the routes of each entry the key
+    satisfies and denies those of each entry it does not: IAM's explicit deny wins where entries
+    overlap, and a route no entry lists is allowed by none, so API Gateway decides every route exactly
+    as RouteScopes does.
     """
-    response = _for_this_stage(record.key_id, method_arn, auth_context(record))
-    response.allow_all_routes()
+    response = _for_this_stage(record.key_id, method_arn, auth_context(record, matched_scopes))
+    if not route_scopes.rules:
+        response.allow_all_routes()
+    satisfied, unsatisfied = route_scopes.split(record.scopes)
+    for rule in satisfied:
+        response.allow_route(rule.method, rule.path)
+    for rule in unsatisfied:
+        response.deny_route(rule.method, rule.path)
     return response.asdict()
 
 
@@ -47,8 +65,8 @@ def _for_this_stage(principal_id: str, method_arn: str, context: dict | None = N
     )
 
 
-def http_simple(record: KeyRecord | None) -> dict:
+def http_simple(record: KeyRecord | None, matched_scopes: Sequence[str] = ()) -> dict:
     """HTTP API simple response: authorized with context, or not authorized."""
     if record is None:
         return APIGatewayAuthorizerResponseV2(authorize=False).asdict()
-    return APIGatewayAuthorizerResponseV2(authorize=True, context=auth_context(record)).asdict()
+    return APIGatewayAuthorizerResponseV2(authorize=True, context=auth_context(record, matched_scopes)).asdict()

@@ -1,4 +1,9 @@
-"""The key record: what is stored about a key (never the plaintext) and what admins may see of it."""
+"""The key record: what is stored about a key (never the plaintext) and what admins may see of it.
+
+A key is active, disabled (refused until enabled again) or revoked (for good); an active or disabled key
+past its expiry is expired. During a rotation's grace period it has two hashes: the new secret's and the
+previous one's, which verifies until ``previous_expires_at``.
+"""
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -9,6 +14,16 @@ TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 class Status(StrEnum):
     ACTIVE = "active"
+    DISABLED = "disabled"
+    REVOKED = "revoked"
+
+
+class State(StrEnum):
+    """What an admin sees and filters on: the status, or expired for a live key past its expiry."""
+
+    ACTIVE = "active"
+    DISABLED = "disabled"
+    EXPIRED = "expired"
     REVOKED = "revoked"
 
 
@@ -18,6 +33,18 @@ def format_time(moment: datetime) -> str:
 
 def parse_time(text: str) -> datetime:
     return datetime.strptime(text, TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+
+
+def state_of(status: Status, expires_at: datetime | None, now: datetime) -> State:
+    if status is Status.REVOKED:
+        return State.REVOKED
+    if expires_at is not None and now >= expires_at:
+        return State.EXPIRED
+    return State(status.value)
+
+
+def optional_time(moment: datetime | None) -> str | None:
+    return format_time(moment) if moment is not None else None
 
 
 @dataclass(frozen=True)
@@ -35,20 +62,26 @@ class KeyRecord:
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
     last_used_at: datetime | None = None
+    rotated_at: datetime | None = None
+    previous_hash: str | None = field(default=None, repr=False)  # the secret before the last rotation ...
+    previous_pepper_version: str | None = None
+    previous_expires_at: datetime | None = None  # ... which verifies until then
     purge_at: datetime | None = None  # the table's TTL: DynamoDB deletes the item after this
     version: int = 1
 
     def is_expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now >= self.expires_at
 
-    def state(self, now: datetime) -> str:
-        """What an admin sees: active, revoked, or expired (an active key past its expiry)."""
-        if self.status is Status.ACTIVE and self.is_expired(now):
-            return "expired"
-        return self.status.value
+    def previous_secret_valid(self, now: datetime) -> bool:
+        return (
+            self.previous_hash is not None and self.previous_expires_at is not None and now < self.previous_expires_at
+        )
+
+    def state(self, now: datetime) -> State:
+        return state_of(self.status, self.expires_at, now)
 
     def metadata(self, now: datetime) -> dict:
-        """The admin view of the key: every field but the hash, times as ISO-8601 strings."""
+        """The admin view of the key: every field but the hashes, times as ISO-8601 strings."""
         return {
             "key_id": self.key_id,
             "name": self.name,
@@ -56,15 +89,13 @@ class KeyRecord:
             "description": self.description,
             "scopes": list(self.scopes),
             "apis": list(self.apis) if self.apis is not None else None,
-            "status": self.state(now),
+            "status": self.state(now).value,
             "created_at": format_time(self.created_at),
-            "expires_at": _optional_time(self.expires_at),
-            "revoked_at": _optional_time(self.revoked_at),
-            "last_used_at": _optional_time(self.last_used_at),
+            "expires_at": optional_time(self.expires_at),
+            "revoked_at": optional_time(self.revoked_at),
+            "last_used_at": optional_time(self.last_used_at),
+            "rotated_at": optional_time(self.rotated_at),
+            "previous_key_expires_at": optional_time(self.previous_expires_at if self.previous_hash else None),
             "pepper_version": self.pepper_version,
             "version": self.version,
         }
-
-
-def _optional_time(moment: datetime | None) -> str | None:
-    return format_time(moment) if moment is not None else None

@@ -1,22 +1,49 @@
-"""The key lifecycle (issue, revoke, get, list) and authorization, wired to their dependencies once."""
+"""The key's life (issue, update, rotate, revoke, get, list, history, pepper usage) and authorization,
+wired to their dependencies once. Every change is read, changed, and written back conditional on the
+version read, with its audit record in the same transaction."""
+
+from __future__ import annotations  # a method named list would shadow list[...] in later annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import boto3
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-from keygate import keys
-from keygate.apis import ApiStage
-from keygate.authorize import Decision, authorize
+from keygate import audit, keys
+from keygate.audit import Action, AuditRecord
+from keygate.authorize import Authorizer, Decision
 from keygate.config import AWS_CLIENT_CONFIG, Config
 from keygate.hashing import Argon2Params, Hasher, PepperRing
-from keygate.records import KeyRecord, Status
+from keygate.records import KeyRecord, State, Status, parse_time, state_of
+from keygate.routes import RequestRoute
 from keygate.store import ConcurrentChange, KeyNotFound, KeyStore
 
 _WRITE_ATTEMPTS = 3  # a key id collision (95 random bits) or a lost race is retried, not reported
+UNSET = object()  # an update field that was not given (None is a value: expires_at null clears it)
+
+
+class KeyRevoked(ValueError):
+    """A revoked key cannot be changed (revoking it again is harmless)."""
+
+
+class VersionConflict(RuntimeError):
+    """The key is not at the version the caller expected; nothing was written."""
+
+
+@dataclass(frozen=True)
+class Update:
+    """What an update changes; UNSET leaves a field as it is."""
+
+    name: object = UNSET
+    description: object = UNSET
+    scopes: object = UNSET
+    apis: object = UNSET
+    expires_at: object = UNSET
+    enabled: object = UNSET
 
 
 def _utc_now() -> datetime:
@@ -47,19 +74,13 @@ class KeyService:
         self._peppers = peppers
         self._clock = clock
         self._retention = timedelta(days=config.retention_days) if config.retention_days else None
+        self.authorizer = Authorizer(config.key_prefix, store, hasher, peppers, config.route_scopes)
 
-    def authorize(self, authorization: Sequence[str], api_key: Sequence[str], api: ApiStage) -> Decision:
-        """Decide on the values a request carried for the Authorization and x-api-key headers, on ``api``."""
-        return authorize(
-            authorization,
-            api_key,
-            api,
-            prefix=self.config.key_prefix,
-            store=self._store,
-            hasher=self._hasher,
-            peppers=self._peppers,
-            now=self._clock(),
-        )
+    def authorize(self, authorization: Sequence[str], api_key: Sequence[str], route: RequestRoute) -> Decision:
+        """Decide on the values a request carried for the Authorization and x-api-key headers."""
+        return self.authorizer.decide(authorization, api_key, route, now=self._clock())
+
+    # --- changes ---
 
     def issue(
         self,
@@ -70,6 +91,7 @@ class KeyService:
         scopes: Sequence[str] = (),
         apis: Sequence[str] | None = None,
         expires_at: datetime | None = None,
+        actor: str = audit.UNSPECIFIED_ACTOR,
     ) -> tuple[keys.NewKey, KeyRecord]:
         """A new active key. The plaintext is in the returned NewKey only; the record holds its hash.
         Without ``apis``, the key gets the deployment's default list (DefaultKeyApis; none: every API)."""
@@ -77,6 +99,7 @@ class KeyService:
 
         def create() -> tuple[keys.NewKey, KeyRecord]:
             new_key = keys.generate(self.config.key_prefix)
+            now = self._clock()
             record = KeyRecord(
                 key_id=new_key.key_id,
                 phc_hash=self._hasher.hash(new_key.secret, pepper),
@@ -86,34 +109,118 @@ class KeyService:
                 description=description,
                 scopes=tuple(scopes),
                 apis=tuple(apis) if apis is not None else self.config.default_key_apis,
-                created_at=self._clock(),
+                created_at=now,
                 expires_at=expires_at,
-                purge_at=expires_at + self._retention if expires_at and self._retention else None,
+                purge_at=self._purge_after(expires_at),
             )
-            self._store.create(record)
+            self._store.create(record, self._audit(None, record, Action.ISSUE, actor, now))
             return new_key, record
 
         return _retry_on_conflict(create)
 
-    def revoke(self, key_id: str) -> KeyRecord:
+    def update(self, key_id: str, update: Update, *, expected_version: int | None = None, actor: str) -> KeyRecord:
+        """Change what ``update`` names. A revoked key raises KeyRevoked; nothing to change writes nothing."""
+
+        def change(record: KeyRecord, now: datetime) -> KeyRecord:
+            if record.status is Status.REVOKED:
+                raise KeyRevoked(f"key {key_id!r} is revoked: it cannot be changed")
+            fields = {
+                name: tuple(value) if isinstance(value, list) else value
+                for name, value in vars(update).items()
+                if value is not UNSET and name != "enabled"
+            }
+            if update.enabled is not UNSET:
+                fields["status"] = Status.ACTIVE if update.enabled else Status.DISABLED
+            changed = replace(record, **fields)
+            if "expires_at" in fields:
+                changed = replace(changed, purge_at=self._purge_after(changed.expires_at))
+            return changed
+
+        return self._change(key_id, change, _update_action, expected_version, actor)
+
+    def rotate(self, key_id: str, grace: timedelta, *, actor: str) -> tuple[keys.NewKey, KeyRecord]:
+        """A new secret for the key; the current one keeps verifying for ``grace`` (a previous one in its
+        grace period stops at once: two secrets at most)."""
+        pepper_version, pepper = self._peppers.current()
+        new_key = keys.generate(self.config.key_prefix, key_id=key_id)
+        new_hash = self._hasher.hash(new_key.secret, pepper)
+
+        def change(record: KeyRecord, now: datetime) -> KeyRecord:
+            if record.status is Status.REVOKED:
+                raise KeyRevoked(f"key {key_id!r} is revoked: it cannot be rotated")
+            keeps_old = grace > timedelta(0)
+            return replace(
+                record,
+                phc_hash=new_hash,
+                pepper_version=pepper_version,
+                rotated_at=now,
+                previous_hash=record.phc_hash if keeps_old else None,
+                previous_pepper_version=record.pepper_version if keeps_old else None,
+                previous_expires_at=now + grace if keeps_old else None,
+            )
+
+        return new_key, self._change(key_id, change, lambda before, after: Action.ROTATE, None, actor)
+
+    def revoke(self, key_id: str, *, actor: str = audit.UNSPECIFIED_ACTOR) -> KeyRecord:
         """Revoke a key; revoking a revoked key changes nothing and returns it as it is."""
 
-        def revoke() -> KeyRecord:
-            record = self.get(key_id)
+        def change(record: KeyRecord, now: datetime) -> KeyRecord:
             if record.status is Status.REVOKED:
                 return record
-            now = self._clock()
-            revoked = replace(
+            return replace(
                 record,
                 status=Status.REVOKED,
                 revoked_at=now,
                 purge_at=now + self._retention if self._retention else None,
-                version=record.version + 1,
             )
-            self._store.update(revoked, record.version, ("status", "revoked_at", "purge_at"))
-            return revoked
 
-        return _retry_on_conflict(revoke)
+        return self._change(key_id, change, lambda before, after: Action.REVOKE, None, actor)
+
+    def _change(
+        self,
+        key_id: str,
+        change: Callable[[KeyRecord, datetime], KeyRecord],
+        action: Callable[[KeyRecord, KeyRecord], Action],
+        expected_version: int | None,
+        actor: str,
+    ) -> KeyRecord:
+        """Read, change, write back with the audit record, conditional on the version read. With an
+        expected version, a key at another version is a VersionConflict; without, a lost race retries."""
+
+        def attempt() -> KeyRecord:
+            before = self.get(key_id)
+            if expected_version is not None and before.version != expected_version:
+                raise VersionConflict(f"key {key_id!r} is at version {before.version}, not {expected_version}")
+            now = self._clock()
+            after = change(before, now)
+            if after == before:
+                return before
+            after = replace(after, version=before.version + 1)
+            self._store.update(before, after, self._audit(before, after, action(before, after), actor, now))
+            return after
+
+        if expected_version is None:
+            return _retry_on_conflict(attempt)
+        try:
+            return attempt()
+        except ConcurrentChange:
+            raise VersionConflict(f"key {key_id!r} changed while it was being updated") from None
+
+    def _audit(self, before: KeyRecord | None, after: KeyRecord, action: Action, actor: str, now: datetime):
+        return AuditRecord(
+            key_id=after.key_id,
+            version=after.version,
+            action=action,
+            actor=actor,
+            at=now,
+            changes=audit.changes(before, after, now),
+            purge_at=now + self._retention if self._retention else None,
+        )
+
+    def _purge_after(self, expires_at: datetime | None) -> datetime | None:
+        return expires_at + self._retention if expires_at and self._retention else None
+
+    # --- reads ---
 
     def get(self, key_id: str) -> KeyRecord:
         record = self._store.get(key_id)
@@ -121,11 +228,43 @@ class KeyService:
             raise KeyNotFound(f"no key with key_id {key_id!r}")
         return record
 
-    def list(self, owner: str | None, limit: int, next_token: str | None) -> tuple[list[KeyRecord], str | None]:
-        return self._store.list(owner, limit, next_token)
+    def list(
+        self, owner: str | None, state: State | None, limit: int, next_token: str | None
+    ) -> tuple[list[KeyRecord], str | None]:
+        return self._store.list(owner, state, limit, next_token, self._clock())
+
+    def history(self, key_id: str, limit: int, next_token: str | None) -> tuple[list[AuditRecord], str | None]:
+        events, token = self._store.history(key_id, limit, next_token)
+        if not events and next_token is None:
+            raise KeyNotFound(f"no key with key_id {key_id!r} has a history")
+        return events, token
+
+    def pepper_usage(self, limit: int, next_token: str | None) -> tuple[dict[str, dict[str, int]], str | None]:
+        """Keys per pepper version and state, for one page of the table. A key in a rotation's grace
+        period counts under its previous secret's version too, while that secret still verifies."""
+        now = self._clock()
+        counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        items, token = self._store.pepper_usage(limit, next_token)
+        for item in items:
+            state = state_of(Status(item["status"]), _time(item.get("expires_at")), now).value
+            counts[item["pepper_version"]][state] += 1
+            previous_until = _time(item.get("previous_expires_at"))
+            if item.get("previous_pepper_version") and previous_until is not None and now < previous_until:
+                counts[item["previous_pepper_version"]][state] += 1
+        return {version: dict(states) for version, states in counts.items()}, token
 
     def now(self) -> datetime:
         return self._clock()
+
+
+def _update_action(before: KeyRecord, after: KeyRecord) -> Action:
+    if before.status is not after.status:
+        return Action.ENABLE if after.status is Status.ACTIVE else Action.DISABLE
+    return Action.UPDATE
+
+
+def _time(text: str | None) -> datetime | None:
+    return parse_time(text) if text is not None else None
 
 
 def _keep_aws_payloads_out_of_logs() -> None:
@@ -144,7 +283,7 @@ def from_config(config: Config) -> KeyService:
     secrets = SecretsProvider(boto3_client=boto3.client("secretsmanager", config=AWS_CLIENT_CONFIG))
     return KeyService(
         config=config,
-        store=KeyStore(config.keys_table, dynamodb),
+        store=KeyStore(config.keys_table, dynamodb, config.audit_table),
         hasher=Hasher(Argon2Params(config.argon2_memory_kib, config.argon2_time_cost, config.argon2_parallelism)),
         peppers=PepperRing(config.pepper_secret_arn, secrets, max_age=config.pepper_cache_seconds),
     )

@@ -1,22 +1,29 @@
-"""DynamoDB access for the keys table: the only module that calls DynamoDB.
+"""DynamoDB access for the keys and audit tables: the only module that calls DynamoDB.
 
 Every write is conditional: a new key must not exist yet, and a change must find the version it read
 (optimistic concurrency), so two admins racing cannot overwrite each other silently. A change writes
-only the attributes it changes.
+only the attributes it changes, in one transaction with its audit record: no change without its record,
+no record without its change.
 """
+
+from __future__ import annotations  # a method named list would shadow list[...] in later annotations
 
 import base64
 import binascii
 import json
-from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
-from keygate.records import KeyRecord, Status, format_time, parse_time
+from keygate.audit import Action, AuditRecord
+from keygate.records import KeyRecord, State, Status, format_time, parse_time
 
 OWNER_INDEX = "by-owner"
+# What pepper-status reads of each key: enough to tell its pepper versions and state, never a hash.
+PEPPER_USAGE_ATTRIBUTES = (
+    "key_id", "status", "expires_at", "pepper_version", "previous_pepper_version", "previous_expires_at",
+)  # fmt: skip
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
 
@@ -30,7 +37,7 @@ class ConcurrentChange(RuntimeError):
 
 
 class InvalidNextToken(ValueError):
-    """A list next_token that this store did not hand out for this query."""
+    """A next_token that this store did not hand out for this query."""
 
 
 class CorruptRecord(ValueError):
@@ -52,17 +59,20 @@ def to_item(record: KeyRecord) -> dict:
     }
     if record.apis is not None:
         item["apis"] = list(record.apis)
-    for name in ("expires_at", "revoked_at", "last_used_at"):
+    if record.previous_hash is not None:
+        item["previous_hash"] = record.previous_hash
+        item["previous_pepper_version"] = record.previous_pepper_version
+    for name in ("expires_at", "revoked_at", "last_used_at", "rotated_at", "previous_expires_at"):
         if (moment := getattr(record, name)) is not None:
             item[name] = format_time(moment)
     if record.purge_at is not None:
         item["purge_at"] = int(record.purge_at.timestamp())
-    return {name: _serializer.serialize(value) for name, value in item.items()}
+    return _serialized(item)
 
 
 def from_item(item: dict) -> KeyRecord:
     try:
-        values = {name: _deserializer.deserialize(value) for name, value in item.items()}
+        values = _deserialized(item)
 
         def optional_time(name: str) -> datetime | None:
             return parse_time(values[name]) if name in values else None
@@ -81,12 +91,61 @@ def from_item(item: dict) -> KeyRecord:
             expires_at=optional_time("expires_at"),
             revoked_at=optional_time("revoked_at"),
             last_used_at=optional_time("last_used_at"),
+            rotated_at=optional_time("rotated_at"),
+            previous_hash=values.get("previous_hash"),
+            previous_pepper_version=values.get("previous_pepper_version"),
+            previous_expires_at=optional_time("previous_expires_at"),
             purge_at=datetime.fromtimestamp(int(values["purge_at"]), UTC) if "purge_at" in values else None,
             version=int(values["version"]),
         )
     except (KeyError, TypeError, ValueError) as error:
         key_id = item.get("key_id", {}).get("S", "?")
         raise CorruptRecord(f"item {key_id!r} is not a key record: {type(error).__name__} {error}") from None
+
+
+def audit_item(audit: AuditRecord) -> dict:
+    item = {
+        "key_id": audit.key_id,
+        "version": audit.version,
+        "action": audit.action.value,
+        "actor": audit.actor,
+        "at": format_time(audit.at),
+        "changes": audit.changes,
+    }
+    if audit.purge_at is not None:
+        item["purge_at"] = int(audit.purge_at.timestamp())
+    return _serialized(item)
+
+
+def from_audit_item(item: dict) -> AuditRecord:
+    values = _deserialized(item)
+    return AuditRecord(
+        key_id=values["key_id"],
+        version=int(values["version"]),
+        action=Action(values["action"]),
+        actor=values["actor"],
+        at=parse_time(values["at"]),
+        changes=_plain(values["changes"]),
+    )
+
+
+def _serialized(item: dict) -> dict:
+    return {name: _serializer.serialize(value) for name, value in item.items()}
+
+
+def _deserialized(item: dict) -> dict:
+    return {name: _deserializer.deserialize(value) for name, value in item.items()}
+
+
+def _plain(value: object) -> object:
+    """DynamoDB's Decimals back to ints, in a nested value (an audited change of ``version``, say)."""
+    if isinstance(value, dict):
+        return {name: _plain(inner) for name, inner in value.items()}
+    if isinstance(value, list):
+        return [_plain(inner) for inner in value]
+    if hasattr(value, "to_integral_value"):
+        return int(value)
+    return value
 
 
 def _strings(value: object) -> tuple[str, ...]:
@@ -96,12 +155,19 @@ def _strings(value: object) -> tuple[str, ...]:
 
 
 def _is_conditional_failure(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+    code = error.response.get("Error", {}).get("Code")
+    if code == "TransactionCanceledException":  # moto and DynamoDB name each item's reason
+        reasons = error.response.get("CancellationReasons") or []
+        return any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons) or (
+            "ConditionalCheckFailed" in error.response.get("Error", {}).get("Message", "")
+        )
+    return code == "ConditionalCheckFailedException"
 
 
 class KeyStore:
-    def __init__(self, table_name: str, client):
+    def __init__(self, table_name: str, client, audit_table: str = ""):
         self._table = table_name
+        self._audit_table = audit_table
         self._client = client
 
     def get(self, key_id: str) -> KeyRecord | None:
@@ -109,86 +175,156 @@ class KeyStore:
         response = self._client.get_item(TableName=self._table, Key={"key_id": {"S": key_id}}, ConsistentRead=True)
         return from_item(response["Item"]) if "Item" in response else None
 
-    def create(self, record: KeyRecord) -> None:
-        """Write a new key; raises ConcurrentChange if the key id exists already (never overwrites)."""
+    def create(self, record: KeyRecord, audit: AuditRecord) -> None:
+        """Write a new key and its audit record; ConcurrentChange if the key id exists (never overwrites)."""
+        key = {"TableName": self._table, "Item": to_item(record), "ConditionExpression": "attribute_not_exists(key_id)"}
+        self._transact({"Put": key}, audit, f"key id {record.key_id!r} exists already")
+
+    def update(self, before: KeyRecord, after: KeyRecord, audit: AuditRecord) -> None:
+        """Write what differs between two versions of a key, with its audit record, only if the stored
+        item still has ``before.version``. Attributes not changed are left as they are, known or not."""
+        self._transact({"Update": self._changed(before, after)}, audit, f"key {after.key_id!r} changed since read")
+
+    def rehash(self, before: KeyRecord, after: KeyRecord) -> None:
+        """Replace a key's hash and pepper version (the same secret, re-hashed), only if neither it nor
+        its hash changed since it was read. Not a change of the key: no audit record, no new version."""
+        update = self._changed(before, after)
+        update["ConditionExpression"] += " AND #hash = :old_hash"
+        update["ExpressionAttributeNames"]["#hash"] = "hash"
+        update["ExpressionAttributeValues"][":old_hash"] = {"S": before.phc_hash}
         try:
-            self._client.put_item(
-                TableName=self._table,
-                Item=to_item(record),
-                ConditionExpression="attribute_not_exists(key_id)",
-            )
+            self._client.update_item(**update)
         except ClientError as error:
             if _is_conditional_failure(error):
-                raise ConcurrentChange(f"key id {record.key_id!r} exists already") from None
+                raise ConcurrentChange(f"key {before.key_id!r} changed since it was read") from None
             raise
 
-    def update(self, record: KeyRecord, expected_version: int, attributes: Iterable[str]) -> None:
-        """Write the named attributes of a changed key (and its version), only if the stored item still
-        has ``expected_version``. Attributes not named are left as they are, known to this code or not."""
-        item = to_item(record)
-        names = {f"#a{n}": name for n, name in enumerate({*attributes, "version"})}
-        to_set = [alias for alias, name in names.items() if name in item]
-        to_remove = [alias for alias, name in names.items() if name not in item]
-        expression = "SET " + ", ".join(f"{alias} = :{alias[1:]}" for alias in to_set)
-        if to_remove:
-            expression += " REMOVE " + ", ".join(to_remove)
-        try:
-            self._client.update_item(
-                TableName=self._table,
-                Key={"key_id": {"S": record.key_id}},
-                UpdateExpression=expression,
-                ConditionExpression="attribute_exists(key_id) AND #version = :expected",
-                ExpressionAttributeNames={**names, "#version": "version"},
-                ExpressionAttributeValues={
-                    **{f":{alias[1:]}": item[names[alias]] for alias in to_set},
-                    ":expected": {"N": str(expected_version)},
-                },
+    def _changed(self, before: KeyRecord, after: KeyRecord) -> dict:
+        old, new = to_item(before), to_item(after)
+        changed = [name for name in sorted(old.keys() | new.keys()) if old.get(name) != new.get(name)]
+        names = {f"#a{n}": name for n, name in enumerate(changed)}
+        to_set = [alias for alias, name in names.items() if name in new]
+        to_remove = [alias for alias, name in names.items() if name not in new]
+        expression = " ".join(
+            part
+            for part in (
+                "SET " + ", ".join(f"{alias} = :{alias[1:]}" for alias in to_set) if to_set else "",
+                "REMOVE " + ", ".join(to_remove) if to_remove else "",
             )
+            if part
+        )
+        return {
+            "TableName": self._table,
+            "Key": {"key_id": {"S": before.key_id}},
+            "UpdateExpression": expression,
+            "ConditionExpression": "attribute_exists(key_id) AND #version = :expected",
+            "ExpressionAttributeNames": {**names, "#version": "version"},
+            "ExpressionAttributeValues": {
+                **{f":{alias[1:]}": new[names[alias]] for alias in to_set},
+                ":expected": {"N": str(before.version)},
+            },
+        }
+
+    def _transact(self, change: dict, audit: AuditRecord, conflict: str) -> None:
+        record = {
+            "TableName": self._audit_table,
+            "Item": audit_item(audit),
+            "ConditionExpression": "attribute_not_exists(key_id)",
+        }
+        try:
+            self._client.transact_write_items(TransactItems=[change, {"Put": record}])
         except ClientError as error:
             if _is_conditional_failure(error):
-                raise ConcurrentChange(f"key {record.key_id!r} changed since it was read") from None
+                raise ConcurrentChange(conflict) from None
             raise
 
-    def list(self, owner: str | None, limit: int, next_token: str | None) -> tuple[list[KeyRecord], str | None]:
-        """One page of keys, newest first for an owner; ``next_token`` is None on the last page."""
+    def list(
+        self, owner: str | None, state: State | None, limit: int, next_token: str | None, now: datetime
+    ) -> tuple[list[KeyRecord], str | None]:
+        """One page of keys, newest first for an owner; ``next_token`` is None on the last page. With a
+        state, DynamoDB filters each page after reading it, so a page may hold fewer than ``limit``."""
         request: dict = {"TableName": self._table, "Limit": limit}
+        names, values = {}, {}
         if next_token is not None:
-            request["ExclusiveStartKey"] = _decode_token(next_token, owner)
-        if owner is None:
-            response = self._client.scan(**request)
-        else:
-            response = self._client.query(
-                **request,
-                IndexName=OWNER_INDEX,
-                KeyConditionExpression="#owner = :owner",
-                ExpressionAttributeNames={"#owner": "owner"},
-                ExpressionAttributeValues={":owner": {"S": owner}},
-                ScanIndexForward=False,
-            )
+            expected = {"key_id": "S"} if owner is None else {"key_id": "S", "owner": "S", "created_at": "S"}
+            request["ExclusiveStartKey"] = _decode_token(next_token, expected, {"owner": owner})
+        if state is not None:
+            expression, status = _STATE_FILTERS[state]
+            request["FilterExpression"] = expression
+            names, values = {"#status": "status"}, {":status": {"S": status.value}}
+            if "#expires_at" in expression:
+                names, values = names | {"#expires_at": "expires_at"}, values | {":now": {"S": format_time(now)}}
+        if owner is not None:
+            request |= {"IndexName": OWNER_INDEX, "KeyConditionExpression": "#owner = :owner"}
+            request["ScanIndexForward"] = False
+            names, values = names | {"#owner": "owner"}, values | {":owner": {"S": owner}}
+        if names:
+            request |= {"ExpressionAttributeNames": names, "ExpressionAttributeValues": values}
+        response = self._client.query(**request) if owner is not None else self._client.scan(**request)
         records = [from_item(item) for item in response.get("Items", [])]
-        last_key = response.get("LastEvaluatedKey")
-        return records, _encode_token(last_key) if last_key else None
+        return records, _next_token(response)
+
+    def history(self, key_id: str, limit: int, next_token: str | None) -> tuple[list[AuditRecord], str | None]:
+        """One page of a key's audit records, oldest first."""
+        request: dict = {
+            "TableName": self._audit_table,
+            "KeyConditionExpression": "key_id = :key_id",
+            "ExpressionAttributeValues": {":key_id": {"S": key_id}},
+            "ScanIndexForward": True,
+            "Limit": limit,
+        }
+        if next_token is not None:
+            request["ExclusiveStartKey"] = _decode_token(
+                next_token, {"key_id": "S", "version": "N"}, {"key_id": key_id}
+            )
+        response = self._client.query(**request)
+        return [from_audit_item(item) for item in response.get("Items", [])], _next_token(response)
+
+    def pepper_usage(self, limit: int, next_token: str | None) -> tuple[list[dict], str | None]:
+        """One page of every key's pepper versions and state, read without its hashes."""
+        request: dict = {
+            "TableName": self._table,
+            "Limit": limit,
+            "Select": "SPECIFIC_ATTRIBUTES",
+            "ProjectionExpression": ", ".join(f"#a{n}" for n in range(len(PEPPER_USAGE_ATTRIBUTES))),
+            "ExpressionAttributeNames": {f"#a{n}": name for n, name in enumerate(PEPPER_USAGE_ATTRIBUTES)},
+        }
+        if next_token is not None:
+            request["ExclusiveStartKey"] = _decode_token(next_token, {"key_id": "S"}, {})
+        response = self._client.scan(**request)
+        return [_deserialized(item) for item in response.get("Items", [])], _next_token(response)
 
 
-def _encode_token(last_key: dict) -> str:
-    return base64.urlsafe_b64encode(json.dumps(last_key, sort_keys=True).encode()).decode()
+# A state as a filter on the stored status and expiry (times are stored as sortable UTC strings).
+_NOT_EXPIRED = "(attribute_not_exists(#expires_at) OR #expires_at > :now)"
+_STATE_FILTERS = {
+    State.ACTIVE: (f"#status = :status AND {_NOT_EXPIRED}", Status.ACTIVE),
+    State.DISABLED: (f"#status = :status AND {_NOT_EXPIRED}", Status.DISABLED),
+    State.EXPIRED: ("#status <> :status AND #expires_at <= :now", Status.REVOKED),
+    State.REVOKED: ("#status = :status", Status.REVOKED),
+}
 
 
-def _decode_token(token: str, owner: str | None) -> dict:
-    expected = {"key_id"} if owner is None else {"key_id", "owner", "created_at"}
+def _next_token(response: dict) -> str | None:
+    last_key = response.get("LastEvaluatedKey")
+    return base64.urlsafe_b64encode(json.dumps(last_key, sort_keys=True).encode()).decode() if last_key else None
+
+
+def _decode_token(token: str, expected: dict[str, str], same: dict[str, str | None]) -> dict:
+    """A next_token back to DynamoDB's start key: the attributes and types ``expected``, and the values
+    of ``same`` (a list of one owner's keys cannot be continued with another's token)."""
+    invalid = InvalidNextToken("next_token is not a token this API handed out")
     try:
         start_key = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
     except (ValueError, binascii.Error, UnicodeEncodeError):
-        raise InvalidNextToken("next_token is not a token this API handed out") from None
-    if (
-        not isinstance(start_key, dict)
-        or set(start_key) != expected
-        or not all(
-            isinstance(value, dict) and set(value) == {"S"} and isinstance(value["S"], str)
-            for value in start_key.values()
-        )
-    ):
-        raise InvalidNextToken("next_token is not a token this API handed out")
-    if owner is not None and start_key["owner"]["S"] != owner:
-        raise InvalidNextToken("next_token belongs to a list of another owner")
+        raise invalid from None
+    if not isinstance(start_key, dict) or set(start_key) != set(expected):
+        raise invalid
+    for name, kind in expected.items():
+        value = start_key[name]
+        if not (isinstance(value, dict) and set(value) == {kind} and isinstance(value[kind], str)):
+            raise invalid
+    for name, wanted in same.items():
+        if wanted is not None and start_key[name][expected[name]] != wanted:
+            raise InvalidNextToken(f"next_token belongs to a list of another {name}")
     return start_key

@@ -1,0 +1,54 @@
+"""The audit trail: one record per change of a key, written in the same transaction as the change, with
+the fields it changed, old and new. Never a key, a secret, a hash or a pepper: only the admin view of a
+key (``KeyRecord.metadata``) is compared, and it holds none of them."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from keygate.records import KeyRecord, format_time
+
+UNSPECIFIED_ACTOR = "unspecified"
+# Not audited: what identifies the record, and what no admin changes.
+_NOT_AUDITED = {"key_id", "version", "created_at", "last_used_at", "status"}
+
+
+class Action(StrEnum):
+    ISSUE = "issue"
+    UPDATE = "update"
+    DISABLE = "disable"
+    ENABLE = "enable"
+    ROTATE = "rotate"
+    REVOKE = "revoke"
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    key_id: str
+    version: int  # the key's version after the change: orders its history, and no two records share one
+    action: Action
+    actor: str
+    at: datetime
+    changes: dict[str, dict]  # field -> {"old": ..., "new": ...}, as the admin view shows them
+    purge_at: datetime | None = None
+
+    def view(self) -> dict:
+        return {
+            "version": self.version,
+            "action": self.action.value,
+            "actor": self.actor,
+            "at": format_time(self.at),
+            "changes": self.changes,
+        }
+
+
+def changes(before: KeyRecord | None, after: KeyRecord, now: datetime) -> dict[str, dict]:
+    """The audited fields that differ between two versions of a key (all of them for a new key)."""
+    old = _audited(before, now) if before is not None else {}
+    new = _audited(after, now)
+    return {name: {"old": old.get(name), "new": value} for name, value in new.items() if old.get(name) != value}
+
+
+def _audited(record: KeyRecord, now: datetime) -> dict:
+    view = {name: value for name, value in record.metadata(now).items() if name not in _NOT_AUDITED}
+    return view | {"status": record.status.value}  # the stored status: expiry is not a change

@@ -1,0 +1,100 @@
+"""Scopes mapped to routes (the template's RouteScopes): which scopes a key needs for a method and path.
+
+``GET /orders*=orders:read; POST /orders*=orders:write; * /admin/*=admin``: entries separated by ``;``,
+each ``METHOD /path=scope [scope...]``; METHOD is an HTTP method or ``*``; in the path ``*`` matches any
+run of characters, "/" included, as in an IAM resource ARN. A request is allowed when at least one entry
+matches it and the key holds at least one scope of every entry that matches: exactly what IAM does with
+an Allow statement for each entry the key satisfies and a Deny for each it does not. An empty map
+requires nothing. Pure.
+"""
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import HttpVerb
+
+from keygate.apis import ApiStage
+from keygate.wildcard import compile_wildcard
+
+METHODS = tuple(verb.value for verb in HttpVerb)  # GET ... OPTIONS and *, as powertools' policy builder takes
+SCOPE_PATTERN = r"[A-Za-z0-9._:/*-]{1,64}"
+PATH_PATTERN = r"/[A-Za-z0-9._*{}+/-]*"  # what powertools' policy builder takes as a resource path
+_ENTRY = re.compile(r"(?P<method>\S+) +(?P<path>[^\s=]+) *= *(?P<scopes>.*)")
+
+
+@dataclass(frozen=True)
+class RequestRoute:
+    """Where a request goes: its API and stage, method, and actual path (starting with /)."""
+
+    api: ApiStage
+    method: str
+    path: str
+
+
+class InvalidRouteScopes(ValueError):
+    """The map is malformed; the message names the entry."""
+
+
+@dataclass(frozen=True)
+class RouteRule:
+    method: str  # an HTTP method or *
+    path: str  # a path pattern, * for any run of characters
+    scopes: frozenset[str]  # holding any one of them satisfies the rule
+
+    def matches(self, method: str, path: str) -> bool:
+        return self.method in ("*", method) and compile_wildcard(self.path).fullmatch(path) is not None
+
+    @property
+    def resource(self) -> str:
+        """The rule as the tail of an execute-api ARN: ``GET/orders*`` (the path without its first /)."""
+        return f"{self.method}/{self.path[1:]}"
+
+
+@dataclass(frozen=True)
+class RouteScopes:
+    rules: tuple[RouteRule, ...] = ()
+
+    def allows(self, scopes: Iterable[str], method: str, path: str) -> bool:
+        """An empty map allows every route; otherwise one rule at least must match, and all that match
+        must be satisfied by the key's scopes."""
+        if not self.rules:
+            return True
+        matching = [rule for rule in self.rules if rule.matches(method, path)]
+        held = set(scopes)
+        return bool(matching) and all(rule.scopes & held for rule in matching)
+
+    def matched_scopes(self, scopes: Iterable[str], method: str, path: str) -> tuple[str, ...]:
+        """The key's scopes that satisfied the rules matching this route, in the key's order."""
+        needed = set().union(*(rule.scopes for rule in self.rules if rule.matches(method, path)))
+        return tuple(scope for scope in scopes if scope in needed)
+
+    def split(self, scopes: Iterable[str]) -> tuple[list[RouteRule], list[RouteRule]]:
+        """(rules the key satisfies, rules it does not): a REST policy's Allow and Deny statements."""
+        held = set(scopes)
+        satisfied = [rule for rule in self.rules if rule.scopes & held]
+        return satisfied, [rule for rule in self.rules if not rule.scopes & held]
+
+
+def parse_route_scopes(text: str) -> RouteScopes:
+    """Parse the map; raises InvalidRouteScopes naming the first bad entry."""
+    rules = []
+    for entry in (part.strip() for part in text.split(";")):
+        if not entry:
+            continue
+        match = _ENTRY.fullmatch(entry)
+        shown = repr(entry[:120])
+        if match is None:
+            raise InvalidRouteScopes(f"entry {shown} is not 'METHOD /path=scope [scope...]'")
+        method, path, scopes = match["method"], match["path"], match["scopes"].split()
+        if method not in METHODS:
+            raise InvalidRouteScopes(f"entry {shown}: method {method[:20]!r} is not one of {', '.join(METHODS)}")
+        if not re.fullmatch(PATH_PATTERN, path):
+            raise InvalidRouteScopes(f"entry {shown}: the path must be / then letters, digits and . _ * {{ }} + / -")
+        if not scopes:
+            raise InvalidRouteScopes(f"entry {shown} names no scope")
+        for scope in scopes:
+            if not re.fullmatch(SCOPE_PATTERN, scope):
+                raise InvalidRouteScopes(f"entry {shown}: scope {scope[:70]!r} is not 1-64 of A-Za-z0-9._:/*-")
+        rules.append(RouteRule(method, path, frozenset(scopes)))
+    return RouteScopes(tuple(rules))
