@@ -1,11 +1,15 @@
-"""keygate: issue, revoke, get and list API keys by invoking the admin functions.
+"""keygate: issue, update, disable, enable, rotate, revoke, get, list and audit API keys by invoking
+the admin functions.
 
 Against the local stack (``--endpoint-url``, printed by ``make local``) the functions are called by
 their template names; against a deployed stack (``--stack-name``) by the names in its outputs.
 Prints the function's JSON answer; exits 1 when the function refuses the request, 3 on a fault.
+Every change is recorded with who asked: ``--actor``, else your AWS identity (STS GetCallerIdentity),
+else, on a local stack, your user name.
 """
 
 import argparse
+import getpass
 import json
 import os
 import sys
@@ -14,8 +18,23 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-ACTIONS = {"issue": "IssueKey", "revoke": "RevokeKey", "get": "GetKey", "list": "ListKeys"}
+# verb -> the admin function it invokes (template logical id, without "Function")
+ACTIONS = {
+    "issue": "IssueKey", "update": "UpdateKey", "disable": "UpdateKey", "enable": "UpdateKey",
+    "rotate": "RotateKey", "revoke": "RevokeKey", "get": "GetKey", "list": "ListKeys",
+    "history": "KeyHistory", "pepper-status": "PepperStatus",
+}  # fmt: skip
+CHANGES = {"issue", "update", "disable", "enable", "rotate", "revoke"}  # the verbs that record an actor
+FIELDS = {
+    "issue": ("name", "owner", "description", "scopes", "apis", "expires_at"),
+    "update": ("key_id", "name", "description", "scopes", "apis", "expires_at", "expected_version"),
+    "disable": ("key_id",), "enable": ("key_id",), "rotate": ("key_id", "grace_seconds"),
+    "revoke": ("key_id",), "get": ("key_id",), "list": ("owner", "status", "limit", "next_token"),
+    "history": ("key_id", "limit", "next_token"), "pepper-status": (),
+}  # fmt: skip
+PEPPER_STATUS_PAGES = 1000  # a bound on the pages pepper-status follows (1000 keys each)
 EXIT_REFUSED, EXIT_FAULT = 1, 3
+NO_EXPIRY = object()
 
 
 class Fault(RuntimeError):
@@ -36,59 +55,97 @@ def parser() -> argparse.ArgumentParser:
         help="CloudFormation stack whose outputs name the functions [env KEYGATE_STACK_NAME]",
     )
     target.add_argument("--region", default=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))
+    target.add_argument("--actor", help="who is asking, for the audit trail (default: your AWS identity)")
     commands = cli.add_subparsers(dest="command", required=True)
 
     issue = commands.add_parser("issue", help="issue a key; its api_key is shown this once")
     issue.add_argument("--name", required=True)
     issue.add_argument("--owner", required=True)
     issue.add_argument("--description")
-    issue.add_argument("--scope", action="append", dest="scopes", metavar="SCOPE", help="repeat for several")
-    issue.add_argument(
-        "--api",
-        action="append",
-        dest="apis",
-        metavar="API_ID/STAGE",
-        help="an API and stage the key may be used on, * for any run of characters (repeat for several; "
-        "default: the deployment's DefaultKeyApis, else every API)",
-    )
-    issue.add_argument("--expires-at", help="ISO-8601 with a time zone, e.g. 2027-01-31T00:00:00Z")
+    _key_fields(issue)
 
-    for name, text in (("revoke", "revoke a key (harmless if revoked already)"), ("get", "show a key's metadata")):
-        command = commands.add_parser(name, help=text)
-        command.add_argument("key_id")
+    update = commands.add_parser("update", help="change a key's name, description, scopes, APIs or expiry")
+    update.add_argument("key_id")
+    update.add_argument("--name")
+    update.add_argument("--description")
+    _key_fields(update)
+    update.add_argument("--no-scopes", action="store_const", const=[], dest="scopes", help="remove every scope")
+    update.add_argument("--no-expiry", action="store_const", const=NO_EXPIRY, dest="expires_at")
+    update.add_argument("--expected-version", type=int, help="change only if the key is still at this version")
+
+    rotate = commands.add_parser("rotate", help="a new secret for a key; the old one works for --grace-seconds")
+    rotate.add_argument("key_id")
+    rotate.add_argument("--grace-seconds", type=int, help="0 to 2592000 (30 days); default 86400")
+
+    for name, text in (
+        ("disable", "refuse a key until it is enabled again"), ("enable", "let a disabled key in again"),
+        ("revoke", "revoke a key for good (harmless if revoked already)"), ("get", "show a key's metadata"),
+    ):  # fmt: skip
+        commands.add_parser(name, help=text).add_argument("key_id")
 
     listing = commands.add_parser("list", help="list keys, newest first for an owner")
     listing.add_argument("--owner")
+    listing.add_argument("--status", choices=["active", "disabled", "expired", "revoked"])
     listing.add_argument("--limit", type=int)
     listing.add_argument("--next-token")
-    return cli  # fmt: skip
+
+    history = commands.add_parser("history", help="a key's audit trail, oldest first")
+    history.add_argument("key_id")
+    history.add_argument("--limit", type=int)
+    history.add_argument("--next-token")
+
+    commands.add_parser("pepper-status", help="how many keys each pepper version still hashes, by state")
+    return cli
+
+
+def _key_fields(command: argparse.ArgumentParser) -> None:
+    command.add_argument("--scope", action="append", dest="scopes", metavar="SCOPE", help="repeat for several")
+    command.add_argument(
+        "--api", action="append", dest="apis", metavar="API_ID/STAGE",
+        help="an API and stage the key may be used on, * for any run of characters (repeat for several; "
+        "default at issue: the deployment's DefaultKeyApis, else every API)",
+    )  # fmt: skip
+    command.add_argument("--expires-at", help="ISO-8601 with a time zone, e.g. 2027-01-31T00:00:00Z")
 
 
 def payload(arguments: argparse.Namespace) -> dict:
     """The admin event: only what was given, so the function's own defaults and checks apply."""
-    fields = {
-        "issue": ("name", "owner", "description", "scopes", "apis", "expires_at"),
-        "revoke": ("key_id",),
-        "get": ("key_id",),
-        "list": ("owner", "limit", "next_token"),
-    }[arguments.command]
-    return {field: getattr(arguments, field) for field in fields if getattr(arguments, field) is not None}
+    given = {field: getattr(arguments, field) for field in FIELDS[arguments.command]}
+    event = {field: value for field, value in given.items() if value is not None}
+    if event.get("expires_at") is NO_EXPIRY:
+        event["expires_at"] = None
+    if arguments.command in ("disable", "enable"):
+        event["enabled"] = arguments.command == "enable"
+    return event
 
 
 def function_names(arguments: argparse.Namespace, session: boto3.session.Session) -> dict[str, str]:
     """Admin action -> function name: template names locally, stack outputs when deployed."""
     if arguments.endpoint_url and not arguments.stack_name:
-        return {action: f"{logical}Function" for action, logical in ACTIONS.items()}
+        return {verb: f"{logical}Function" for verb, logical in ACTIONS.items()}
     stack_name = arguments.stack_name or "keygate"
     try:
         stack = session.client("cloudformation").describe_stacks(StackName=stack_name)["Stacks"][0]
     except (ClientError, BotoCoreError) as error:
         raise Fault(f"cannot read stack {stack_name!r}: {error}") from None
     outputs = {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
-    missing = [f"{logical}FunctionName" for logical in ACTIONS.values() if f"{logical}FunctionName" not in outputs]
+    wanted = sorted({f"{logical}FunctionName" for logical in ACTIONS.values()})
+    missing = [output for output in wanted if output not in outputs]
     if missing:
-        raise Fault(f"stack {stack_name!r} has no outputs {', '.join(missing)}: is it a keygate stack?")
-    return {action: outputs[f"{logical}FunctionName"] for action, logical in ACTIONS.items()}
+        raise Fault(f"stack {stack_name!r} has no outputs {', '.join(missing)}: is it a keygate stack of this version?")
+    return {verb: outputs[f"{logical}FunctionName"] for verb, logical in ACTIONS.items()}
+
+
+def actor(arguments: argparse.Namespace, session: boto3.session.Session) -> str:
+    """Who is asking: --actor, else the caller's AWS identity, else (a local stack) the local user."""
+    if arguments.actor:
+        return arguments.actor
+    if arguments.endpoint_url and not arguments.stack_name:
+        return f"local:{getpass.getuser()}"
+    try:
+        return session.client("sts").get_caller_identity()["Arn"]
+    except (ClientError, BotoCoreError) as error:
+        raise Fault(f"cannot tell who you are for the audit trail ({error}): pass --actor") from None
 
 
 def _session(arguments: argparse.Namespace) -> boto3.session.Session:
@@ -106,11 +163,20 @@ def _session(arguments: argparse.Namespace) -> boto3.session.Session:
 def invoke(arguments: argparse.Namespace) -> dict:
     session = _session(arguments)
     name = function_names(arguments, session)[arguments.command]
+    event = payload(arguments)
+    if arguments.command in CHANGES:
+        event["actor"] = actor(arguments, session)
     # One attempt: a retried issue whose first answer was lost would leave a key nobody ever saw.
     config = Config(connect_timeout=5, read_timeout=60, retries={"mode": "standard", "total_max_attempts": 1})
     client = session.client("lambda", endpoint_url=arguments.endpoint_url, config=config)
+    if arguments.command == "pepper-status":
+        return _pepper_status(client, name)
+    return _call(client, name, event)
+
+
+def _call(client, name: str, event: dict) -> dict:
     try:
-        response = client.invoke(FunctionName=name, Payload=json.dumps(payload(arguments)).encode())
+        response = client.invoke(FunctionName=name, Payload=json.dumps(event).encode())
         answer = json.loads(response["Payload"].read() or b"null")
     except (ClientError, BotoCoreError) as error:
         raise Fault(f"cannot invoke {name}: {error}") from None
@@ -120,6 +186,24 @@ def invoke(arguments: argparse.Namespace) -> dict:
         message = answer.get("errorMessage") if isinstance(answer, dict) else answer
         raise Fault(f"{name} failed: {message}")
     return answer
+
+
+def _pepper_status(client, name: str) -> dict:
+    """Every page of the function's counts, summed: keys per pepper version and state."""
+    totals: dict[str, dict[str, int]] = {}
+    event: dict = {}
+    for _ in range(PEPPER_STATUS_PAGES):
+        answer = _call(client, name, event)
+        if "error" in answer:
+            return answer
+        for version, states in answer["versions"].items():
+            for state, count in states.items():
+                totals.setdefault(version, {}).setdefault(state, 0)
+                totals[version][state] += count
+        if answer["next_token"] is None:
+            return {"versions": totals}
+        event = {"next_token": answer["next_token"]}
+    raise Fault(f"{name}: more than {PEPPER_STATUS_PAGES} pages of keys; counts are incomplete")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ import copy
 import fnmatch
 import inspect
 import json
+import re
 import socket
 import threading
 from datetime import UTC, datetime, timedelta
@@ -53,8 +54,23 @@ def decide(handler, request: dict) -> tuple[bool, dict | None]:
     if "isAuthorized" in response:
         assert set(response) <= {"isAuthorized", "context"}
         return response["isAuthorized"], response
-    (statement,) = response["policyDocument"]["Statement"]
-    return statement["Effect"] == "Allow", response
+    return iam_decision(response, request["methodArn"]) == "Allow", response
+
+
+def iam_decision(policy: dict, method_arn: str) -> str:
+    """How IAM evaluates an authorizer's policy for a method ARN: an explicit Deny wins, then an Allow,
+    else the request is denied implicitly. In a resource, * matches any run of characters, ? one."""
+
+    def matches(resource: str) -> bool:
+        pattern = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in resource)
+        return re.fullmatch(pattern, method_arn) is not None
+
+    effects = {
+        statement["Effect"]
+        for statement in policy["policyDocument"]["Statement"]
+        if statement["Action"] == "execute-api:Invoke" and any(matches(r) for r in statement["Resource"])
+    }
+    return "Deny" if "Deny" in effects else "Allow" if "Allow" in effects else "ImplicitDeny"
 
 
 def refused_as_a_fault(handler, request: dict) -> None:

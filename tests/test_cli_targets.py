@@ -1,14 +1,15 @@
 """The CLI finds a deployed stack's functions in its CloudFormation outputs."""
 
 import argparse
+import getpass
 import json
 
 import boto3
 import pytest
 
-from keygate_cli.cli import Fault, function_names, parser, payload
+from keygate_cli.cli import ACTIONS, Fault, actor, function_names, parser, payload
 
-ADMIN = ("IssueKey", "RevokeKey", "GetKey", "ListKeys")
+ADMIN = ("IssueKey", "UpdateKey", "RotateKey", "RevokeKey", "GetKey", "ListKeys", "KeyHistory", "PepperStatus")
 STACK = {
     "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
     "Outputs": {f"{name}FunctionName": {"Value": f"prod-{name}-fn"} for name in ADMIN},
@@ -27,14 +28,16 @@ def test_a_local_endpoint_uses_the_template_names():
 def test_a_deployed_stack_uses_its_outputs(aws):
     boto3.client("cloudformation").create_stack(StackName="keygate-prod", TemplateBody=json.dumps(STACK))
     names = function_names(arguments("--stack-name", "keygate-prod", "list"), boto3.session.Session())
-    assert names == {"issue": "prod-IssueKey-fn", "revoke": "prod-RevokeKey-fn", "get": "prod-GetKey-fn",
-                     "list": "prod-ListKeys-fn"}  # fmt: skip
+    assert names == {verb: f"prod-{logical}-fn" for verb, logical in ACTIONS.items()}
+    assert (names["disable"], names["rotate"], names["pepper-status"]) == (
+        "prod-UpdateKey-fn", "prod-RotateKey-fn", "prod-PepperStatus-fn"
+    )  # fmt: skip
 
 
 def test_a_stack_without_keygate_outputs_is_a_clear_fault(aws):
     other = {"Resources": STACK["Resources"], "Outputs": {"Something": {"Value": "x"}}}
     boto3.client("cloudformation").create_stack(StackName="other", TemplateBody=json.dumps(other))
-    with pytest.raises(Fault, match="has no outputs IssueKeyFunctionName"):
+    with pytest.raises(Fault, match="has no outputs GetKeyFunctionName, IssueKeyFunctionName, KeyHistory"):
         function_names(arguments("--stack-name", "other", "list"), boto3.session.Session())
 
 
@@ -51,3 +54,26 @@ def test_the_payload_holds_only_what_was_given():
     assert payload(bound)["apis"] == ["a1b2c3d4e5/prod", "*/dev"]
     assert payload(arguments("list", "--limit", "3")) == {"limit": 3}
     assert payload(arguments("revoke", "K" * 16)) == {"key_id": "K" * 16}
+
+
+@pytest.mark.parametrize(
+    ("argv", "event"),
+    [(["disable", "K" * 16], {"key_id": "K" * 16, "enabled": False}),
+     (["enable", "K" * 16], {"key_id": "K" * 16, "enabled": True}),
+     (["update", "K" * 16, "--no-expiry", "--no-scopes"], {"key_id": "K" * 16, "expires_at": None, "scopes": []}),
+     (["update", "K" * 16, "--name", "n", "--expected-version", "3"], {"key_id": "K" * 16, "name": "n",
+                                                                       "expected_version": 3}),
+     (["rotate", "K" * 16, "--grace-seconds", "0"], {"key_id": "K" * 16, "grace_seconds": 0}),
+     (["list", "--status", "disabled"], {"status": "disabled"}), (["history", "K" * 16], {"key_id": "K" * 16}),
+     (["pepper-status"], {})],
+)  # fmt: skip
+def test_each_verb_sends_its_event(argv, event):
+    assert payload(arguments(*argv)) == event
+
+
+def test_the_actor_is_the_callers_aws_identity_unless_given(aws):
+    session = boto3.session.Session()
+    assert actor(arguments("--stack-name", "s", "revoke", "K" * 16), session).startswith("arn:aws:")
+    assert actor(arguments("--actor", "alice", "--stack-name", "s", "revoke", "K" * 16), session) == "alice"
+    local = arguments("--endpoint-url", "http://127.0.0.1:1", "revoke", "K" * 16)
+    assert actor(local, session) == f"local:{getpass.getuser()}"

@@ -1,0 +1,111 @@
+"""Lazy re-hash: a key verified under an old pepper or old Argon2 parameters is re-hashed with the current
+ones, conditionally, and the decision never depends on that write. And pepper-status, which tells when
+an old pepper version can be retired."""
+
+import inspect
+
+import botocore.client
+import pytest
+from argon2 import extract_parameters
+from botocore.exceptions import ClientError
+
+from tests.conftest import add_pepper_version, event, invoke
+from tests.test_authorizer import decide, log_records, shaped
+
+
+def item_of(table_items, key_id: str) -> dict:
+    return next(item for item in table_items() if item["key_id"]["S"] == key_id)
+
+
+def test_a_key_under_an_old_pepper_is_rehashed_on_its_next_use(stack, issued, load, table_items, capsys):
+    key = issued()
+    old_hash = item_of(table_items, key["key_id"])["hash"]["S"]
+    add_pepper_version(stack, "v2")
+    authorizer = load("AuthorizerFunction")
+    capsys.readouterr()
+    assert decide(authorizer, shaped("rest-token", authorization=f"Bearer {key['api_key']}"))[0]
+    item = item_of(table_items, key["key_id"])
+    assert (item["pepper_version"]["S"], item["version"]["N"]) == ("v2", "1")  # not a change of the key
+    assert item["hash"]["S"] != old_hash
+    assert any(r["message"].startswith("key re-hashed") for r in log_records(capsys.readouterr().out))
+    for _ in range(2):  # the new hash verifies, and nothing is re-hashed again
+        assert decide(authorizer, shaped("http-api", authorization=f"Bearer {key['api_key']}"))[0]
+    assert item_of(table_items, key["key_id"])["hash"] == item["hash"]
+
+
+def test_a_key_under_old_argon2_parameters_is_rehashed_with_the_configured_ones(stack, issued, load, table_items):
+    key = invoke(load("IssueKeyFunction", ARGON2_MEMORY_KIB="8192"), {"name": "n", "owner": "o"})
+    authorizer = load("AuthorizerFunction")  # the template's 19456 KiB
+    assert decide(authorizer, shaped("rest-token", authorization=f"Bearer {key['api_key']}"))[0]
+    assert extract_parameters(item_of(table_items, key["key_id"])["hash"]["S"]).memory_cost == 19456
+
+
+def test_a_failed_rehash_is_logged_and_the_key_is_still_allowed(stack, issued, load, monkeypatch, capsys):
+    key = issued()
+    add_pepper_version(stack, "v2")
+    authorizer = load("AuthorizerFunction")
+    real = botocore.client.BaseClient._make_api_call
+
+    def throttled_writes(self, operation, params):
+        if operation == "UpdateItem":
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, operation)
+        return real(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", throttled_writes)
+    capsys.readouterr()
+    assert decide(authorizer, shaped("rest-token", authorization=f"Bearer {key['api_key']}"))[0]
+    (warning,) = [r for r in log_records(capsys.readouterr().out) if r.get("level") == "WARNING"]
+    assert "ThrottlingException" in warning["fault"] and warning["key_id"] == key["key_id"]
+
+
+def test_a_rehash_never_overwrites_a_rotation_that_came_first(stack, issued, admin, load, table_items):
+    key = issued()
+    add_pepper_version(stack, "v2")
+    authorizer = load("AuthorizerFunction")
+    store = inspect.unwrap(authorizer).__globals__["KEYS"].authorizer.store
+    real_rehash = store.rehash
+
+    def rotated_meanwhile(before, after):
+        invoke(admin["RotateKey"], {"key_id": before.key_id})  # lands between the read and the re-hash
+        return real_rehash(before, after)
+
+    store.rehash = rotated_meanwhile
+    assert decide(authorizer, shaped("rest-token", authorization=f"Bearer {key['api_key']}"))[0]
+    item = item_of(table_items, key["key_id"])
+    history = invoke(admin["KeyHistory"], {"key_id": key["key_id"]})["events"]
+    assert item["version"]["N"] == "2" and history[-1]["action"] == "rotate"
+    assert item["hash"]["S"] != item["previous_hash"]["S"]  # the rotation's two hashes, not the re-hash's
+
+
+@pytest.mark.parametrize("shape", ["rest-token", "http-api"])
+def test_a_revoked_or_refused_key_is_not_rehashed(shape, stack, issued, admin, load, table_items):
+    key = issued()
+    invoke(admin["RevokeKey"], {"key_id": key["key_id"]})
+    add_pepper_version(stack, "v2")
+    assert not decide(load("AuthorizerFunction"), shaped(shape, authorization=f"Bearer {key['api_key']}"))[0]
+    assert item_of(table_items, key["key_id"])["pepper_version"]["S"] == "v1"
+
+
+# --- pepper-status ---
+
+
+def test_pepper_status_counts_keys_per_version_and_state(stack, issued, admin, load):
+    active, revoked, rotating = issued(), issued(), issued()
+    invoke(admin["RevokeKey"], {"key_id": revoked["key_id"]})
+    add_pepper_version(stack, "v2")
+    rotate = load("RotateKeyFunction")
+    invoke(rotate, {"key_id": rotating["key_id"]})  # v2 now, v1 still verifies during its grace
+    status = invoke(admin["PepperStatus"], event("pepper-status.json"))
+    assert status == {"versions": {"v1": {"active": 2, "revoked": 1}, "v2": {"active": 1}}, "next_token": None}
+    assert active["pepper_version"] == "v1"
+
+
+def test_pepper_status_pages_through_the_table(issued, admin):
+    for _ in range(3):
+        issued()
+    status = inspect.unwrap(admin["PepperStatus"]).__globals__
+    status["PEPPER_STATUS_PAGE"] = 2
+    first = invoke(admin["PepperStatus"], {})
+    second = invoke(admin["PepperStatus"], {"next_token": first["next_token"]})
+    assert first["next_token"] and second["next_token"] is None
+    assert first["versions"]["v1"]["active"] + second["versions"]["v1"]["active"] == 3
