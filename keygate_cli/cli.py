@@ -95,6 +95,8 @@ def parser() -> argparse.ArgumentParser:
     history.add_argument("--next-token")
 
     commands.add_parser("pepper-status", help="how many keys each pepper version still hashes, by state")
+    for verb in CHANGES:  # --actor after the verb too (SUPPRESS: absent, it keeps the one given before)
+        commands.choices[verb].add_argument("--actor", default=argparse.SUPPRESS, help="who is asking")
     return cli
 
 

@@ -1,6 +1,7 @@
 """`make local`: serve the template on 127.0.0.1 until interrupted.
 
 python -m keygate_local [--rest-port 3000] [--http-port 3001] [--lambda-port 3002] [--real-aws] [--ready-json]
+                        [--parameter-overrides Name=Value ...] [--demo-route-scopes]
 """
 
 import argparse
@@ -9,7 +10,7 @@ import signal
 import sys
 import threading
 
-from keygate_local.local_stack import LocalStack
+from keygate_local.local_stack import DEMO_ROUTE_SCOPES, LocalStack
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -19,16 +20,30 @@ def main(argv: list[str] | None = None) -> int:
     options.add_argument("--lambda-port", type=int, default=3002, help="Lambda Invoke API for the CLI")
     options.add_argument("--real-aws", action="store_true", help="use AWS with the ambient credentials, not moto")
     options.add_argument("--ready-json", action="store_true", help="print one JSON line of URLs when ready")
+    options.add_argument(
+        "--parameter-overrides", nargs="+", default=[], metavar="Name=Value", help="template parameters, as sam's"
+    )
+    options.add_argument(
+        "--demo-route-scopes", action="store_true", help=f"RouteScopes as make demo sets it: {DEMO_ROUTE_SCOPES}"
+    )
     arguments = options.parse_args(argv)
+    parameters = {"RouteScopes": DEMO_ROUTE_SCOPES} if arguments.demo_route_scopes else {}
+    for override in arguments.parameter_overrides:
+        name, equals, value = override.partition("=")
+        if not equals:
+            options.error(f"--parameter-overrides: {override!r} is not Name=Value")
+        parameters[name] = value
 
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())
     ports = {"DemoRestApi": arguments.rest_port, "DemoHttpApi": arguments.http_port}
-    local = LocalStack(api_ports=ports, lambda_port=arguments.lambda_port, real_aws=arguments.real_aws)
+    local = LocalStack(
+        api_ports=ports, lambda_port=arguments.lambda_port, real_aws=arguments.real_aws, parameters=parameters
+    )
     try:
         local.start()
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, KeyError) as error:
         print(f"keygate local: cannot start: {error}", file=sys.stderr)
         return 1
     try:

@@ -1,8 +1,9 @@
-"""`make demo`: the whole lifecycle over HTTP, through the template's own API definitions.
+"""`make demo`: a key's whole life over HTTP, through the template's own API definitions.
 
-Starts the local stack, issues a key with the keygate CLI, calls the protected REST and HTTP API
-routes with it, with a wrong key and after revoking it, prints each step, stops everything, and exits
-non-zero if any answer is not what API Gateway would give.
+Starts the local stack with the demo's RouteScopes, and with the keygate CLI issues a key, calls the
+protected REST and HTTP API routes with it (a route it lacks the scope for too), with a wrong key and a
+key bound to the other API, disables and enables it, rotates it, shows its history and revokes it;
+prints each step, stops everything, and exits non-zero if any answer is not what API Gateway would give.
 """
 
 import json
@@ -15,10 +16,11 @@ import time
 import requests
 
 from keygate import keys
-from keygate_local.local_stack import LocalStack
+from keygate_local.local_stack import DEMO_ROUTE_SCOPES, LocalStack
 
 REFUSED_REST = "401: a REST authorizer that raises Unauthorized"
 REFUSED_HTTP = "403: an HTTP API authorizer answering isAuthorized=false"
+FORBIDDEN = "403: POST /orders needs orders:write"
 
 
 def keygate(endpoint: str, *arguments: str) -> dict:
@@ -35,14 +37,16 @@ class Calls:
     def __init__(self):
         self.failures = 0
 
-    def expect(self, status: int, url: str, headers: dict[str, str], why: str) -> None:
+    def expect(self, status: int, url: str, headers: dict[str, str], why: str, method: str = "GET") -> None:
         started = time.perf_counter()
-        response = requests.get(url, headers=headers, timeout=30)
+        response = requests.request(method, url, headers=headers, timeout=30)
         elapsed = (time.perf_counter() - started) * 1000
         ok = response.status_code == status
         self.failures += not ok
         shown = ", ".join(f"{name}: {masked(value)}" for name, value in headers.items()) or "no key"
-        print(f"   {'ok ' if ok else 'BAD'} GET {url} [{shown}] -> {response.status_code} ({elapsed:.0f} ms) {why}")
+        print(
+            f"   {'ok ' if ok else 'BAD'} {method} {url} [{shown}] -> {response.status_code} ({elapsed:.0f} ms) {why}"
+        )
         if status == 200 and ok:
             body = response.json()
             print(f"       the route saw key_id={body['key_id']} owner={body['owner']} scopes={body['scopes']!r}")
@@ -53,53 +57,84 @@ def masked(text: str) -> str:
     return re.sub(r"(kg_[0-9A-Za-z]{16}_)[0-9A-Za-z]+", r"\1...", text)
 
 
+def bearer(api_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"}
+
+
 def main() -> int:
     with tempfile.NamedTemporaryFile("w+", prefix="keygate-demo-", suffix=".log") as log:
-        print("1. Starting the local stack from template.yaml ...")
-        with LocalStack(log=log) as local:
+        print("1. Starting the local stack from template.yaml, with RouteScopes:")
+        print(f"   {DEMO_ROUTE_SCOPES}")
+        with LocalStack(log=log, parameters={"RouteScopes": DEMO_ROUTE_SCOPES}) as local:
             rest, http = local.urls.apis["DemoRestApi"], local.urls.apis["DemoHttpApi"]
             endpoint = local.urls.lambda_endpoint
             print(f"   up in {local.started_in:.1f} s: REST API {rest}, HTTP API {http}, Lambda {endpoint}")
+            calls = Calls()
 
             print("2. Issue a key with the CLI:")
             issued = keygate(
-                endpoint, "issue", "--name", "demo-client", "--owner", "team-demo", "--scope", "orders:read"
-            )
+                endpoint, "issue", "--name", "demo-client", "--owner", "team-demo",
+                "--scope", "demo", "--scope", "orders:read",
+            )  # fmt: skip
             api_key, key_id = issued["api_key"], issued["key_id"]
             print(f"   key_id {key_id}, api_key {masked(api_key)} (shown this once; its secret is not printed here)")
             parsed = keys.parse(api_key, "kg")
             body = f"kg_{parsed.key_id}_{'x' * keys.SECRET_LENGTH}"
             wrong_key = body + keys.checksum(body)  # well-formed, right key id, wrong secret
 
-            calls = Calls()
             print("3. Call the protected routes with the key:")
-            calls.expect(200, f"{rest}/hello", {"Authorization": f"Bearer {api_key}"}, "REST, TOKEN authorizer")
+            calls.expect(200, f"{rest}/hello", bearer(api_key), "REST, TOKEN authorizer")
             calls.expect(200, f"{rest}/x-api-key/whoami", {"x-api-key": api_key}, "REST, REQUEST authorizer")
-            calls.expect(200, f"{http}/whoami", {"Authorization": f"Bearer {api_key}"}, "HTTP API")
-            print("4. With a wrong key, and with none:")
-            calls.expect(401, f"{rest}/whoami", {"Authorization": f"Bearer {wrong_key}"}, REFUSED_REST)
-            calls.expect(403, f"{http}/whoami", {"Authorization": f"Bearer {wrong_key}"}, REFUSED_HTTP)
+            calls.expect(200, f"{http}/whoami", bearer(api_key), "HTTP API")
+
+            print("4. Scopes per route: the key holds orders:read, not orders:write:")
+            calls.expect(200, f"{rest}/orders", bearer(api_key), "REST, GET /orders needs orders:read")
+            calls.expect(403, f"{rest}/orders", bearer(api_key), FORBIDDEN, method="POST")
+            calls.expect(403, f"{http}/orders", bearer(api_key), FORBIDDEN, method="POST")
+
+            print("5. With a wrong key, and with none:")
+            calls.expect(401, f"{rest}/whoami", bearer(wrong_key), REFUSED_REST)
+            calls.expect(403, f"{http}/whoami", bearer(wrong_key), REFUSED_HTTP)
             calls.expect(401, f"{rest}/whoami", {}, "401: no identity header, the authorizer is not called")
 
-            print("5. A key bound to the REST API (issued with --api API_ID/STAGE) is refused on the HTTP API:")
+            print("6. A key bound to the REST API (issued with --api API_ID/STAGE) is refused on the HTTP API:")
             rest_api = local.urls.api_stages["DemoRestApi"]
-            bound = keygate(endpoint, "issue", "--name", "rest-only", "--owner", "team-demo", "--api", rest_api)
-            bearer = {"Authorization": f"Bearer {bound['api_key']}"}
-            calls.expect(200, f"{rest}/whoami", bearer, f"REST API, {rest_api}")
-            calls.expect(403, f"{http}/whoami", bearer, "403: a valid key, not for this API")
+            bound = keygate(
+                endpoint, "issue", "--name", "rest-only", "--owner", "team-demo", "--scope", "demo", "--api", rest_api
+            )
+            calls.expect(200, f"{rest}/whoami", bearer(bound["api_key"]), f"REST API, {rest_api}")
+            calls.expect(403, f"{http}/whoami", bearer(bound["api_key"]), "403: a valid key, not for this API")
 
-            print("6. Revoke the first key with the CLI, and call again:")
+            print("7. Disable the key, then enable it again:")
+            print(f"   status {keygate(endpoint, 'disable', key_id)['status']}")
+            calls.expect(401, f"{rest}/hello", bearer(api_key), REFUSED_REST)
+            print(f"   status {keygate(endpoint, 'enable', key_id)['status']}")
+            calls.expect(200, f"{rest}/hello", bearer(api_key), "enabled again")
+
+            print("8. Rotate the key: a new secret; the old one works for the grace period (here an hour):")
+            rotated = keygate(endpoint, "rotate", key_id, "--grace-seconds", "3600")
+            new_key = rotated["api_key"]
+            print(f"   new api_key {masked(new_key)}; the old one stops at {rotated['previous_key_stops_working_at']}")
+            calls.expect(200, f"{http}/whoami", bearer(api_key), "the old secret, in its grace period")
+            calls.expect(200, f"{http}/whoami", bearer(new_key), "the new secret")
+            keygate(endpoint, "rotate", key_id, "--grace-seconds", "0")
+            calls.expect(403, f"{http}/whoami", bearer(new_key), "rotated again with no grace: refused at once")
+
+            print("9. Revoke the key with the CLI, and call again:")
             revoked = keygate(endpoint, "revoke", key_id)
             print(f"   status {revoked['status']} at {revoked['revoked_at']}")
-            calls.expect(401, f"{rest}/hello", {"Authorization": f"Bearer {api_key}"}, REFUSED_REST)
             calls.expect(401, f"{rest}/x-api-key/whoami", {"x-api-key": api_key}, REFUSED_REST)
-            calls.expect(403, f"{http}/whoami", {"Authorization": f"Bearer {api_key}"}, REFUSED_HTTP)
-        print("7. Stopped the stack: servers, workers, moto; table and secret deleted.")
+
+            print("10. Its history, from the audit trail:")
+            for change in keygate(endpoint, "history", key_id)["events"]:
+                print(f"   v{change['version']} {change['at']} {change['action']:<8} by {change['actor']}: "
+                      f"{', '.join(change['changes'])}")  # fmt: skip
+        print("11. Stopped the stack: servers, workers, moto; tables and secret deleted.")
         if calls.failures:
             log.seek(0)
             print(f"{calls.failures} answer(s) were not what API Gateway gives. Function logs:\n{log.read()[-4000:]}")
             return 1
-    print("Done: issued, allowed, refused, bound to one API, revoked, refused.")
+    print("Done: issued, scoped, refused, bound to one API, disabled, enabled, rotated, revoked, audited.")
     return 0
 
 

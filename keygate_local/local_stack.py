@@ -23,6 +23,11 @@ from keygate_local.template import ROOT, Stack, load_template, wait_for_table
 
 SERVICES = {"dynamodb": "AWS_ENDPOINT_URL_DYNAMODB", "secretsmanager": "AWS_ENDPOINT_URL_SECRETS_MANAGER"}
 LOCAL_PARAMETERS = {"TableDeletionProtection": "false"}  # a local table is deleted when the stack stops
+# The demo's map of scopes to the demo APIs' routes (make demo; --demo-route-scopes).
+DEMO_ROUTE_SCOPES = (
+    "GET /orders*=orders:read orders:write; POST /orders*=orders:write; GET /hello=demo; GET /whoami=demo; "
+    "GET /x-api-key/whoami=demo"
+)
 
 
 @dataclass

@@ -28,10 +28,13 @@ class Running:
     api_stages: dict[str, str]  # API logical id -> API_ID/STAGE
 
 
-def start_stack(extra_environment: dict[str, str] | None = None) -> tuple[subprocess.Popen, dict]:
+def start_stack(
+    extra_environment: dict[str, str] | None = None, options: tuple[str, ...] = ()
+) -> tuple[subprocess.Popen, dict]:
     environment = {name: value for name, value in os.environ.items() if not name.startswith("AWS_ENDPOINT_URL")}
     environment |= {"SAM_CLI_TELEMETRY": "0", "PYTHONUNBUFFERED": "1"} | (extra_environment or {})
     command = [sys.executable, "-m", "keygate_local", "--rest-port", "0", "--http-port", "0", "--lambda-port", "0"]
+    command += options
     process = subprocess.Popen(
         [*command, "--ready-json"], stdout=subprocess.PIPE, stderr=None, cwd=ROOT, env=environment, text=True
     )
@@ -56,14 +59,24 @@ def stop_stack(process: subprocess.Popen) -> int:
         return process.wait()
 
 
-@pytest.fixture(scope="session")
-def local_stack():
+def running_stack(*options: str):
     started = time.perf_counter()
-    process, ready = start_stack()
+    process, ready = start_stack(options=options)
     print(f"local stack ready in {time.perf_counter() - started:.1f} s: {ready}")
     apis = ready["apis"]
     yield Running(apis["DemoRestApi"], apis["DemoHttpApi"], ready["lambda"], ready["aws"], ready["api_stages"])
     assert stop_stack(process) == 0
+
+
+@pytest.fixture(scope="session")
+def local_stack():
+    yield from running_stack()
+
+
+@pytest.fixture(scope="session")
+def scoped_stack():
+    """A second local stack, with the demo's RouteScopes."""
+    yield from running_stack("--demo-route-scopes")
 
 
 def free_port() -> int:
