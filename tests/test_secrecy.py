@@ -40,7 +40,8 @@ LOUDEST = {"POWERTOOLS_LOG_LEVEL": "DEBUG", "POWERTOOLS_LOGGER_LOG_EVENT": "true
 
 def test_no_key_secret_or_pepper_reaches_any_output_even_at_debug(stack, load, capsys, caplog, table_items):
     logging.getLogger("botocore").setLevel(logging.NOTSET)  # as in a new container
-    admin = {action: load(f"{action}Function", **LOUDEST) for action in ("IssueKey", "RevokeKey", "GetKey", "ListKeys")}
+    actions = ("IssueKey", "UpdateKey", "RotateKey", "RevokeKey", "GetKey", "ListKeys", "KeyHistory", "PepperStatus")
+    admin = {action: load(f"{action}Function", **LOUDEST) for action in actions}
     authorizer = load("AuthorizerFunction", **LOUDEST)
     caplog.set_level(logging.DEBUG)  # as Lambda's ApplicationLogLevel=DEBUG does to the root logger
     pepper_ring = json.loads(
@@ -56,8 +57,15 @@ def test_no_key_secret_or_pepper_reaches_any_output_even_at_debug(stack, load, c
         for presented in (api_key, typo, api_key.upper()):
             answers.append(decide(authorizer, shaped(shape, authorization=f"Bearer {presented}")))
             answers.append(decide(authorizer, shaped(shape, api_key=presented)))
+    rotated = invoke(admin["RotateKey"], {"key_id": key_id})  # its new key is shown this once, and only there
+    new_key = rotated["api_key"]
+    for presented in (api_key, new_key):  # the old secret in its grace period, the new one
+        answers.append(decide(authorizer, shaped("rest-request", api_key=presented)))
+    answers.append(invoke(admin["UpdateKey"], {"key_id": key_id, "enabled": False}))
     answers.append(invoke(admin["GetKey"], {"key_id": key_id}))
     answers.append(invoke(admin["ListKeys"], {}))
+    answers.append(invoke(admin["KeyHistory"], {"key_id": key_id}))
+    answers.append(invoke(admin["PepperStatus"], {}))
     answers.append(invoke(admin["RevokeKey"], {"key_id": key_id}))
     answers.append(decide(authorizer, shaped("http-api", authorization=f"Bearer {api_key}")))
     answers.extend(_fault_paths(stack, load, api_key, key_id))
@@ -73,6 +81,7 @@ def test_no_key_secret_or_pepper_reaches_any_output_even_at_debug(stack, load, c
     }
     assert key_id in captured.out  # the key id is logged: the check below is looking at real output
     assert '"reason":"Fault"' in captured.out  # and the fault paths ran
+    everything["audit table"] = repr(boto3.client("dynamodb").scan(TableName=stack.physical_ids["AuditTable"])["Items"])
     for where, text in everything.items():
-        for needle in (api_key, secret, typo, pepper):
+        for needle in (api_key, secret, typo, pepper, new_key, new_key.split("_")[2][:-6]):
             assert needle not in text, f"a secret reached {where}"
