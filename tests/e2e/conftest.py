@@ -92,6 +92,12 @@ def local_client(service: str, endpoint: str):
     )
 
 
+def keys_table(dynamodb) -> str:
+    """The name of the local stack's keys table (the audit table sits beside it)."""
+    (table,) = [name for name in dynamodb.list_tables()["TableNames"] if "-KeysTable-" in name]
+    return table
+
+
 @pytest.fixture(scope="session")
 def lambda_client(local_stack):
     return local_client("lambda", local_stack.lambda_endpoint)

@@ -8,7 +8,7 @@ import time
 import pytest
 import requests
 
-from tests.e2e.conftest import free_port, local_client, start_stack, stop_stack
+from tests.e2e.conftest import free_port, keys_table, local_client, start_stack, stop_stack
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def test_the_stack_keeps_its_keys_on_the_endpoint_the_environment_names(other_dy
             FunctionName="IssueKeyFunction", Payload=b'{"name": "n", "owner": "o"}'
         )
         issued = json.loads(response["Payload"].read())
-        (table,) = dynamodb.list_tables()["TableNames"]
+        table = keys_table(dynamodb)
         item = dynamodb.get_item(TableName=table, Key={"key_id": {"S": issued["key_id"]}})["Item"]
         assert item["hash"]["S"].startswith("$argon2id$")
         url = f"{ready['apis']['DemoRestApi']}/whoami"

@@ -7,7 +7,7 @@ import requests
 
 from keygate import keys
 from tests.conftest import event, wrong_secret
-from tests.e2e.conftest import local_client
+from tests.e2e.conftest import keys_table, local_client
 
 TIMEOUT = 30
 
@@ -164,7 +164,7 @@ def test_the_console_events_work_through_the_lambda_invoke_api(local_stack, invo
 def test_a_fault_is_401_on_rest_and_500_on_http_apis_so_no_refusal_is_cached(local_stack, issued):
     key = issued()
     dynamodb = local_client("dynamodb", local_stack.aws["dynamodb"])
-    (table,) = dynamodb.list_tables()["TableNames"]
+    table = keys_table(dynamodb)
     dynamodb.update_item(
         TableName=table,
         Key={"key_id": {"S": key["key_id"]}},
