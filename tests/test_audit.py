@@ -116,6 +116,14 @@ def test_the_history_event_file_and_an_unknown_key(issued, admin):
     assert history(admin, "A" * 16)["error"]["type"] == "KeyNotFound"
 
 
+def test_a_live_key_whose_records_have_expired_has_an_empty_history(issued, admin, stack, audit_items):
+    key = issued()
+    client = boto3.client("dynamodb")
+    for item in audit_items():  # as DynamoDB's TTL does, RetentionDays after each record was written
+        client.delete_item(TableName=stack.physical_ids["AuditTable"], Key={k: item[k] for k in ("key_id", "version")})
+    assert history(admin, key["key_id"]) == {"key_id": key["key_id"], "events": [], "next_token": None}
+
+
 def test_records_are_kept_retention_days_after_they_were_written(issued, audit_items, load):
     issued()
     (item,) = audit_items()

@@ -16,7 +16,7 @@ from argon2 import PasswordHasher
 from botocore.exceptions import ClientError
 
 from keygate import keys
-from tests.conftest import event, invoke, wrong_secret
+from tests.conftest import add_pepper_version, event, invoke, wrong_secret
 
 SHAPES = ["rest-token", "rest-request", "http-api"]
 METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/demo/GET/hello"
@@ -291,6 +291,27 @@ def test_revoked_key_is_refused_on_the_very_next_call(shape, issued, admin, auth
     capsys.readouterr()
     assert not decide(authorizer, request)[0]
     assert reasons(capsys) == ["RevokedKey"]
+
+
+def test_a_revoked_key_is_refused_without_argon2_even_once_its_pepper_is_gone(
+    stack, issued, admin, authorizer, capsys, monkeypatch
+):
+    """The pepper runbook removes a version once no live key uses it: a revoked key still hashed under
+    it must stay a plain refusal, not a fault that raises the alarm (and a 500 on HTTP APIs)."""
+    key = issued()
+    invoke(admin["RevokeKey"], {"key_id": key["key_id"]})
+    add_pepper_version(stack)
+    secrets = boto3.client("secretsmanager")
+    ring = json.loads(secrets.get_secret_value(SecretId=stack.physical_ids["PepperSecret"])["SecretString"])
+    del ring["v1"]
+    secrets.put_secret_value(SecretId=stack.physical_ids["PepperSecret"], SecretString=json.dumps(ring))
+    argon2_calls = []
+    monkeypatch.setattr(PasswordHasher, "verify", lambda *args: argon2_calls.append(args))
+    capsys.readouterr()
+    for shape in SHAPES:
+        allowed, response = decide(authorizer, shaped(shape, authorization=f"Bearer {key['api_key']}"))
+        assert not allowed and response in (None, {"isAuthorized": False})
+    assert reasons(capsys) == ["RevokedKey"] * len(SHAPES) and argon2_calls == []
 
 
 @pytest.mark.parametrize("shape", SHAPES)

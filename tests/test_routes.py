@@ -28,6 +28,11 @@ DECISIONS = [
     ([], "GET", "/orders", False),
     (["home"], "GET", "/", True),
     (["home"], "GET", "/hello", False),  # a route no entry lists
+    (["admin"], "PUT", "/internal/admin/x", False),  # the * method is a method: it never spans a "/"
+    (["admin"], "DELETE", "/billing/admin/purge", False),
+    (["orders:read"], "GET", "/orders/admin/x", True),
+    (["home"], "GET", "/:purge", False),  # a colon in the path is part of it, not the ARN's separator
+    (["orders:read"], "GET", "/orders:batch", True),
 ]
 # Overlapping entries: a request matching both needs a scope of each.
 OVERLAP = "GET /reports*=reports; GET /reports/finance*=finance"

@@ -7,7 +7,6 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
     APIGatewayAuthorizerEventV2,
     APIGatewayAuthorizerRequestEvent,
     APIGatewayAuthorizerTokenEvent,
-    parse_api_gateway_arn,
 )
 
 from keygate import policy
@@ -96,10 +95,15 @@ def _arn_route(arn_text: object) -> RequestRoute:
     """The route in a method ARN (REST: which the policy is built from too) or a route ARN (HTTP API)."""
     if not isinstance(arn_text, str):
         raise UnrecognizedEvent("event has no methodArn or routeArn")
-    arn = parse_api_gateway_arn(arn_text)
-    if not arn.http_method:
+    # arn:partition:execute-api:region:account:API_ID/STAGE/METHOD/path. The path may hold colons of its
+    # own (/v1/items:batchDelete), so only the first five colons separate; the route is what follows.
+    fields = arn_text.split(":", 5)
+    if len(fields) != 6 or fields[2] != "execute-api":
+        raise UnrecognizedEvent("the event's ARN is not an execute-api ARN")
+    api_id, stage, method, path = (fields[5].split("/", 3) + ["", "", "", ""])[:4]
+    if not method:
         raise UnrecognizedEvent("the event's ARN names no method")
-    return RequestRoute(_api_stage(arn.api_id, arn.stage), arn.http_method, f"/{arn.resource}")
+    return RequestRoute(_api_stage(api_id, stage), method, f"/{path}")
 
 
 def _api_stage(api_id: object, stage: object) -> ApiStage:

@@ -128,11 +128,13 @@ class Authorizer:
         if record is None:
             self.hasher.verify_nothing(parsed.secret)
             return Decision(Reason.UNKNOWN, key_id=key_id)
+        if record.status is Status.REVOKED:  # refused whatever the secret: no Argon2, no pepper needed
+            return Decision(Reason.REVOKED, key_id=key_id)
         verified = self._verify(record, parsed.secret, now)
         if verified is None:
             return Decision(Reason.WRONG_SECRET, key_id=key_id)
         rehash = None
-        if verified is _Secret.CURRENT and record.status is not Status.REVOKED:
+        if verified is _Secret.CURRENT:
             rehash = self._rehash(record, parsed.secret)
         refusal = _refusal(record, route, self.route_scopes, now)
         if refusal is not None:
@@ -171,9 +173,7 @@ class _Secret(Enum):
 
 
 def _refusal(record: KeyRecord, route: RequestRoute, route_scopes: RouteScopes, now: datetime) -> Reason | None:
-    """Why a key whose secret verified is refused here, if it is: its state, then where it is used."""
-    if record.status is Status.REVOKED:
-        return Reason.REVOKED
+    """Why a live key whose secret verified is refused here, if it is: its state, then where it is used."""
     if record.status is Status.DISABLED:
         return Reason.DISABLED
     if record.is_expired(now):

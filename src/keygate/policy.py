@@ -9,7 +9,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 )
 
 from keygate.records import KeyRecord
-from keygate.routes import RouteScopes
+from keygate.routes import CONCRETE_METHODS, RouteScopes
 
 
 def auth_context(record: KeyRecord, matched_scopes: Sequence[str] = ()) -> dict[str, str]:
@@ -38,10 +38,18 @@ def rest_policy(record: KeyRecord, method_arn: str, route_scopes: RouteScopes, m
         response.allow_all_routes()
     satisfied, unsatisfied = route_scopes.split(record.scopes)
     for rule in satisfied:
-        response.allow_route(rule.method, rule.path)
+        for method in _methods(rule.method):
+            response.allow_route(method, rule.path)
     for rule in unsatisfied:
-        response.deny_route(rule.method, rule.path)
+        for method in _methods(rule.method):
+            response.deny_route(method, rule.path)
     return response.asdict()
+
+
+def _methods(method: str) -> tuple[str, ...]:
+    """A rule's method as policy statements name it. ``*`` becomes each method, one by one: in an ARN
+    ``*/admin/*`` would also match ``PUT/internal/admin/x``, as IAM's ``*`` spans "/"."""
+    return CONCRETE_METHODS if method == "*" else (method,)
 
 
 def rest_deny(key_id: str, method_arn: str) -> dict:

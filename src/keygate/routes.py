@@ -18,6 +18,7 @@ from keygate.apis import ApiStage
 from keygate.wildcard import compile_wildcard
 
 METHODS = tuple(verb.value for verb in HttpVerb)  # GET ... OPTIONS and *, as powertools' policy builder takes
+CONCRETE_METHODS = tuple(method for method in METHODS if method != "*")
 SCOPE_PATTERN = r"[A-Za-z0-9._:/*-]{1,64}"
 PATH_PATTERN = r"/[A-Za-z0-9._*{}+/-]*"  # what powertools' policy builder takes as a resource path
 _ENTRY = re.compile(r"(?P<method>\S+) +(?P<path>[^\s=]+) *= *(?P<scopes>.*)")

@@ -234,9 +234,11 @@ class KeyService:
         return self._store.list(owner, state, limit, next_token, self._clock())
 
     def history(self, key_id: str, limit: int, next_token: str | None) -> tuple[list[AuditRecord], str | None]:
+        """A key's audit records, oldest first. Records outlive their key's item (and expire on their own
+        clock), so an empty trail is KeyNotFound only when the key itself is gone too."""
         events, token = self._store.history(key_id, limit, next_token)
-        if not events and next_token is None:
-            raise KeyNotFound(f"no key with key_id {key_id!r} has a history")
+        if not events and next_token is None and self._store.get(key_id) is None:
+            raise KeyNotFound(f"no key with key_id {key_id!r} and no history")
         return events, token
 
     def pepper_usage(self, limit: int, next_token: str | None) -> tuple[dict[str, dict[str, int]], str | None]:
