@@ -1,6 +1,6 @@
 """The API Gateway Lambda authorizer: REST TOKEN, REST REQUEST and HTTP API (simple responses)."""
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -11,23 +11,24 @@ from keygate.routes import RequestRoute
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
 KEYS = service.from_config(config.load())
 
 
-@logger.inject_lambda_context(log_event=False)  # the event carries the key: never log it
-@metrics.log_metrics
-@tracer.capture_lambda_handler(capture_response=False)
-def handler(event: dict, context: LambdaContext) -> dict:
+def _decide(event: dict) -> tuple[Decision, RequestRoute | None, dict | None]:
     route = None
     try:
         request = AuthRequest.from_event(event)
         route = request.route
         decision = KEYS.authorize(request.authorization, request.api_key, request.route)
-        response = request.response(decision, KEYS.config.route_scopes)
+        return decision, route, request.response(decision, KEYS.config.route_scopes)
     except Exception as error:  # fail closed: a fault outside the core is a refusal too
-        decision = Decision(Reason.FAULT, fault=type(error).__name__)
-        response = None
+        return Decision(Reason.FAULT, fault=type(error).__name__), route, None
+
+
+@logger.inject_lambda_context(log_event=False)  # the event carries the key: never log it
+@metrics.log_metrics
+def handler(event: dict, context: LambdaContext) -> dict:
+    decision, route, response = _decide(event)
     _record(decision, route)
     if response is None:
         raise AuthorizerFault() if is_http_api(event) else Unauthorized()
@@ -36,7 +37,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
 
 def _record(decision: Decision, route: RequestRoute | None) -> None:
     metrics.add_metric(name=decision.reason, unit=MetricUnit.Count, value=1)
-    details = {"reason": decision.reason.value, "key_id": decision.key_id}
+    details = {"reason": decision.reason.value, "key_id": decision.key_id, "verified_by": decision.verified_by}
     if route is not None:
         details |= {"api": f"{route.api.api_id}/{route.api.stage}", "route": f"{route.method} {route.path[:256]}"}
     if decision.rehash == "rehashed":
@@ -49,3 +50,11 @@ def _record(decision: Decision, route: RequestRoute | None) -> None:
         logger.info("key allowed", extra=details)
     else:
         logger.info("key refused", extra=details)
+
+
+# The X-Ray SDK behind powertools' Tracer costs ~0.25 s of every cold start, so the authorizer loads it
+# only when asked for subsegments (AuthorizerTraceSubsegments); Lambda's Active tracing needs no SDK.
+if KEYS.config.tracing:
+    from aws_lambda_powertools import Tracer
+
+    handler = Tracer().capture_lambda_handler(capture_response=False)(handler)

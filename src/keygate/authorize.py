@@ -2,12 +2,14 @@
 rotation's grace period, the previous one), check its state, the API it is used on and the scopes the
 route needs; re-hash a key verified under an old pepper or old Argon2 parameters.
 
+Argon2 runs once per key per container (``VerifiedKeys``), never for an unknown or revoked key id; the
+item is read on every call, so a change to the key counts on the very next one.
 Fails closed: every fault is a refusal with reason FAULT, never an allow.
 """
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import Enum, StrEnum
 
@@ -18,6 +20,7 @@ from keygate.hashing import Hasher, PepperRing, PepperUnavailable
 from keygate.records import KeyRecord, Status
 from keygate.routes import RequestRoute, RouteScopes
 from keygate.store import CorruptRecord, KeyStore
+from keygate.verified import StoredHash, VerifiedKeys
 
 OPTIONAL_WHITESPACE = " \t"
 _BEARER = re.compile(r"bearer +(\S+)", re.IGNORECASE)
@@ -48,6 +51,7 @@ class Decision:
     record: KeyRecord | None = None  # once the secret verified
     matched_scopes: tuple[str, ...] = ()  # the key's scopes that satisfied this route's entries
     rehash: str | None = None  # "rehashed", or "failed: <why>", when the key needed re-hashing
+    verified_by: str | None = None  # "cache" or "argon2", once a secret was checked
     fault: str | None = None  # why, for the log: an error type and AWS error code, never a key or pepper
 
     @property
@@ -106,6 +110,7 @@ class Authorizer:
     hasher: Hasher
     peppers: PepperRing
     route_scopes: RouteScopes = RouteScopes()
+    verified: VerifiedKeys = field(default_factory=VerifiedKeys)
 
     def decide(
         self, authorization: Sequence[str], api_key: Sequence[str], route: RequestRoute, now: datetime | None = None
@@ -125,43 +130,55 @@ class Authorizer:
     def _check(self, parsed: keys.ParsedKey, route: RequestRoute, now: datetime) -> Decision:
         key_id = parsed.key_id
         record = self.store.get(key_id)
-        if record is None:
-            self.hasher.verify_nothing(parsed.secret)
+        if record is None:  # no Argon2: a key id is an identifier, not a secret (docs/design.md)
             return Decision(Reason.UNKNOWN, key_id=key_id)
         if record.status is Status.REVOKED:  # refused whatever the secret: no Argon2, no pepper needed
             return Decision(Reason.REVOKED, key_id=key_id)
-        verified = self._verify(record, parsed.secret, now)
+        digest = self.verified.digest(parsed)
+        verified, verified_by = self._verify(record, parsed.secret, digest, now)
         if verified is None:
-            return Decision(Reason.WRONG_SECRET, key_id=key_id)
-        rehash = None
-        if verified is _Secret.CURRENT:
-            rehash = self._rehash(record, parsed.secret)
+            return Decision(Reason.WRONG_SECRET, key_id=key_id, verified_by=verified_by)
+        rehash = self._rehash(record, parsed.secret, digest) if verified is _Secret.CURRENT else None
         refusal = _refusal(record, route, self.route_scopes, now)
         if refusal is not None:
-            return Decision(refusal, key_id=key_id, record=record, rehash=rehash)
+            return Decision(refusal, key_id=key_id, record=record, rehash=rehash, verified_by=verified_by)
         matched = self.route_scopes.matched_scopes(record.scopes, route.method, route.path)
-        return Decision(Reason.ALLOWED, key_id=key_id, record=record, matched_scopes=matched, rehash=rehash)
+        return Decision(
+            Reason.ALLOWED, key_id=key_id, record=record, matched_scopes=matched, rehash=rehash, verified_by=verified_by
+        )
 
-    def _verify(self, record: KeyRecord, secret: str, now: datetime) -> "_Secret | None":
-        """Which of the key's secrets this is: the current one, or the previous one in its grace period."""
-        if self.hasher.verify(record.phc_hash, secret, self.peppers.get(record.pepper_version)):
-            return _Secret.CURRENT
-        if record.previous_secret_valid(now) and self.hasher.verify(
-            record.previous_hash, secret, self.peppers.get(record.previous_pepper_version)
-        ):
-            return _Secret.PREVIOUS
-        return None
+    def _verify(self, record: KeyRecord, secret: str, digest: bytes, now: datetime) -> tuple["_Secret | None", str]:
+        """Which of the key's secrets this is, the current one or the previous one in its grace period,
+        and how that was learnt: from this container's cache when the item still holds the very hash
+        the key was checked against, else from Argon2."""
+        current: StoredHash = (record.phc_hash, record.pepper_version)
+        previous: StoredHash | None = None
+        if record.previous_secret_valid(now):
+            previous = (record.previous_hash, record.previous_pepper_version)
+        matched = self.verified.matched(digest)
+        if matched == current:
+            return _Secret.CURRENT, "cache"
+        if previous is not None and matched == previous:
+            return _Secret.PREVIOUS, "cache"
+        if self.verified.refused_by(digest, (current, previous)):
+            return None, "cache"
+        for which, stored in ((_Secret.CURRENT, current), (_Secret.PREVIOUS, previous)):
+            if stored is not None and self.hasher.verify(stored[0], secret, self.peppers.get(stored[1])):
+                self.verified.remember_match(digest, stored)
+                return which, "argon2"
+        self.verified.remember_refusal(digest, (current, previous))
+        return None, "argon2"
 
-    def _rehash(self, record: KeyRecord, secret: str) -> str | None:
+    def _rehash(self, record: KeyRecord, secret: str, digest: bytes) -> str | None:
         """Re-hash a key verified under an old pepper or old Argon2 parameters, conditional on the item
         being unchanged. Never changes the decision: a failure is only reported, for the log."""
         try:
             version, pepper = self.peppers.current()
             if record.pepper_version == version and not self.hasher.needs_rehash(record.phc_hash):
                 return None
-            self.store.rehash(
-                record, replace(record, phc_hash=self.hasher.hash(secret, pepper), pepper_version=version)
-            )
+            rehashed = replace(record, phc_hash=self.hasher.hash(secret, pepper), pepper_version=version)
+            self.store.rehash(record, rehashed)
+            self.verified.remember_match(digest, (rehashed.phc_hash, version))
             return "rehashed"
         except Exception as error:
             return f"failed: {_explained(error)}"

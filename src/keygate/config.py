@@ -13,6 +13,7 @@ from botocore.config import Config as BotoConfig
 from keygate.apis import parse_api_list
 from keygate.keys import PREFIX_PATTERN
 from keygate.routes import InvalidRouteScopes, RouteScopes, parse_route_scopes
+from keygate.verified import DEFAULT_SIZE
 
 # A slow dependency must not hold an authorizer for long: fail fast, and fail closed. At most two
 # attempts (total_max_attempts counts the first) of 1 s + 1 s, and standard mode's backoff of at most
@@ -38,6 +39,8 @@ class Config:
     retention_days: int = 90
     default_key_apis: tuple[str, ...] | None = None  # API_ID/STAGE patterns for keys issued without any
     route_scopes: RouteScopes = RouteScopes()  # empty: a valid key may call every route
+    verified_key_cache_size: int = DEFAULT_SIZE  # keys whose Argon2 result a container keeps; 0: none
+    tracing: bool = True  # powertools' Tracer (X-Ray subsegments); POWERTOOLS_TRACE_DISABLED turns it off
 
 
 def _int(env: dict, name: str, default: int, low: int, high: int) -> int:
@@ -91,4 +94,6 @@ def load(env: dict | None = None) -> Config:
         retention_days=_int(env, "RETENTION_DAYS", Config.retention_days, 0, 3650),
         default_key_apis=_api_list(env, "DEFAULT_KEY_APIS"),
         route_scopes=_route_scopes(env, "ROUTE_SCOPES"),
+        verified_key_cache_size=_int(env, "VERIFIED_KEY_CACHE_SIZE", Config.verified_key_cache_size, 0, 1_000_000),
+        tracing=env.get("POWERTOOLS_TRACE_DISABLED", "").strip().lower() not in ("true", "1"),
     )

@@ -4,12 +4,10 @@ The PHC string carries the Argon2 parameters and the item records the pepper ver
 change later without invalidating existing keys. All verification goes through ``Hasher.verify``.
 """
 
-import base64
 import hashlib
 import hmac
 import json
 import re
-import secrets
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher, Type
@@ -36,10 +34,6 @@ def _peppered(secret: str, pepper: bytes) -> bytes:
 SALT_BYTES, HASH_BYTES = 16, 32
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode().rstrip("=")
-
-
 class Hasher:
     def __init__(self, params: Argon2Params):
         self._argon2 = PasswordHasher(
@@ -49,12 +43,6 @@ class Hasher:
             hash_len=HASH_BYTES,
             salt_len=SALT_BYTES,
             type=Type.ID,
-        )
-        # A well-formed hash of nothing: verifying against it costs a real verify's Argon2 work, and
-        # writing it down costs none, so even the container's first unknown key id is not faster.
-        self._dummy_hash = (
-            f"$argon2id$v=19$m={params.memory_kib},t={params.time_cost},p={params.parallelism}"
-            f"${_b64(secrets.token_bytes(SALT_BYTES))}${_b64(secrets.token_bytes(HASH_BYTES))}"
         )
 
     def hash(self, secret: str, pepper: bytes) -> str:
@@ -70,10 +58,6 @@ class Hasher:
     def needs_rehash(self, phc_hash: str) -> bool:
         """True when the hash was made with other Argon2 parameters than this hasher's."""
         return self._argon2.check_needs_rehash(phc_hash)
-
-    def verify_nothing(self, secret: str) -> None:
-        """Spend the same Argon2 work as a real verify, so an unknown key id looks like a wrong secret."""
-        self.verify(self._dummy_hash, secret, b"\0" * 32)
 
 
 class PepperRing:

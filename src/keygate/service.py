@@ -21,6 +21,7 @@ from keygate.hashing import Argon2Params, Hasher, PepperRing
 from keygate.records import KeyRecord, State, Status, parse_time, state_of
 from keygate.routes import RequestRoute
 from keygate.store import ConcurrentChange, KeyNotFound, KeyStore
+from keygate.verified import VerifiedKeys
 
 _WRITE_ATTEMPTS = 3  # a key id collision (95 random bits) or a lost race is retried, not reported
 UNSET = object()  # an update field that was not given (None is a value: expires_at null clears it)
@@ -74,7 +75,9 @@ class KeyService:
         self._peppers = peppers
         self._clock = clock
         self._retention = timedelta(days=config.retention_days) if config.retention_days else None
-        self.authorizer = Authorizer(config.key_prefix, store, hasher, peppers, config.route_scopes)
+        self.authorizer = Authorizer(
+            config.key_prefix, store, hasher, peppers, config.route_scopes, VerifiedKeys(config.verified_key_cache_size)
+        )
 
     def authorize(self, authorization: Sequence[str], api_key: Sequence[str], route: RequestRoute) -> Decision:
         """Decide on the values a request carried for the Authorization and x-api-key headers."""

@@ -1,0 +1,80 @@
+"""What this container has already learnt from Argon2: that a presented key matched, or did not match,
+the stored hashes it was checked against. So a key pays Argon2 once per container, not once per call.
+
+Entries are keyed by an HMAC of the key under a random key of this container's own: neither a key nor
+a secret is held, and a digest means nothing outside this process. An entry names the stored hashes
+(and pepper versions) it was checked against, and counts only while the item read on this very call
+still holds them: a rotation or re-hash makes it useless at once. The cache never decides alone:
+every call still reads the item, and its status, expiry, APIs and scopes are checked each time, so a
+revoked, disabled or expired key is refused on the next call in every container, cache or not.
+"""
+
+import hashlib
+import hmac
+import secrets
+from collections import OrderedDict
+
+from keygate.keys import ParsedKey
+
+# One entry is about 400 bytes (a 32-byte digest and the PHC strings it names, with dict and tuple
+# overhead): 10,000 keys of each kind hold about 4 MB each, beside a warm authorizer's ~100 MB.
+DEFAULT_SIZE = 10_000
+
+StoredHash = tuple[str, str]  # (PHC string, pepper version): what a secret was checked against
+
+
+class _Lru[V]:
+    """A mapping that keeps its ``size`` most recently used entries."""
+
+    def __init__(self, size: int):
+        self._size = size
+        self._entries: OrderedDict[bytes, V] = OrderedDict()
+
+    def get(self, key: bytes) -> V | None:
+        value = self._entries.get(key)
+        if value is not None:
+            self._entries.move_to_end(key)
+        return value
+
+    def put(self, key: bytes, value: V) -> None:
+        if self._size <= 0:
+            return
+        self._entries[key] = value
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._size:
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+class VerifiedKeys:
+    """Per container: which presented keys matched which stored hash, and which were refused by which
+    hashes. ``size`` bounds each of the two; 0 turns the cache off."""
+
+    def __init__(self, size: int = DEFAULT_SIZE):
+        self.size = size
+        self._digest_key = secrets.token_bytes(32)
+        self._matched: _Lru[StoredHash] = _Lru(size)
+        self._refused: _Lru[tuple[StoredHash, StoredHash | None]] = _Lru(size)
+
+    def digest(self, parsed: ParsedKey) -> bytes:
+        return hmac.digest(self._digest_key, f"{parsed.key_id}_{parsed.secret}".encode("ascii"), hashlib.sha256)
+
+    def matched(self, digest: bytes) -> StoredHash | None:
+        """The stored hash this key last verified against, if any."""
+        return self._matched.get(digest)
+
+    def remember_match(self, digest: bytes, stored: StoredHash) -> None:
+        self._matched.put(digest, stored)
+
+    def refused_by(self, digest: bytes, checked: tuple[StoredHash, StoredHash | None]) -> bool:
+        """True when this key was refused by exactly these hashes (current, and previous if it was
+        checked): then it would be refused again."""
+        return self._refused.get(digest) == checked
+
+    def remember_refusal(self, digest: bytes, checked: tuple[StoredHash, StoredHash | None]) -> None:
+        self._refused.put(digest, checked)
+
+    def __len__(self) -> int:
+        return len(self._matched) + len(self._refused)
