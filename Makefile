@@ -8,7 +8,7 @@ PYTHON313 ?= $(shell p="$$(pyenv root 2>/dev/null)/versions/3.13.0/bin/python3";
 export SAM_CLI_TELEMETRY := 0
 export PYENV_VERSION := 3.11.7:3.13.0
 
-.PHONY: venv demo local test lint build clean
+.PHONY: venv demo local test lint build clean bench
 
 $(VENV)/.installed: requirements-dev.txt src/requirements.txt pyproject.toml
 	@test -n "$(PYTHON313)" || { echo "python3.13 not found (install it with pyenv)"; exit 1; }
@@ -38,6 +38,15 @@ test: lint build
 
 build: venv
 	$(VENV)/bin/sam build
+
+# Benchmarks (not tests): writes docs/benchmarks.md, its plot and figures, and README's cost section.
+$(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	touch $@
+
+bench: $(VENV)/.bench-installed
+	$(PY) -m bench.authorizer
+	$(PY) -m bench.cost
 
 clean:
 	rm -rf $(VENV) .aws-sam .pytest_cache

@@ -6,13 +6,18 @@ import statistics
 from datetime import UTC, datetime
 from pathlib import Path
 
-HEADER = ["| what | median ms | p95 ms | runs |", "|---|---:|---:|---:|"]
+HEADER = ["| what | median ms | p99 ms | runs |", "|---|---:|---:|---:|"]
 
 
-def row(label: str, samples_ms: list[float]) -> str:
-    samples = sorted(samples_ms)
-    p95 = samples[min(len(samples) - 1, int(0.95 * len(samples)))]
-    return f"| {label} | {statistics.median(samples):.1f} | {p95:.1f} | {len(samples)} |"
+def p99(samples: list[float]) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+
+
+def row(label: str, samples_ms: list[float], digits: int = 1) -> str:
+    return (
+        f"| {label} | {statistics.median(samples_ms):.{digits}f} | {p99(samples_ms):.{digits}f} | {len(samples_ms)} |"
+    )
 
 
 def measured_on(command: str) -> str:

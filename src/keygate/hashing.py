@@ -4,6 +4,7 @@ The PHC string carries the Argon2 parameters and the item records the pepper ver
 change later without invalidating existing keys. All verification goes through ``Hasher.verify``.
 """
 
+import functools
 import hashlib
 import hmac
 import json
@@ -44,6 +45,8 @@ class Hasher:
             salt_len=SALT_BYTES,
             type=Type.ID,
         )
+        # Asked on every allowed call, of the few hashes a container sees: parse each once.
+        self._needs_rehash = functools.lru_cache(maxsize=4096)(self._argon2.check_needs_rehash)
 
     def hash(self, secret: str, pepper: bytes) -> str:
         return self._argon2.hash(_peppered(secret, pepper))
@@ -57,7 +60,7 @@ class Hasher:
 
     def needs_rehash(self, phc_hash: str) -> bool:
         """True when the hash was made with other Argon2 parameters than this hasher's."""
-        return self._argon2.check_needs_rehash(phc_hash)
+        return self._needs_rehash(phc_hash)
 
 
 class PepperRing:
@@ -71,6 +74,7 @@ class PepperRing:
         self._secret_arn = secret_arn
         self._provider = provider
         self._max_age = max_age
+        self._parsed: tuple[str, dict] | None = None  # the last secret string read, and its ring
 
     def current(self) -> tuple[str, bytes]:
         ring = self._read(force=False)
@@ -88,12 +92,15 @@ class PepperRing:
             raw = self._provider.get(self._secret_arn, max_age=self._max_age, force_fetch=force)
         except GetParameterError as error:  # botocore's message: the error code, never the value
             raise PepperUnavailable(f"pepper secret could not be read: {error}") from None
+        if self._parsed is not None and self._parsed[0] is raw:  # powertools' cached value: parsed already
+            return self._parsed[1]
         try:
             ring = json.loads(raw)
         except (TypeError, ValueError):  # from None: a JSONDecodeError holds the whole document
             raise PepperUnavailable("pepper secret is not a JSON object") from None
         if not isinstance(ring, dict) or not _is_version_name(ring.get("current")):
             raise PepperUnavailable('pepper secret has no "current" version name (like "v1")')
+        self._parsed = (raw, ring)
         return ring
 
     @staticmethod
