@@ -2,6 +2,7 @@
 revoked, disabled or expired key is refused on the very next call in every container; an entry counts
 only while the item holds the hash it was checked against; repeated wrong secrets cost no Argon2."""
 
+import json
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -124,6 +125,38 @@ def test_a_re_hashed_key_stays_in_the_cache(issued, stack, authorizer, argon2_ve
     assert len(argon2_verifies) == 1
 
 
+def _set_pepper_ring(stack, ring: dict) -> None:
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=stack.physical_ids["PepperSecret"], SecretString=json.dumps(ring)
+    )
+
+
+@pytest.mark.parametrize(
+    ("ring", "reason"),
+    [
+        ({"current": "v2", "v2": "n" * 64}, "Fault"),  # v1 removed while the key still needs it
+        ({"current": "v1", "v1": "n" * 64}, "WrongSecret"),  # v1's value replaced (a regenerated secret)
+    ],
+)
+def test_a_cached_key_counts_only_while_its_pepper_holds_the_same_value(ring, reason, stack, issued, load, capsys):
+    key = issued()
+    authorizer = load("AuthorizerFunction", PEPPER_CACHE_SECONDS="0")  # the container sees the change at once
+    verified_by(authorizer, key["api_key"], capsys)
+    assert verified_by(authorizer, key["api_key"], capsys) == ("Allowed", "cache")
+    _set_pepper_ring(stack, ring)
+    assert verified_by(authorizer, key["api_key"], capsys)[0] == reason
+
+
+def test_a_cached_key_is_a_fault_when_the_pepper_cannot_be_read(stack, issued, load, capsys):
+    key = issued()
+    authorizer = load("AuthorizerFunction", PEPPER_CACHE_SECONDS="0")
+    verified_by(authorizer, key["api_key"], capsys)
+    boto3.client("secretsmanager").delete_secret(
+        SecretId=stack.physical_ids["PepperSecret"], ForceDeleteWithoutRecovery=True
+    )
+    assert verified_by(authorizer, key["api_key"], capsys)[0] == "Fault"
+
+
 def test_a_repeated_wrong_secret_costs_no_argon2_but_each_new_one_does(issued, authorizer, argon2_verifies, capsys):
     key = issued()
     guess = wrong_secret(key["api_key"])
@@ -165,9 +198,9 @@ def test_entries_hold_a_keyed_digest_never_the_key_and_mean_nothing_in_another_c
     new_key = keys.generate("kg")
     parsed = keys.parse(new_key.api_key, "kg")
     one, other = VerifiedKeys(10), VerifiedKeys(10)
-    one.remember_match(one.digest(parsed), ("$argon2id$...", "v1"))
+    one.remember_match(one.digest(parsed), ("$argon2id$...", "v1", one.fingerprint(b"p" * 64)))
     held = repr(vars(one)) + repr(vars(one._matched)) + repr(vars(one._refused))
-    assert new_key.secret not in held and new_key.api_key not in held
+    assert new_key.secret not in held and new_key.api_key not in held and "p" * 64 not in held
     assert one.digest(parsed) != other.digest(parsed) and other.matched(other.digest(parsed)) is None
 
 

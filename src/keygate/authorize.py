@@ -149,25 +149,32 @@ class Authorizer:
 
     def _verify(self, record: KeyRecord, secret: str, digest: bytes, now: datetime) -> tuple["_Secret | None", str]:
         """Which of the key's secrets this is, the current one or the previous one in its grace period,
-        and how that was learnt: from this container's cache when the item still holds the very hash
-        the key was checked against, else from Argon2."""
-        current: StoredHash = (record.phc_hash, record.pepper_version)
-        previous: StoredHash | None = None
+        and how that was learnt: from this container's cache when the item still holds the very hash,
+        and the pepper secret the very value, that the key was checked against; else from Argon2.
+        The pepper is read on every call, so a missing or unreadable one is a fault, cache or not."""
+        current = self._checked_against(record.phc_hash, record.pepper_version)
+        previous = None
         if record.previous_secret_valid(now):
-            previous = (record.previous_hash, record.previous_pepper_version)
+            previous = self._checked_against(record.previous_hash, record.previous_pepper_version)
         matched = self.verified.matched(digest)
-        if matched == current:
+        if matched == current[0]:
             return _Secret.CURRENT, "cache"
-        if previous is not None and matched == previous:
+        if previous is not None and matched == previous[0]:
             return _Secret.PREVIOUS, "cache"
-        if self.verified.refused_by(digest, (current, previous)):
+        checked = (current[0], previous[0] if previous else None)
+        if self.verified.refused_by(digest, checked):
             return None, "cache"
-        for which, stored in ((_Secret.CURRENT, current), (_Secret.PREVIOUS, previous)):
-            if stored is not None and self.hasher.verify(stored[0], secret, self.peppers.get(stored[1])):
-                self.verified.remember_match(digest, stored)
+        for which, candidate in ((_Secret.CURRENT, current), (_Secret.PREVIOUS, previous)):
+            if candidate is not None and self.hasher.verify(candidate[0][0], secret, candidate[1]):
+                self.verified.remember_match(digest, candidate[0])
                 return which, "argon2"
-        self.verified.remember_refusal(digest, (current, previous))
+        self.verified.remember_refusal(digest, checked)
         return None, "argon2"
+
+    def _checked_against(self, phc_hash: str, pepper_version: str) -> tuple[StoredHash, bytes]:
+        """A stored hash as the cache names it (with its pepper's fingerprint), and that pepper."""
+        pepper = self.peppers.get(pepper_version)
+        return (phc_hash, pepper_version, self.verified.fingerprint(pepper)), pepper
 
     def _rehash(self, record: KeyRecord, secret: str, digest: bytes) -> str | None:
         """Re-hash a key verified under an old pepper or old Argon2 parameters, conditional on the item
@@ -178,7 +185,7 @@ class Authorizer:
                 return None
             rehashed = replace(record, phc_hash=self.hasher.hash(secret, pepper), pepper_version=version)
             self.store.rehash(record, rehashed)
-            self.verified.remember_match(digest, (rehashed.phc_hash, version))
+            self.verified.remember_match(digest, (rehashed.phc_hash, version, self.verified.fingerprint(pepper)))
             return "rehashed"
         except Exception as error:
             return f"failed: {_explained(error)}"

@@ -2,9 +2,10 @@
 the stored hashes it was checked against. So a key pays Argon2 once per container, not once per call.
 
 Entries are keyed by an HMAC of the key under a random key of this container's own: neither a key nor
-a secret is held, and a digest means nothing outside this process. An entry names the stored hashes
-(and pepper versions) it was checked against, and counts only while the item read on this very call
-still holds them: a rotation or re-hash makes it useless at once. The cache never decides alone:
+a secret is held, and a digest means nothing outside this process. An entry names the stored hashes,
+and the pepper values (by fingerprint), it was checked against, and counts only while the item read on
+this very call still holds those hashes and the pepper secret those values: a rotation, a re-hash or a
+pepper version edited or removed makes it useless at once. The cache never decides alone:
 every call still reads the item, and its status, expiry, APIs and scopes are checked each time, so a
 revoked, disabled or expired key is refused on the next call in every container, cache or not.
 """
@@ -16,11 +17,14 @@ from collections import OrderedDict
 
 from keygate.keys import ParsedKey
 
-# One entry is about 400 bytes (a 32-byte digest and the PHC strings it names, with dict and tuple
-# overhead): 10,000 keys of each kind hold about 4 MB each, beside a warm authorizer's ~100 MB.
+# One entry is about 300 bytes (a digest, the PHC string and pepper fingerprint it names, dict and tuple
+# overhead): 10,000 matched and 10,000 refused keys hold about 6 MB (docs/benchmarks.md), beside a warm
+# authorizer's ~85 MB.
 DEFAULT_SIZE = 10_000
 
-StoredHash = tuple[str, str]  # (PHC string, pepper version): what a secret was checked against
+# What a secret was checked against: (PHC string, pepper version, the pepper's fingerprint). The pepper's
+# value is in it, not only its version's name: a version edited or removed must not keep a key valid.
+StoredHash = tuple[str, str, bytes]
 
 
 class _Lru[V]:
@@ -60,6 +64,10 @@ class VerifiedKeys:
 
     def digest(self, parsed: ParsedKey) -> bytes:
         return hmac.digest(self._digest_key, f"{parsed.key_id}_{parsed.secret}".encode("ascii"), hashlib.sha256)
+
+    def fingerprint(self, pepper: bytes) -> bytes:
+        """Tells pepper values apart without holding one."""
+        return hmac.digest(self._digest_key, b"pepper:" + pepper, hashlib.sha256)
 
     def matched(self, digest: bytes) -> StoredHash | None:
         """The stored hash this key last verified against, if any."""
