@@ -46,11 +46,6 @@ class RouteRule:
     def matches(self, method: str, path: str) -> bool:
         return self.method in ("*", method) and compile_wildcard(self.path).fullmatch(path) is not None
 
-    @property
-    def resource(self) -> str:
-        """The rule as the tail of an execute-api ARN: ``GET/orders*`` (the path without its first /)."""
-        return f"{self.method}/{self.path[1:]}"
-
 
 @dataclass(frozen=True)
 class RouteScopes:
