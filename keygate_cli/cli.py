@@ -1,5 +1,5 @@
-"""keygate: issue, update, disable, enable, rotate, revoke, get, list and audit API keys by invoking
-the admin functions.
+"""keygate: issue, update, disable, enable, rotate, revoke, get, list and audit API keys, and flush the
+authorizer cache, by invoking the admin functions.
 
 Against the local stack (``--endpoint-url``, printed by ``make local``) the functions are called by
 their template names; against a deployed stack (``--stack-name``) by the names in its outputs.
@@ -9,6 +9,7 @@ else, on a local stack, your user name.
 """
 
 import argparse
+import datetime
 import getpass
 import json
 import os
@@ -22,19 +23,22 @@ from botocore.exceptions import BotoCoreError, ClientError
 ACTIONS = {
     "issue": "IssueKey", "update": "UpdateKey", "disable": "UpdateKey", "enable": "UpdateKey",
     "rotate": "RotateKey", "revoke": "RevokeKey", "get": "GetKey", "list": "ListKeys",
-    "history": "KeyHistory", "pepper-status": "PepperStatus",
+    "history": "KeyHistory", "pepper-status": "PepperStatus", "flush-cache": "FlushAuthorizerCache",
 }  # fmt: skip
 CHANGES = {"issue", "update", "disable", "enable", "rotate", "revoke"}  # the verbs that record an actor
 FIELDS = {
-    "issue": ("name", "owner", "description", "scopes", "apis", "expires_at"),
-    "update": ("key_id", "name", "description", "scopes", "apis", "expires_at", "expected_version"),
+    "issue": ("name", "owner", "description", "scopes", "apis", "expires_at", "usage_plan_id"),
+    "update": (
+        "key_id", "name", "description", "scopes", "apis", "expires_at", "usage_plan_id", "expected_version",
+    ),
     "disable": ("key_id",), "enable": ("key_id",), "rotate": ("key_id", "grace_seconds"),
-    "revoke": ("key_id",), "get": ("key_id",), "list": ("owner", "status", "limit", "next_token"),
-    "history": ("key_id", "limit", "next_token"), "pepper-status": (),
+    "revoke": ("key_id",), "get": ("key_id",), "list": ("owner", "status", "unused_since", "limit", "next_token"),
+    "history": ("key_id", "limit", "next_token"), "pepper-status": (), "flush-cache": ("reason",),
 }  # fmt: skip
 PEPPER_STATUS_PAGES = 1000  # a bound on the pages pepper-status follows (1000 keys each)
 EXIT_REFUSED, EXIT_FAULT = 1, 3
 NO_EXPIRY = object()
+NO_USAGE_PLAN = object()
 
 
 class Fault(RuntimeError):
@@ -71,6 +75,9 @@ def parser() -> argparse.ArgumentParser:
     _key_fields(update)
     update.add_argument("--no-scopes", action="store_const", const=[], dest="scopes", help="remove every scope")
     update.add_argument("--no-expiry", action="store_const", const=NO_EXPIRY, dest="expires_at")
+    update.add_argument(
+        "--no-usage-plan", action="store_const", const=NO_USAGE_PLAN, dest="usage_plan_id", help="take it off its plan"
+    )
     update.add_argument("--expected-version", type=int, help="change only if the key is still at this version")
 
     rotate = commands.add_parser("rotate", help="a new secret for a key; the old one works for --grace-seconds")
@@ -86,6 +93,10 @@ def parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("list", help="list keys, newest first for an owner")
     listing.add_argument("--owner")
     listing.add_argument("--status", choices=["active", "disabled", "expired", "revoked"])
+    listing.add_argument(
+        "--unused-since", metavar="DATE", type=_instant,
+        help="keys not used since then, or never: a date (2026-11-01, midnight UTC) or an ISO-8601 instant",
+    )  # fmt: skip
     listing.add_argument("--limit", type=int)
     listing.add_argument("--next-token")
 
@@ -95,6 +106,8 @@ def parser() -> argparse.ArgumentParser:
     history.add_argument("--next-token")
 
     commands.add_parser("pepper-status", help="how many keys each pepper version still hashes, by state")
+    flush = commands.add_parser("flush-cache", help="flush API Gateway's authorizer cache on every CachedStages stage")
+    flush.add_argument("--reason", help="why, for the function's log")
     for verb in CHANGES:  # --actor after the verb too (SUPPRESS: absent, it keeps the one given before)
         commands.choices[verb].add_argument("--actor", default=argparse.SUPPRESS, help="who is asking")
     return cli
@@ -108,6 +121,17 @@ def _key_fields(command: argparse.ArgumentParser) -> None:
         "default at issue: the deployment's DefaultKeyApis, else every API)",
     )  # fmt: skip
     command.add_argument("--expires-at", help="ISO-8601 with a time zone, e.g. 2027-01-31T00:00:00Z")
+    command.add_argument(
+        "--usage-plan-id", help="an API Gateway usage plan that meters the key (quota, throttling) on REST APIs"
+    )
+
+
+def _instant(text: str) -> str:
+    """A date alone means its midnight in UTC; anything else goes to the function as given, to check."""
+    try:
+        return datetime.date.fromisoformat(text).isoformat() + "T00:00:00Z"
+    except ValueError:
+        return text
 
 
 def payload(arguments: argparse.Namespace) -> dict:
@@ -116,6 +140,8 @@ def payload(arguments: argparse.Namespace) -> dict:
     event = {field: value for field, value in given.items() if value is not None}
     if event.get("expires_at") is NO_EXPIRY:
         event["expires_at"] = None
+    if event.get("usage_plan_id") is NO_USAGE_PLAN:
+        event["usage_plan_id"] = None
     if arguments.command in ("disable", "enable"):
         event["enabled"] = arguments.command == "enable"
     return event

@@ -1,7 +1,7 @@
 """`make local`: serve the template on 127.0.0.1 until interrupted.
 
 python -m keygate_local [--rest-port 3000] [--http-port 3001] [--lambda-port 3002] [--real-aws] [--ready-json]
-                        [--parameter-overrides Name=Value ...] [--demo-route-scopes]
+                        [--parameter-overrides Name=Value ...] [--demo-parameters]
 """
 
 import argparse
@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 
-from keygate_local.local_stack import DEMO_ROUTE_SCOPES, LocalStack
+from keygate_local.local_stack import LocalStack, demo_parameters
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,10 +24,10 @@ def main(argv: list[str] | None = None) -> int:
         "--parameter-overrides", nargs="+", default=[], metavar="Name=Value", help="template parameters, as sam's"
     )
     options.add_argument(
-        "--demo-route-scopes", action="store_true", help=f"RouteScopes as make demo sets it: {DEMO_ROUTE_SCOPES}"
+        "--demo-parameters", action="store_true", help=f"the parameters make demo sets: {demo_parameters()}"
     )
     arguments = options.parse_args(argv)
-    parameters = {"RouteScopes": DEMO_ROUTE_SCOPES} if arguments.demo_route_scopes else {}
+    parameters = demo_parameters() if arguments.demo_parameters else {}
     for override in arguments.parameter_overrides:
         name, equals, value = override.partition("=")
         if not equals:
@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         urls = local.urls
         if arguments.ready_json:
             ready = {"apis": urls.apis, "api_stages": urls.api_stages, "lambda": urls.lambda_endpoint}
+            ready |= {"usage_plans": urls.usage_plans, "cached_stages": urls.cached_stages}
             print(json.dumps(ready | {"aws": urls.aws_endpoints}), flush=True)
         else:
             print(_banner(local), flush=True)
@@ -68,6 +69,7 @@ def _banner(local: LocalStack) -> str:
     return f"""keygate local stack up in {local.started_in:.1f} s (Ctrl-C stops it and deletes its table and secret)
   REST API (TOKEN authorizer)   {rest}/hello   {rest}/whoami   (keys: --api {on["DemoRestApi"]})
   REST API (REQUEST, x-api-key) {rest}/x-api-key/whoami
+  REST API (usage plan {urls.usage_plans.get("DemoUsagePlan", "-")}) {rest}/metered
   HTTP API (simple responses)   {http}/hello   {http}/whoami   (keys: --api '{on["DemoHttpApi"]}')
   Lambda Invoke API             {urls.lambda_endpoint}
   AWS                           {aws}

@@ -2,7 +2,8 @@
 
 Starts the local stack with the demo's RouteScopes, and with the keygate CLI issues a key, calls the
 protected REST and HTTP API routes with it (a route it lacks the scope for too), with a wrong key and a
-key bound to the other API, disables and enables it, rotates it, shows its history and revokes it;
+key bound to the other API, disables and enables it, rotates it, revokes it (flushing API Gateway's
+authorizer cache), meters a key on a usage plan past its quota and shows the history;
 prints each step, stops everything, and exits non-zero if any answer is not what API Gateway would give.
 """
 
@@ -16,7 +17,7 @@ import time
 import requests
 
 from keygate import keys
-from keygate_local.local_stack import DEMO_ROUTE_SCOPES, LocalStack
+from keygate_local.local_stack import LocalStack, demo_parameters
 
 REFUSED_REST = "401: a REST authorizer that raises Unauthorized"
 REFUSED_HTTP = "403: an HTTP API authorizer answering isAuthorized=false"
@@ -63,9 +64,11 @@ def bearer(api_key: str) -> dict[str, str]:
 
 def main() -> int:
     with tempfile.NamedTemporaryFile("w+", prefix="keygate-demo-", suffix=".log") as log:
-        print("1. Starting the local stack from template.yaml, with RouteScopes:")
-        print(f"   {DEMO_ROUTE_SCOPES}")
-        with LocalStack(log=log, parameters={"RouteScopes": DEMO_ROUTE_SCOPES}) as local:
+        parameters = demo_parameters()
+        print("1. Starting the local stack from template.yaml, with the parameters:")
+        for name, value in parameters.items():
+            print(f"   {name}={value}")
+        with LocalStack(log=log, parameters=parameters) as local:
             rest, http = local.urls.apis["DemoRestApi"], local.urls.apis["DemoHttpApi"]
             endpoint = local.urls.lambda_endpoint
             print(f"   up in {local.started_in:.1f} s: REST API {rest}, HTTP API {http}, Lambda {endpoint}")
@@ -117,24 +120,39 @@ def main() -> int:
             print(f"   new api_key {masked(new_key)}; the old one stops at {rotated['previous_key_stops_working_at']}")
             calls.expect(200, f"{http}/whoami", bearer(api_key), "the old secret, in its grace period")
             calls.expect(200, f"{http}/whoami", bearer(new_key), "the new secret")
-            keygate(endpoint, "rotate", key_id, "--grace-seconds", "0")
+            latest = keygate(endpoint, "rotate", key_id, "--grace-seconds", "0")["api_key"]
             calls.expect(403, f"{http}/whoami", bearer(new_key), "rotated again with no grace: refused at once")
 
-            print("9. Revoke the key with the CLI, and call again:")
+            print("9. Revoke the key with the CLI, and call again (its allow was cached by API Gateway):")
+            calls.expect(200, f"{rest}/x-api-key/whoami", {"x-api-key": latest}, "cached for AuthorizerCacheTtl")
             revoked = keygate(endpoint, "revoke", key_id)
-            print(f"   status {revoked['status']} at {revoked['revoked_at']}")
-            calls.expect(401, f"{rest}/x-api-key/whoami", {"x-api-key": api_key}, REFUSED_REST)
+            print(f"   status {revoked['status']} at {revoked['revoked_at']}; flushed "
+                  f"{', '.join(revoked['authorizer_cache']['flushed'])}")  # fmt: skip
+            print(f"   revocation bound: {revoked['authorizer_cache']['revocation_bound']}")
+            calls.expect(401, f"{rest}/x-api-key/whoami", {"x-api-key": latest}, REFUSED_REST)
 
-            print("10. Its history, from the audit trail:")
+            print("10. A key on the demo usage plan (a quota of 3 a day) hits it on GET /metered:")
+            plan = local.urls.usage_plans["DemoUsagePlan"]
+            metered = keygate(
+                endpoint, "issue", "--name", "metered", "--owner", "team-demo", "--scope", "demo",
+                "--usage-plan-id", plan,
+            )  # fmt: skip
+            print(f"   usage_plan_id {metered['usage_plan_id']}, API Gateway key {metered['usage_key_id']}")
+            for call in range(1, 4):
+                calls.expect(200, f"{rest}/metered", bearer(metered["api_key"]), f"request {call} of 3")
+            calls.expect(429, f"{rest}/metered", bearer(metered["api_key"]), "429 Limit Exceeded: over the quota")
+            calls.expect(200, f"{rest}/hello", bearer(metered["api_key"]), "a route without ApiKeyRequired")
+
+            print("11. Its history, from the audit trail:")
             for change in keygate(endpoint, "history", key_id)["events"]:
                 print(f"   v{change['version']} {change['at']} {change['action']:<8} by {change['actor']}: "
                       f"{', '.join(change['changes'])}")  # fmt: skip
-        print("11. Stopped the stack: servers, workers, moto; tables and secret deleted.")
+        print("12. Stopped the stack: servers, workers, moto; tables, secret and usage plan deleted.")
         if calls.failures:
             log.seek(0)
             print(f"{calls.failures} answer(s) were not what API Gateway gives. Function logs:\n{log.read()[-4000:]}")
             return 1
-    print("Done: issued, scoped, refused, bound to one API, disabled, enabled, rotated, revoked, audited.")
+    print("Done: issued, scoped, refused, bound to one API, disabled, enabled, rotated, revoked, metered, audited.")
     return 0
 
 

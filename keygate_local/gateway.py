@@ -10,6 +10,8 @@ Invoke API. Two things differ from ``sam local start-api``, both towards API Gat
   Gateway does (``sam local``: 502 for both).
 - Each API has an id of its own in its events (``local_api_id``), as on AWS, so a key bound to one API
   is refused on the other (``sam local`` writes 1234567890 into every event).
+- Authorizer answers are cached for ReauthorizeEvery seconds, and a route with ApiKeyRequired on a REST
+  API whose ApiKeySourceType is AUTHORIZER is metered by its usage plan (``control_plane``).
 """
 
 import copy
@@ -19,7 +21,7 @@ import json
 import logging
 import threading
 
-from flask import jsonify, make_response, request
+from flask import g, jsonify, make_response, request
 from samcli.commands.local.lib.local_lambda import LocalLambdaRunner
 from samcli.lib.providers.api_provider import ApiProvider
 from samcli.lib.providers.sam_function_provider import SamFunctionProvider
@@ -31,6 +33,8 @@ from samcli.local.apigw.service_error_responses import ServiceErrorResponses
 from samcli.local.lambda_service.local_lambda_http_service import LocalLambdaHttpService
 from samcli.local.services.base_local_service import LambdaOutputParser
 from werkzeug.serving import make_server
+
+from keygate_local.control_plane import AuthorizerCache, NoUsagePlan, QuotaExceeded, UsageMeter
 
 LOG = logging.getLogger(__name__)
 API_TYPES = {"AWS::Serverless::Api": "Api", "AWS::Serverless::HttpApi": "HttpApi"}
@@ -53,6 +57,11 @@ def load_stacks(template: dict, region: str, parameters: dict | None = None) -> 
 
 def api_ids(template: dict) -> list[str]:
     return [name for name, resource in template["Resources"].items() if resource["Type"] in API_TYPES]
+
+
+def stage_name(template: dict, api_id: str) -> str:
+    """The stage an API of the template serves: its StageName, or an HTTP API's $default."""
+    return template["Resources"][api_id].get("Properties", {}).get("StageName", "$default")
 
 
 def only_api(template: dict, api_id: str) -> dict:
@@ -98,9 +107,37 @@ class ApiGateway(LocalApigwService):
     the API has its own id. A route function's error still reaches SAM CLI's own handling (500):
     FunctionError is its type."""
 
-    def __init__(self, *args, api_id: str, **kwargs):
+    def __init__(
+        self,
+        *args,
+        api_id: str,
+        cache: AuthorizerCache | None = None,
+        cache_ttls: dict[str, int] | None = None,
+        metered_routes: frozenset[tuple[str, str]] = frozenset(),
+        meter: UsageMeter | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.api_id = api_id
+        self.cache = cache or AuthorizerCache()
+        self.cache_ttls = cache_ttls or {}  # authorizer name -> ReauthorizeEvery
+        self.metered_routes = metered_routes  # (method, path) with ApiKeyRequired
+        self.meter = meter
+
+    def _invoke_parse_lambda_authorizer(self, lambda_authorizer, auth_lambda_event, route_lambda_event, route):
+        """As SAM CLI does, with the answer cached per identity (the values of the authorizer's identity
+        sources), as API Gateway does for ReauthorizeEvery seconds; the policy is checked on every call."""
+        context = self._build_v1_context(route) if route.event_type == "Api" else self._build_v2_context(route)
+        sources = {"headers": request.headers, "querystring": request.query_string.decode(), "context": context}
+        identity = (lambda_authorizer.authorizer_name,) + tuple(
+            source.find_identity_value(**sources, stageVariables=self.api.stage_variables)
+            for source in lambda_authorizer.identity_sources
+        )
+        g.keygate_authorizer = (identity, self.cache_ttls.get(lambda_authorizer.authorizer_name, 0))
+        try:
+            super()._invoke_parse_lambda_authorizer(lambda_authorizer, auth_lambda_event, route_lambda_event, route)
+        finally:
+            g.keygate_authorizer = None
 
     def _build_v2_context(self, route) -> dict:
         """HTTP API context variables, with the two identity sources keygate's cache key uses, which
@@ -112,6 +149,21 @@ class ApiGateway(LocalApigwService):
         return _with_own_id(super()._create_method_arn(flask_request, event_type), self.api_id)
 
     def _invoke_lambda_function(self, lambda_function_name: str, event: dict, tenant_id=None):
+        authorizing = getattr(g, "keygate_authorizer", None)
+        if authorizing is not None:
+            identity, ttl = authorizing
+            output = self.cache.get(identity)
+            if output is None:
+                output = self._invoke(lambda_function_name, event, tenant_id)
+                self.cache.put(identity, output, ttl)
+            answer = json.loads(output)
+            g.keygate_usage_key = answer.get("usageIdentifierKey") if isinstance(answer, dict) else None
+            return output
+        if self.meter is not None and (request.method, self._get_current_route(request).path) in self.metered_routes:
+            self.meter.charge(getattr(g, "keygate_usage_key", None), self.api_id, self.api.stage_name)
+        return self._invoke(lambda_function_name, event, tenant_id)
+
+    def _invoke(self, lambda_function_name: str, event: dict, tenant_id=None) -> str:
         event = dict(event)
         for arn in ("methodArn", "routeArn"):
             if isinstance(event.get(arn), str):
@@ -131,6 +183,12 @@ class ApiGateway(LocalApigwService):
     def create(self):
         super().create()
         self._app.register_error_handler(FunctionError, _authorizer_error)
+        self._app.register_error_handler(QuotaExceeded, lambda _: _message("Limit Exceeded", 429))
+        self._app.register_error_handler(NoUsagePlan, lambda _: _message("Forbidden", 403))
+
+
+def _message(text: str, status: int):
+    return make_response(jsonify({"message": text}), status)
 
 
 def _with_own_id(arn: str, api_id: str) -> str:
@@ -141,7 +199,7 @@ def _authorizer_error(error: FunctionError):
     """Reached by authorizer errors only: SAM CLI handles a route function's error itself."""
     if error.payload.get("errorMessage") == "Unauthorized":
         return ServiceErrorResponses.missing_lambda_auth_identity_sources()  # 401 {"message": "Unauthorized"}
-    return make_response(jsonify({"message": "Internal Server Error"}), 500)
+    return _message("Internal Server Error", 500)
 
 
 class Server:
@@ -176,8 +234,33 @@ class Server:
         self._thread.join(timeout=5)
 
 
+def metered_routes(template: dict, api_id: str) -> frozenset[tuple[str, str]]:
+    """(method, path) of the routes with ApiKeyRequired on an API whose ApiKeySourceType is AUTHORIZER."""
+    if template["Resources"][api_id].get("Properties", {}).get("ApiKeySourceType") != "AUTHORIZER":
+        return frozenset()
+    routes = set()
+    for resource in only_api(template, api_id)["Resources"].values():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        for event in resource.get("Properties", {}).get("Events", {}).values():
+            properties = event.get("Properties", {})
+            if event.get("Type") == "Api" and properties.get("Auth", {}).get("ApiKeyRequired"):
+                routes.add((properties["Method"].upper(), properties["Path"]))
+    return frozenset(routes)
+
+
 def api_server(
-    template: dict, api_id: str, runner, region: str, host: str, port: int, stderr, parameters: dict | None = None
+    template: dict,
+    api_id: str,
+    runner,
+    region: str,
+    host: str,
+    port: int,
+    stderr,
+    parameters: dict | None = None,
+    cache: AuthorizerCache | None = None,
+    cache_ttls: dict[str, int] | None = None,
+    meter: UsageMeter | None = None,
 ) -> Server:
     api = ApiProvider(load_stacks(only_api(template, api_id), region, parameters)).api
     if api.stage_name is None:  # an HTTP API without StageName serves the $default stage
@@ -186,7 +269,8 @@ def api_server(
     def make_service(bound_port: int) -> ApiGateway:
         return ApiGateway(
             api=api, lambda_runner=runner, static_dir=None, port=bound_port, host=host, stderr=stderr,
-            api_id=local_api_id(api_id),
+            api_id=local_api_id(api_id), cache=cache, cache_ttls=cache_ttls,
+            metered_routes=metered_routes(template, api_id), meter=meter,
         )  # fmt: skip
 
     return Server(make_service, host, port, api_stage=f"{local_api_id(api_id)}/{api.stage_name}")

@@ -18,16 +18,31 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from samcli.lib.utils.stream_writer import StreamWriter
 
 from keygate_local import gateway
+from keygate_local.control_plane import AuthorizerCache, ControlPlane, UsageMeter
 from keygate_local.runtime import WorkerRuntime
 from keygate_local.template import ROOT, Stack, load_template, wait_for_table
 
-SERVICES = {"dynamodb": "AWS_ENDPOINT_URL_DYNAMODB", "secretsmanager": "AWS_ENDPOINT_URL_SECRETS_MANAGER"}
+SERVICES = {
+    "dynamodb": "AWS_ENDPOINT_URL_DYNAMODB",
+    "secretsmanager": "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+    "apigateway": "AWS_ENDPOINT_URL_API_GATEWAY",  # the functions get the control plane in front of it
+    "scheduler": "AWS_ENDPOINT_URL_SCHEDULER",
+}
 LOCAL_PARAMETERS = {"TableDeletionProtection": "false"}  # a local table is deleted when the stack stops
-# The demo's map of scopes to the demo APIs' routes (make demo; --demo-route-scopes).
+# The demo's map of scopes to the demo APIs' routes (make demo; --demo-parameters).
 DEMO_ROUTE_SCOPES = (
     "GET /orders*=orders:read orders:write; POST /orders*=orders:write; GET /hello=demo; GET /whoami=demo; "
-    "GET /x-api-key/whoami=demo"
+    "GET /x-api-key/whoami=demo; GET /metered=demo"
 )
+
+
+def demo_parameters() -> dict[str, str]:
+    """make demo's parameters: its RouteScopes; API Gateway's authorizer cache on (five minutes) with
+    both demo stages in CachedStages, so a change of a key flushes them; a quota of 3 a day on /metered."""
+    cached = f"rest:{gateway.local_api_id('DemoRestApi')}/demo,http:{gateway.local_api_id('DemoHttpApi')}/$default"
+    return {
+        "RouteScopes": DEMO_ROUTE_SCOPES, "AuthorizerCacheTtl": "300", "CachedStages": cached, "DemoQuotaPerDay": "3",
+    }  # fmt: skip
 
 
 @dataclass
@@ -36,6 +51,8 @@ class Urls:
     api_stages: dict[str, str]  # API logical id -> its "API_ID/STAGE" in events, for keys bound to it
     lambda_endpoint: str  # the Lambda Invoke API, for the CLI and boto3
     aws_endpoints: dict[str, str] = field(default_factory=dict)  # empty: real AWS
+    usage_plans: dict[str, str] = field(default_factory=dict)  # usage plan logical id -> its id
+    cached_stages: dict[str, str] = field(default_factory=dict)  # API logical id -> its CachedStages entry
 
 
 class _SamCliLog:
@@ -84,6 +101,7 @@ class LocalStack:
         self._runtime: WorkerRuntime | None = None
         self.stack: Stack | None = None
         self.urls: Urls | None = None
+        self.authorizer_caches: dict[str, AuthorizerCache] = {}  # API logical id -> its stage's cache
         self.started_in: float | None = None
 
     # --- lifecycle ---
@@ -161,6 +179,9 @@ class LocalStack:
                 dynamodb = self._client("dynamodb", self._endpoints)
                 wait_for_table(dynamodb, table)  # a table still being created cannot be deleted yet
                 dynamodb.delete_table(TableName=table)
+        for logical_id, spec in self.stack.template["Resources"].items():
+            if spec["Type"] == "AWS::ApiGateway::UsagePlan" and (plan := self.stack.physical_ids.pop(logical_id, None)):
+                self._client("apigateway", self._endpoints).delete_usage_plan(usagePlanId=plan)
         if secret := self.stack.physical_ids.pop("PepperSecret", None):
             self._client("secretsmanager", self._endpoints).delete_secret(
                 SecretId=secret, ForceDeleteWithoutRecovery=True
@@ -168,20 +189,57 @@ class LocalStack:
 
     def _serve(self, endpoints: dict[str, str]) -> None:
         template = self.stack.template
+        served = {
+            api: (gateway.local_api_id(api), gateway.stage_name(template, api)) for api in gateway.api_ids(template)
+        }
         worker_environment = {SERVICES[service]: url for service, url in endpoints.items()}
+        usage_plans, meter = {}, None
+        if "apigateway" in endpoints:  # not on real AWS: the cache and usage plans are API Gateway's there
+            apigateway = self._client("apigateway", endpoints)
+            usage_plans = self.stack.create_usage_plans(apigateway, served)
+            meter = UsageMeter(apigateway)
+            self.authorizer_caches = {api: AuthorizerCache() for api in served}
+            control = ControlPlane(
+                {served[api]: cache for api, cache in self.authorizer_caches.items()}, endpoints["apigateway"]
+            )
+            control_server = gateway.Server(lambda _port: _FlaskService(control.app), self.host, 0)
+            self._servers.append(control_server.start())
+            worker_environment["AWS_ENDPOINT_URL_API_GATEWAY"] = control_server.url
+            worker_environment["AWS_ENDPOINT_URL_APIGATEWAYV2"] = control_server.url
         worker_environment["POWERTOOLS_TRACE_DISABLED"] = "true"  # no X-Ray daemon here
         self._runtime = WorkerRuntime(worker_environment, self._log)
         environment = {function: self.stack.function_environment(function) for function in self.stack.functions()}
         runner = gateway.lambda_runner(template, self._runtime, self.region, environment, str(ROOT))
         stderr = StreamWriter(self._log or sys.stderr, auto_flush=True)
-        apis, api_stages = {}, {}
+        apis, api_stages, cached_stages = {}, {}, {}
         for api_id in gateway.api_ids(template):
             port = self._api_ports.get(api_id, 0)
             server = gateway.api_server(
-                template, api_id, runner, self.region, self.host, port, stderr, self.stack.parameters
-            )
+                template, api_id, runner, self.region, self.host, port, stderr, self.stack.parameters,
+                cache=self.authorizer_caches.get(api_id), cache_ttls=self._cache_ttls(api_id), meter=meter,
+            )  # fmt: skip
             self._servers.append(server.start())
             apis[api_id], api_stages[api_id] = server.url, server.api_stage
+            kind = "rest" if template["Resources"][api_id]["Type"] == "AWS::Serverless::Api" else "http"
+            cached_stages[api_id] = f"{kind}:{server.api_stage}"
         lambda_server = gateway.lambda_server(runner, self.host, self._lambda_port, stderr)
         self._servers.append(lambda_server.start())
-        self.urls = Urls(apis, api_stages, lambda_server.url, endpoints)
+        self.urls = Urls(apis, api_stages, lambda_server.url, endpoints, usage_plans, cached_stages)
+
+    def _cache_ttls(self, api_id: str) -> dict[str, int]:
+        """Each of the API's authorizers' ReauthorizeEvery, resolved with the stack's parameters."""
+        authorizers = self.stack.resource(api_id)["Properties"].get("Auth", {}).get("Authorizers", {})
+        return {
+            name: int(self.stack.resolve(spec.get("Identity", {}).get("ReauthorizeEvery", 300)))
+            for name, spec in authorizers.items()
+        }
+
+
+class _FlaskService:
+    """A Flask app in the shape gateway.Server serves: create(), then _app."""
+
+    def __init__(self, app):
+        self._app = app
+
+    def create(self) -> None:
+        pass

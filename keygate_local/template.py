@@ -25,6 +25,7 @@ _TABLE_PROPERTIES = {
 
 
 NO_VALUE = None  # what Ref AWS::NoValue resolves to: the property is left out
+LOCAL_ACCOUNT = "123456789012"  # moto's account
 
 
 def load_template(path: Path = TEMPLATE_PATH) -> dict:
@@ -44,6 +45,11 @@ class Stack:
         self.parameters.update(parameters or {})
         self.physical_ids: dict[str, str] = {}
         self.arns: dict[str, str] = {}
+        for logical_id in self.functions():  # served by their logical ids (the local Lambda Invoke API)
+            self.arns[logical_id] = f"arn:aws:lambda:{self._ref('AWS::Region')}:{LOCAL_ACCOUNT}:function:{logical_id}"
+        for logical_id, spec in template["Resources"].items():
+            if spec["Type"] == "AWS::IAM::Role":
+                self.arns[logical_id] = f"arn:aws:iam::{LOCAL_ACCOUNT}:role/{logical_id}"
 
     def resource(self, logical_id: str) -> dict:
         return self.template["Resources"][logical_id]
@@ -79,6 +85,10 @@ class Stack:
             return self.physical_ids[name]
         if name == "AWS::Region":
             return "us-east-1"
+        if name == "AWS::Partition":
+            return "aws"
+        if name == "AWS::AccountId":
+            return LOCAL_ACCOUNT
         if name == "AWS::NoValue":
             return NO_VALUE
         raise KeyError(f"Ref {name!r}: no such parameter or created resource")
@@ -176,6 +186,26 @@ class Stack:
         self.physical_ids["PepperSecret"] = arn
         self.arns["PepperSecret"] = arn
         return arn
+
+    def create_usage_plans(self, apigateway, apis: dict[str, tuple[str, str]]) -> dict[str, str]:
+        """Create each AWS::ApiGateway::UsagePlan of the template, on the APIs as served here (logical id ->
+        (API id, stage)); returns logical id -> plan id."""
+        for logical_id, (api_id, stage) in apis.items():
+            self.physical_ids[logical_id], self.physical_ids[f"{logical_id}.Stage"] = api_id, stage
+        plans = {}
+        for logical_id, spec in self.template["Resources"].items():
+            if spec["Type"] != "AWS::ApiGateway::UsagePlan":
+                continue
+            properties = self.resolve(spec["Properties"])
+            quota = properties.get("Quota")
+            plan = apigateway.create_usage_plan(
+                name=f"{self.name}-{logical_id}",
+                description=properties.get("Description", ""),
+                apiStages=[{"apiId": s["ApiId"], "stage": s["Stage"]} for s in properties.get("ApiStages", [])],
+                **({"quota": {"limit": int(quota["Limit"]), "period": quota["Period"]}} if quota else {}),
+            )
+            plans[logical_id] = self.physical_ids[logical_id] = plan["id"]
+        return plans
 
     # --- functions ---
 

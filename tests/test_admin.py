@@ -12,7 +12,8 @@ from tests.conftest import event, invoke
 
 METADATA_FIELDS = {
     "key_id", "name", "owner", "description", "scopes", "apis", "status", "created_at", "expires_at", "revoked_at",
-    "last_used_at", "rotated_at", "previous_key_expires_at", "pepper_version", "version",
+    "last_used_at", "rotated_at", "previous_key_expires_at", "pepper_version", "usage_plan_id", "usage_key_id",
+    "version",
 }  # fmt: skip
 
 

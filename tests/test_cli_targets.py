@@ -9,7 +9,10 @@ import pytest
 
 from keygate_cli.cli import ACTIONS, Fault, actor, function_names, parser, payload
 
-ADMIN = ("IssueKey", "UpdateKey", "RotateKey", "RevokeKey", "GetKey", "ListKeys", "KeyHistory", "PepperStatus")
+ADMIN = (
+    "IssueKey", "UpdateKey", "RotateKey", "RevokeKey", "GetKey", "ListKeys", "KeyHistory", "PepperStatus",
+    "FlushAuthorizerCache",
+)  # fmt: skip
 STACK = {
     "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
     "Outputs": {f"{name}FunctionName": {"Value": f"prod-{name}-fn"} for name in ADMIN},
@@ -37,7 +40,9 @@ def test_a_deployed_stack_uses_its_outputs(aws):
 def test_a_stack_without_keygate_outputs_is_a_clear_fault(aws):
     other = {"Resources": STACK["Resources"], "Outputs": {"Something": {"Value": "x"}}}
     boto3.client("cloudformation").create_stack(StackName="other", TemplateBody=json.dumps(other))
-    with pytest.raises(Fault, match="has no outputs GetKeyFunctionName, IssueKeyFunctionName, KeyHistory"):
+    with pytest.raises(
+        Fault, match="has no outputs FlushAuthorizerCacheFunctionName, GetKeyFunctionName, IssueKeyFunctionName"
+    ):
         function_names(arguments("--stack-name", "other", "list"), boto3.session.Session())
 
 

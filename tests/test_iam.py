@@ -4,8 +4,11 @@ from the function's own policies and from resource policies that name its role."
 
 import re
 from datetime import UTC, datetime, timedelta
+from fnmatch import fnmatchcase
 
+import boto3
 import botocore.client
+import botocore.exceptions
 import pytest
 
 from tests.conftest import add_pepper_version, invoke
@@ -23,17 +26,18 @@ EXPRESSION_WORDS = {
 }  # fmt: skip
 
 
-def granted(stack, function: str) -> dict[tuple[str, str], dict]:
-    """(IAM action, resource ARN) -> the statement's Condition ({} for none)."""
-    grants: dict[tuple[str, str], dict] = {}
+def granted(stack, function: str) -> dict[tuple[str, str], list[dict]]:
+    """(IAM action, resource ARN or pattern) -> the Condition of each statement granting it ({} for none)."""
+    grants: dict[tuple[str, str], list[dict]] = {}
 
     def add(statement: dict, resources: list[str]) -> None:
         assert statement["Effect"] == "Allow"
         actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
         for action in actions:
             for resource in resources:
-                assert (action, resource) not in grants, f"{action} on {resource} is granted twice"
-                grants[action, resource] = statement.get("Condition", {})
+                conditions = grants.setdefault((action, resource), [])
+                assert statement.get("Condition", {}) not in conditions, f"{action} on {resource} is granted twice"
+                conditions.append(statement.get("Condition", {}))
 
     for policy in stack.resource(function)["Properties"]["Policies"]:
         assert set(policy) == {"Statement"}, "a SAM policy template this test cannot read"
@@ -89,6 +93,12 @@ def recorded(monkeypatch, stack) -> list[tuple[str, str, dict]]:
     real = botocore.client.BaseClient._make_api_call
 
     table_arns = {stack.physical_ids[table]: stack.arns[table] for table in stack.tables()}
+    region = "us-east-1"
+
+    def apigateway_call(operation: str, params: dict) -> tuple[str, str, dict]:
+        """API Gateway's IAM action is the HTTP method, its resource the request's path."""
+        method, path = APIGATEWAY_ROUTES[operation]
+        return f"apigateway:{method}", f"arn:aws:apigateway:{region}::{path.format(**params)}", {}
 
     def dynamodb_call(operation: str, params: dict) -> tuple[str, str, dict]:
         resource = table_arns[params["TableName"]]
@@ -106,6 +116,16 @@ def recorded(monkeypatch, stack) -> list[tuple[str, str, dict]]:
                 calls.append(dynamodb_call(TRANSACTION_ACTIONS[kind], request))
         elif service == "dynamodb":
             calls.append(dynamodb_call(operation, params))
+        elif service in ("apigateway", "apigatewayv2"):
+            calls.append(apigateway_call(operation, params))
+            if operation in ("FlushStageAuthorizersCache", "ResetAuthorizersCache"):
+                return {}  # moto has no authorizer cache: the call is recorded, and answered as API Gateway does
+        elif service == "scheduler":
+            resource = f"arn:aws:scheduler:{region}:123456789012:schedule/{params['GroupName']}/{params['Name']}"
+            calls.append((f"scheduler:{operation}", resource, {}))
+            calls.append(
+                ("iam:PassRole", params["Target"]["RoleArn"], {"iam:PassedToService": "scheduler.amazonaws.com"})
+            )
         else:
             calls.append((f"{service}:{operation}", params["SecretId"], {}))
         return real(self, operation, params)
@@ -114,17 +134,63 @@ def recorded(monkeypatch, stack) -> list[tuple[str, str, dict]]:
     return calls
 
 
+# API Gateway operation -> (IAM action's HTTP method, resource path); the flush calls are not in moto.
+APIGATEWAY_ROUTES = {
+    "CreateApiKey": ("POST", "/apikeys"),
+    "DeleteApiKey": ("DELETE", "/apikeys/{apiKey}"),
+    "UpdateApiKey": ("PATCH", "/apikeys/{apiKey}"),
+    "GetUsagePlan": ("GET", "/usageplans/{usagePlanId}"),
+    "GetUsagePlans": ("GET", "/usageplans"),
+    "CreateUsagePlan": ("POST", "/usageplans"),  # the tests' own set-up
+    "CreateUsagePlanKey": ("POST", "/usageplans/{usagePlanId}/keys"),
+    "DeleteUsagePlanKey": ("DELETE", "/usageplans/{usagePlanId}/keys/{keyId}"),
+    "FlushStageAuthorizersCache": ("DELETE", "/restapis/{restApiId}/stages/{stageName}/cache/authorizers"),
+    "ResetAuthorizersCache": ("DELETE", "/apis/{ApiId}/stages/{StageName}/cache/authorizers"),
+}
+
+
+# Grants that only a failure uses (an API Gateway key deleted again when its record could not be written):
+# test_what_a_failed_write_undoes_is_granted calls them.
+ONLY_ON_FAILURE = {
+    ("IssueKeyFunction", "apigateway:DELETE", "arn:aws:apigateway:us-east-1::/apikeys/*"),
+    ("IssueKeyFunction", "apigateway:DELETE", "arn:aws:apigateway:us-east-1::/usageplans/*/keys/*"),
+    ("IssueKeyFunction", "apigateway:GET", "arn:aws:apigateway:us-east-1::/usageplans"),
+    ("UpdateKeyFunction", "apigateway:DELETE", "arn:aws:apigateway:us-east-1::/apikeys/*"),
+}
+
+
 def assert_exactly_granted(stack, function: str, calls: list[tuple[str, str, dict]]) -> None:
-    grants = granted(stack, function)
-    assert {(action, resource) for action, resource, _ in calls} == set(grants)
-    for action, resource, context in calls:
-        assert satisfies(grants[action, resource], context), (action, context)
-    for (action, resource), condition in grants.items():  # and a condition allows no more than is used
-        for operator, tests in condition.items():
+    """Every call is granted by a statement whose condition it meets; every grant serves some call; and a
+    ForAllValues condition allows exactly the attributes of the calls it serves, no more."""
+    grants, served = assert_granted(stack, function, calls)
+    unused = {(action, pattern) for (action, pattern), conditions in grants.items()
+              for n in range(len(conditions)) if (action, pattern, n) not in served}  # fmt: skip
+    unused -= {(action, pattern) for name, action, pattern in ONLY_ON_FAILURE if name == function}
+    assert not unused, f"granted but never called: {unused}"
+    for (action, pattern, n), contexts in served.items():
+        for operator, tests in grants[action, pattern][n].items():
             if operator.startswith("ForAllValues:"):
                 for key, allowed in tests.items():
-                    used = set().union(*(c[key] for a, r, c in calls if (a, r) == (action, resource)))
+                    used = set().union(*(context[key] for context in contexts))
                     assert set(allowed) == used, f"{action} {key} allows {set(allowed) - used} that no call uses"
+
+
+def assert_granted(stack, function: str, calls: list[tuple[str, str, dict]]) -> tuple[dict, dict]:
+    """Every call is granted by a statement whose condition it meets; (grants, the calls each served)."""
+    grants = granted(stack, function)
+    served: dict[tuple[str, str, int], list[dict]] = {}
+    for action, resource, context in calls:
+        matching = [
+            (pattern, n)
+            for (granted_action, pattern), conditions in grants.items()
+            if granted_action == action and fnmatchcase(resource, pattern)
+            for n, condition in enumerate(conditions)
+            if satisfies(condition, context)
+        ]
+        assert matching, f"{action} on {resource} with {context} is not granted"
+        for pattern, n in matching:
+            served.setdefault((action, pattern, n), []).append(context)
+    return grants, served
 
 
 def test_authorizer_is_granted_exactly_what_it_calls(stack, issued, load, recorded):
@@ -143,10 +209,15 @@ def _in_a_day() -> str:
 
 
 NEVER_ISSUED = "A" * 16
-# Each admin function, with the requests that exercise every AWS call and attribute it can touch.
+CACHED = {"AUTHORIZER_CACHE_TTL": "300", "CACHED_STAGES": "rest:a1b2c3d4e5/prod,http:f6g7h8i9j0/$default"}
+# Each admin function, with the requests that exercise every AWS call and attribute it can touch (given
+# a key on a first usage plan, a second plan, and a key on no plan).
 ADMIN_JOBS = {
-    "IssueKeyFunction": lambda key_id: [{"name": "n", "owner": "o"}],
-    "UpdateKeyFunction": lambda key_id: [
+    "IssueKeyFunction": lambda key_id, plan, plain: [
+        {"name": "n", "owner": "o"},
+        {"name": "n", "owner": "o", "usage_plan_id": plan},
+    ],
+    "UpdateKeyFunction": lambda key_id, plan, plain: [
         {
             "key_id": key_id,
             "name": "m",
@@ -156,24 +227,35 @@ ADMIN_JOBS = {
             "expires_at": _in_a_day(),
             "enabled": False,
         },
-        {"key_id": key_id, "expires_at": None, "enabled": True},
+        {"key_id": key_id, "expires_at": None, "enabled": True, "usage_plan_id": plan},  # onto another plan
+        {"key_id": key_id, "usage_plan_id": None},
+        {"key_id": plain, "usage_plan_id": plan},  # a key's first plan: its API Gateway key is made
     ],  # fmt: skip
-    "RotateKeyFunction": lambda key_id: [{"key_id": key_id, "grace_seconds": 60}],
-    "RevokeKeyFunction": lambda key_id: [{"key_id": key_id}],
-    "GetKeyFunction": lambda key_id: [{"key_id": key_id}],
-    "ListKeysFunction": lambda key_id: [{"owner": "team-test"}, {}],  # a Query on the index, then a Scan
-    "KeyHistoryFunction": lambda key_id: [{"key_id": key_id}, {"key_id": NEVER_ISSUED}],  # then a GetItem
-    "PepperStatusFunction": lambda key_id: [{}],
+    "RotateKeyFunction": lambda key_id, plan, plain: [
+        {"key_id": key_id, "grace_seconds": 60},
+        {"key_id": key_id, "grace_seconds": 0},
+    ],
+    "RevokeKeyFunction": lambda key_id, plan, plain: [{"key_id": key_id}],
+    "GetKeyFunction": lambda key_id, plan, plain: [{"key_id": key_id}],
+    "ListKeysFunction": lambda key_id, plan, plain: [{"owner": "team-test"}, {"unused_since": "2026-01-01T00:00:00Z"}],
+    "KeyHistoryFunction": lambda key_id, plan, plain: [{"key_id": key_id}, {"key_id": NEVER_ISSUED}],  # then a GetItem
+    "PepperStatusFunction": lambda key_id, plan, plain: [{}],
+    "FlushAuthorizerCacheFunction": lambda key_id, plan, plain: [{"reason": "test"}],
 }
+
+
+def usage_plan(name: str) -> str:
+    return boto3.client("apigateway").create_usage_plan(name=name)["id"]
 
 
 @pytest.mark.parametrize("function", ADMIN_JOBS)
 def test_each_admin_function_is_granted_exactly_what_it_calls(function, stack, issued, load, recorded):
-    key = issued()
+    plan, other_plan = usage_plan("first"), usage_plan("second")
+    key, plain = issued(usage_plan_id=plan), issued()
     add_pepper_version(stack)  # so a rotation hashes under another pepper version, as it may
-    handler = load(function)
+    handler = load(function, **CACHED)
     recorded.clear()
-    for request in ADMIN_JOBS[function](key["key_id"]):
+    for request in ADMIN_JOBS[function](key["key_id"], other_plan, plain["key_id"]):
         answer = invoke(handler, request)
         if request.get("key_id") == NEVER_ISSUED:
             assert answer["error"]["type"] == "KeyNotFound"
@@ -182,12 +264,34 @@ def test_each_admin_function_is_granted_exactly_what_it_calls(function, stack, i
     assert_exactly_granted(stack, function, recorded)
 
 
+@pytest.mark.parametrize("function", ["IssueKeyFunction", "UpdateKeyFunction"])
+def test_what_a_failed_write_undoes_is_granted(function, stack, issued, load, recorded, monkeypatch):
+    plan = usage_plan("plan")
+    key = issued()
+    handler = load(function)
+    recording = botocore.client.BaseClient._make_api_call
+
+    def refused_writes(self, operation, params):
+        if operation == "TransactWriteItems":
+            raise botocore.exceptions.ClientError({"Error": {"Code": "InternalServerError"}}, operation)
+        return recording(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", refused_writes)
+    recorded.clear()
+    request = {"name": "n", "owner": "o"} if function == "IssueKeyFunction" else {"key_id": key["key_id"]}
+    with pytest.raises(botocore.exceptions.ClientError):
+        invoke(handler, request | {"usage_plan_id": plan})
+    assert "apigateway:DELETE" in {action for action, _, _ in recorded}  # the API Gateway key made for it
+    assert_granted(stack, function, recorded)
+
+
 def test_every_function_is_checked_here(stack):
     assert set(stack.functions()) - {"DemoFunction"} == set(ADMIN_JOBS) | {"AuthorizerFunction"}
 
 
 def test_revoke_may_not_write_other_attributes_or_read_back(stack):
-    (condition,) = [condition for (action, _), condition in granted(stack, "RevokeKeyFunction").items() if condition]
+    grants = granted(stack, "RevokeKeyFunction").values()
+    (condition,) = [condition for conditions in grants for condition in conditions if condition]
     change_owner = {"dynamodb:Attributes": {"key_id", "owner", "version"}}
     read_back = {"dynamodb:Attributes": {"key_id", "status"}, "dynamodb:ReturnValues": "ALL_NEW"}
     revoke = {"dynamodb:Attributes": {"key_id", "status", "version"}}  # as revoke sends it: no ReturnValues

@@ -17,7 +17,9 @@ def test_the_template_has_a_rest_and_an_http_api(template):
 def test_each_api_keeps_only_its_own_routes(template):
     rest, http = gateway.only_api(template, "DemoRestApi"), gateway.only_api(template, "DemoHttpApi")
     assert "DemoHttpApi" not in rest["Resources"] and "DemoRestApi" not in http["Resources"]
-    assert set(_events(rest)) == {"RestHello", "RestWhoami", "RestApiKeyWhoami", "RestListOrders", "RestCreateOrder"}
+    assert set(_events(rest)) == {
+        "RestHello", "RestWhoami", "RestApiKeyWhoami", "RestListOrders", "RestCreateOrder", "RestMetered",
+    }  # fmt: skip
     assert set(_events(http)) == {"HttpHello", "HttpWhoami", "HttpListOrders", "HttpCreateOrder"}
     assert set(_events(template)) == set(_events(rest)) | set(_events(http))  # the original is untouched
 
@@ -32,6 +34,7 @@ def test_the_routes_and_authorizers_sam_cli_reads_for_each_api(template):
         ("GET", "/orders", "KeygateToken"),
         ("POST", "/orders", "KeygateToken"),
         ("GET", "/x-api-key/whoami", "KeygateRequest"),
+        ("GET", "/metered", "KeygateToken"),
     }
     http_routes = {(method, route.path, route.authorizer_name) for route in http.routes for method in route.methods}
     assert http_routes == {

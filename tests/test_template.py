@@ -97,7 +97,9 @@ def _references(value) -> set[str]:
 def test_every_output_and_reference_names_something_in_the_template(template):
     pseudo = {"AWS::Region", "AWS::URLSuffix", "AWS::NoValue", "AWS::Partition", "AWS::AccountId"}
     sam_roles = {f"{function}Role" for function in Stack(template).functions()}  # SAM makes one per function
-    names = set(template["Resources"]) | set(template["Parameters"]) | pseudo | sam_roles
+    sam_apis = {name for name, spec in template["Resources"].items() if spec["Type"] == "AWS::Serverless::Api"}
+    sam_stages = {f"{api}.Stage" for api in sam_apis}  # SAM's reference to an API's stage
+    names = set(template["Resources"]) | set(template["Parameters"]) | pseudo | sam_roles | sam_stages
     assert _references(template["Outputs"]) <= names
     assert _references(template["Resources"]) <= names
     assert {

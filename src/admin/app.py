@@ -1,5 +1,5 @@
-"""Admin handlers: issue, update, rotate, revoke, get, list, history and pepper status. Each takes a
-plain JSON event (see events/).
+"""Admin handlers: issue, update, rotate, revoke, get, list, history, pepper status and flushing the
+authorizer cache. Each takes a plain JSON event (see events/).
 
 Bad input and unknown keys come back as ``{"error": {...}}`` naming what is wrong, so an operator's
 typo does not count as a function error; a fault (DynamoDB down) raises and shows as one.
@@ -13,11 +13,22 @@ from aws_lambda_powertools import Logger, Tracer
 from aws_lambda_powertools.utilities.parser import ValidationError, parse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from admin.models import AdminEvent, IssueKey, KeyHistory, KeyRef, ListKeys, PepperStatus, RotateKey, UpdateKey
+from admin.models import (
+    AdminEvent,
+    FlushAuthorizerCache,
+    IssueKey,
+    KeyHistory,
+    KeyRef,
+    ListKeys,
+    PepperStatus,
+    RotateKey,
+    UpdateKey,
+)
 from keygate import config, service
 from keygate.records import format_time
-from keygate.service import KeyRevoked, Update, VersionConflict
+from keygate.service import Changed, KeyRevoked, Update, VersionConflict
 from keygate.store import InvalidNextToken, KeyNotFound
+from keygate.usage_plans import UsagePlanNotFound
 
 logger = Logger()
 tracer = Tracer()
@@ -61,6 +72,8 @@ def admin_action[M: AdminEvent](model: type[M]) -> Callable:
                 return _error("KeyRevoked", str(error))
             except VersionConflict as error:
                 return _error("VersionConflict", str(error))
+            except UsagePlanNotFound as error:
+                return _error("UsagePlanNotFound", str(error), {"usage_plan_id": str(error)})
 
         return logger.inject_lambda_context(log_event=False)(
             tracer.capture_lambda_handler(capture_response=False)(handler)
@@ -78,6 +91,7 @@ def issue_key(request: IssueKey) -> dict:
         scopes=request.scopes,
         apis=request.apis,
         expires_at=request.expires_at,
+        usage_plan_id=request.usage_plan_id,
         actor=request.actor,
     )
     logger.info("key issued", extra={"key_id": record.key_id, "owner": record.owner, "actor": request.actor})
@@ -87,20 +101,34 @@ def issue_key(request: IssueKey) -> dict:
 @admin_action(UpdateKey)
 def update_key(request: UpdateKey) -> dict:
     update = Update(**request.changes())
-    record = KEYS.update(request.key_id, update, expected_version=request.expected_version, actor=request.actor)
+    changed = KEYS.update(request.key_id, update, expected_version=request.expected_version, actor=request.actor)
+    record = changed.record
     logger.info("key updated", extra={"key_id": record.key_id, "version": record.version, "actor": request.actor})
-    return record.metadata(KEYS.now())
+    return _answer(changed)
+
+
+def _answer(changed: Changed) -> dict:
+    """A change's answer: the key, and what became of its API Gateway key and cached answers. A part
+    that failed is logged: the change stands, and the answer says how to finish it."""
+    reports = changed.reports()
+    sync, cache = reports.get("usage_plan_sync", {}), reports.get("authorizer_cache", {})
+    if sync.get("synced") is False:
+        logger.warning("usage plan sync failed", extra={"key_id": changed.record.key_id, "fault": sync["error"]})
+    if cache.get("failed"):
+        logger.warning("authorizer cache flush failed", extra={"key_id": changed.record.key_id, **cache})
+    return changed.record.metadata(KEYS.now()) | reports
 
 
 @admin_action(RotateKey)
 def rotate_key(request: RotateKey) -> dict:
     grace = timedelta(seconds=request.grace_seconds)
-    new_key, record = KEYS.rotate(request.key_id, grace, actor=request.actor)
+    new_key, changed = KEYS.rotate(request.key_id, grace, actor=request.actor)
+    record = changed.record
     logger.info("key rotated", extra={"key_id": record.key_id, "grace_seconds": request.grace_seconds})
     # When the secret before this one stops verifying: now, or at the end of the grace period.
     stops = record.previous_expires_at if record.previous_hash is not None else record.rotated_at
     return {
-        **record.metadata(KEYS.now()),
+        **_answer(changed),
         "api_key": new_key.api_key,
         "previous_key_stops_working_at": format_time(stops),
         "notice": SHOWN_ONCE,
@@ -109,9 +137,9 @@ def rotate_key(request: RotateKey) -> dict:
 
 @admin_action(KeyRef)
 def revoke_key(request: KeyRef) -> dict:
-    record = KEYS.revoke(request.key_id, actor=request.actor)
-    logger.info("key revoked", extra={"key_id": record.key_id, "actor": request.actor})
-    return record.metadata(KEYS.now())
+    changed = KEYS.revoke(request.key_id, actor=request.actor)
+    logger.info("key revoked", extra={"key_id": changed.record.key_id, "actor": request.actor})
+    return _answer(changed)
 
 
 @admin_action(KeyRef)
@@ -121,7 +149,9 @@ def get_key(request: KeyRef) -> dict:
 
 @admin_action(ListKeys)
 def list_keys(request: ListKeys) -> dict:
-    records, next_token = KEYS.list(request.owner, request.status, request.limit, request.next_token)
+    records, next_token = KEYS.list(
+        request.owner, request.status, request.limit, request.next_token, request.unused_since
+    )
     now = KEYS.now()
     return {"keys": [record.metadata(now) for record in records], "next_token": next_token}
 
@@ -136,3 +166,12 @@ def key_history(request: KeyHistory) -> dict:
 def pepper_status(request: PepperStatus) -> dict:
     versions, next_token = KEYS.pepper_usage(PEPPER_STATUS_PAGE, request.next_token)
     return {"versions": versions, "next_token": next_token}
+
+
+@admin_action(FlushAuthorizerCache)
+def flush_authorizer_cache(request: FlushAuthorizerCache) -> dict:
+    report = KEYS.flush_authorizer_cache()
+    if report is None:
+        return {"flushed": [], "revocation_bound": "the next request: AuthorizerCacheTtl is 0, nothing is cached"}
+    logger.info("authorizer cache flushed", extra={"reason": request.reason, **report.view()})
+    return report.view()

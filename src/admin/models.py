@@ -28,6 +28,7 @@ Scope = Annotated[StrictStr, Field(pattern=rf"^{SCOPE_PATTERN}$")]
 Actor = Annotated[StrictStr, Field(min_length=1, max_length=256, pattern=_PRINTABLE)]
 Limit = Annotated[StrictInt, Field(ge=1, le=100)]
 NextToken = Annotated[StrictStr, Field(min_length=1, max_length=2048)]
+UsagePlanId = Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9]{1,64}$")]  # API Gateway's id, e.g. a1b2c3
 
 
 def _api_pattern(text: str) -> str:
@@ -68,6 +69,7 @@ class IssueKey(AdminEvent):
     scopes: Scopes = []
     apis: Apis | None = None
     expires_at: datetime | None = None
+    usage_plan_id: UsagePlanId | None = None
 
     @field_validator("expires_at", mode="before")
     @classmethod
@@ -76,7 +78,8 @@ class IssueKey(AdminEvent):
 
 
 class UpdateKey(AdminEvent):
-    """Only the fields given change; ``expires_at: null`` clears the expiry."""
+    """Only the fields given change; ``expires_at: null`` clears the expiry, ``usage_plan_id: null``
+    takes the key off its usage plan."""
 
     key_id: KeyId
     name: Name = None
@@ -85,6 +88,7 @@ class UpdateKey(AdminEvent):
     apis: Apis = None
     expires_at: datetime | None = None
     enabled: StrictBool = None
+    usage_plan_id: UsagePlanId | None = None
     expected_version: Annotated[StrictInt, Field(ge=1)] | None = None
 
     @field_validator("expires_at", mode="before")
@@ -103,8 +107,8 @@ class RotateKey(AdminEvent):
     grace_seconds: Annotated[StrictInt, Field(ge=0, le=int(MAX_GRACE.total_seconds()))] = 86400
 
 
-def parse_expiry(text: object) -> datetime:
-    """An ISO-8601 instant with a time zone, in the future and within ten years, to the second."""
+def parse_instant(text: object) -> datetime:
+    """An ISO-8601 instant with a time zone, in UTC, to the second."""
     example = "an ISO-8601 date and time with a time zone, e.g. 2027-01-31T00:00:00Z"
     if not isinstance(text, str):
         raise ValueError(f"must be a string: {example}")
@@ -115,9 +119,14 @@ def parse_expiry(text: object) -> datetime:
     if moment.tzinfo is None:
         raise ValueError(f"must carry a time zone: {example}")
     try:
-        moment = moment.astimezone(UTC).replace(microsecond=0)
+        return moment.astimezone(UTC).replace(microsecond=0)
     except OverflowError:  # beyond the year 9999 once in UTC
         raise ValueError("must be within ten years") from None
+
+
+def parse_expiry(text: object) -> datetime:
+    """An ISO-8601 instant with a time zone, in the future and within ten years, to the second."""
+    moment = parse_instant(text)
     now = datetime.now(UTC)
     if moment <= now:
         raise ValueError("must be in the future")
@@ -133,8 +142,14 @@ class KeyRef(AdminEvent):
 class ListKeys(AdminEvent):
     owner: Owner | None = None
     status: State | None = None
+    unused_since: datetime | None = None  # keys not used since then (or never): last_used_at before it
     limit: Limit = 50
     next_token: NextToken | None = None
+
+    @field_validator("unused_since", mode="before")
+    @classmethod
+    def _instant(cls, text: object) -> datetime | None:
+        return parse_instant(text) if text is not None else None
 
 
 class KeyHistory(AdminEvent):
@@ -145,3 +160,10 @@ class KeyHistory(AdminEvent):
 
 class PepperStatus(AdminEvent):
     next_token: NextToken | None = None
+
+
+class FlushAuthorizerCache(AdminEvent):
+    """Empty API Gateway's authorizer cache on every stage of CachedStages (EventBridge Scheduler sends
+    this when a rotation's grace period ends; an operator may send it any time)."""
+
+    reason: Annotated[StrictStr, Field(min_length=1, max_length=256, pattern=_PRINTABLE)] = "requested"

@@ -44,6 +44,8 @@ def _record(decision: Decision, route: RequestRoute | None) -> None:
         logger.info("key re-hashed with the current pepper and Argon2 parameters", extra=details)
     elif decision.rehash is not None:
         logger.warning("key re-hash failed; the decision stands", extra={**details, "fault": decision.rehash})
+    if decision.last_used is not None:
+        logger.warning("last_used_at not written; the decision stands", extra={**details, "fault": decision.last_used})
     if decision.reason is Reason.FAULT:
         logger.error("authorization failed closed", extra={**details, "fault": decision.fault})
     elif decision.allowed:

@@ -10,7 +10,7 @@ Fails closed: every fault is a refusal with reason FAULT, never an allow.
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum, StrEnum
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -52,6 +52,7 @@ class Decision:
     matched_scopes: tuple[str, ...] = ()  # the key's scopes that satisfied this route's entries
     rehash: str | None = None  # "rehashed", or "failed: <why>", when the key needed re-hashing
     verified_by: str | None = None  # "cache" or "argon2", once a secret was checked
+    last_used: str | None = None  # "failed: <why>" when last_used_at was due and could not be written
     fault: str | None = None  # why, for the log: an error type and AWS error code, never a key or pepper
 
     @property
@@ -111,6 +112,7 @@ class Authorizer:
     peppers: PepperRing
     route_scopes: RouteScopes = RouteScopes()
     verified: VerifiedKeys = field(default_factory=VerifiedKeys)
+    last_used_interval: timedelta = timedelta(0)  # how often last_used_at is written per key; 0: never
 
     def decide(
         self, authorization: Sequence[str], api_key: Sequence[str], route: RequestRoute, now: datetime | None = None
@@ -140,12 +142,27 @@ class Authorizer:
             return Decision(Reason.WRONG_SECRET, key_id=key_id, verified_by=verified_by)
         rehash = self._rehash(record, parsed.secret, digest) if verified is _Secret.CURRENT else None
         refusal = _refusal(record, route, self.route_scopes, now)
+        proven = dict(key_id=key_id, record=record, rehash=rehash, verified_by=verified_by)
+        if refusal in (Reason.DISABLED, Reason.EXPIRED):
+            return Decision(refusal, **proven)
+        last_used = self._note_use(record, now)  # a live key was presented: it is in use, allowed here or not
         if refusal is not None:
-            return Decision(refusal, key_id=key_id, record=record, rehash=rehash, verified_by=verified_by)
+            return Decision(refusal, last_used=last_used, **proven)
         matched = self.route_scopes.matched_scopes(record.scopes, route.method, route.path)
-        return Decision(
-            Reason.ALLOWED, key_id=key_id, record=record, matched_scopes=matched, rehash=rehash, verified_by=verified_by
-        )
+        return Decision(Reason.ALLOWED, matched_scopes=matched, last_used=last_used, **proven)
+
+    def _note_use(self, record: KeyRecord, now: datetime) -> str | None:
+        """Write last_used_at when it is older than the interval, once across all containers (the write
+        is conditional). Never changes the decision: a failure is only reported, for the log."""
+        if not self.last_used_interval:
+            return None
+        if record.last_used_at is not None and now - record.last_used_at < self.last_used_interval:
+            return None
+        try:
+            self.store.touch(record.key_id, now, due=now - self.last_used_interval)
+        except Exception as error:
+            return f"failed: {_explained(error)}"
+        return None
 
     def _verify(self, record: KeyRecord, secret: str, digest: bytes, now: datetime) -> tuple["_Secret | None", str]:
         """Which of the key's secrets this is, the current one or the previous one in its grace period,

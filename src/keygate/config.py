@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from botocore.config import Config as BotoConfig
 
 from keygate.apis import parse_api_list
+from keygate.authorizer_cache import CachedStage, parse_cached_stages
 from keygate.keys import PREFIX_PATTERN
 from keygate.routes import InvalidRouteScopes, RouteScopes, parse_route_scopes
 from keygate.verified import DEFAULT_SIZE
@@ -20,6 +21,11 @@ from keygate.verified import DEFAULT_SIZE
 # 1 s between them: 5 s per call, two calls on a cold start, inside the authorizer's 12 s timeout, so
 # every fault is logged with its reason before Lambda would cut the function off.
 AWS_CLIENT_CONFIG = BotoConfig(connect_timeout=1, read_timeout=1, retries={"mode": "standard", "total_max_attempts": 2})
+# API Gateway's management API allows 10 requests per second per account (burst 40), CreateApiKey 5:
+# an admin function retries a throttled call three more times, with standard mode's backoff.
+GATEWAY_CLIENT_CONFIG = BotoConfig(
+    connect_timeout=2, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 4}
+)
 
 
 class ConfigError(ValueError):
@@ -41,6 +47,10 @@ class Config:
     route_scopes: RouteScopes = RouteScopes()  # empty: a valid key may call every route
     verified_key_cache_size: int = DEFAULT_SIZE  # keys whose Argon2 result a container keeps; 0: none
     tracing: bool = True  # powertools' Tracer (X-Ray subsegments); POWERTOOLS_TRACE_DISABLED turns it off
+    authorizer_cache_ttl: int = 0  # seconds API Gateway caches an authorizer answer (AuthorizerCacheTtl)
+    cached_stages: tuple[CachedStage, ...] = ()  # the stages whose authorizer cache a change flushes
+    flush_target: tuple[str, str] | None = None  # (flush function ARN, Scheduler's role) for later flushes
+    last_used_interval_minutes: int = 15  # last_used_at is written at most this often per key; 0: never
 
 
 def _int(env: dict, name: str, default: int, low: int, high: int) -> int:
@@ -70,6 +80,18 @@ def _route_scopes(env: dict, name: str) -> RouteScopes:
         raise ConfigError(f"{name}: {error}") from None
 
 
+def _cached_stages(env: dict, name: str) -> tuple[CachedStage, ...]:
+    try:
+        return parse_cached_stages(env.get(name, ""))
+    except ValueError as error:
+        raise ConfigError(f"{name}: {error}") from None
+
+
+def _flush_target(env: dict) -> tuple[str, str] | None:
+    function_arn, role_arn = env.get("FLUSH_FUNCTION_ARN", ""), env.get("FLUSH_SCHEDULE_ROLE_ARN", "")
+    return (function_arn, role_arn) if function_arn and role_arn else None
+
+
 def _required(env: dict, name: str) -> str:
     value = env.get(name, "")
     if not value:
@@ -96,4 +118,10 @@ def load(env: dict | None = None) -> Config:
         route_scopes=_route_scopes(env, "ROUTE_SCOPES"),
         verified_key_cache_size=_int(env, "VERIFIED_KEY_CACHE_SIZE", Config.verified_key_cache_size, 0, 1_000_000),
         tracing=env.get("POWERTOOLS_TRACE_DISABLED", "").strip().lower() not in ("true", "1"),
+        authorizer_cache_ttl=_int(env, "AUTHORIZER_CACHE_TTL", Config.authorizer_cache_ttl, 0, 3600),
+        cached_stages=_cached_stages(env, "CACHED_STAGES"),
+        flush_target=_flush_target(env),
+        last_used_interval_minutes=_int(
+            env, "LAST_USED_INTERVAL_MINUTES", Config.last_used_interval_minutes, 0, 7 * 24 * 60
+        ),
     )

@@ -33,7 +33,10 @@ def rest_policy(record: KeyRecord, method_arn: str, route_scopes: RouteScopes, m
     overlap, and a route no entry lists is allowed by none, so API Gateway decides every route exactly
     as RouteScopes does.
     """
-    response = _for_this_stage(record.key_id, method_arn, auth_context(record, matched_scopes))
+    # usage_key_value: a REST API with ApiKeySourceType AUTHORIZER meters the key by it, on its usage plan.
+    response = _for_this_stage(
+        record.key_id, method_arn, auth_context(record, matched_scopes), usage_key=record.usage_key_value
+    )
     if not route_scopes.rules:
         response.allow_all_routes()
     satisfied, unsatisfied = route_scopes.split(record.scopes)
@@ -59,7 +62,9 @@ def rest_deny(key_id: str, method_arn: str) -> dict:
     return response.asdict()
 
 
-def _for_this_stage(principal_id: str, method_arn: str, context: dict | None = None) -> APIGatewayAuthorizerResponse:
+def _for_this_stage(
+    principal_id: str, method_arn: str, context: dict | None = None, usage_key: str | None = None
+) -> APIGatewayAuthorizerResponse:
     """A policy response whose routes are those of the calling API and stage, never another's."""
     arn = parse_api_gateway_arn(method_arn)
     return APIGatewayAuthorizerResponse(
@@ -69,6 +74,7 @@ def _for_this_stage(principal_id: str, method_arn: str, context: dict | None = N
         api_id=arn.api_id,
         stage=arn.stage,
         context=context,
+        usage_identifier_key=usage_key,
         partition=arn.partition,
     )
 

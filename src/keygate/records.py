@@ -67,6 +67,9 @@ class KeyRecord:
     previous_pepper_version: str | None = None
     previous_expires_at: datetime | None = None  # ... which verifies until then
     purge_at: datetime | None = None  # the table's TTL: DynamoDB deletes the item after this
+    usage_plan_id: str | None = None  # the API Gateway usage plan that meters the key ...
+    usage_key_id: str | None = None  # ... through this API Gateway API key, whose value (an identifier,
+    usage_key_value: str | None = field(default=None, repr=False)  # never the secret) the authorizer returns
     version: int = 1
 
     def is_expired(self, now: datetime) -> bool:
@@ -97,5 +100,7 @@ class KeyRecord:
             "rotated_at": optional_time(self.rotated_at),
             "previous_key_expires_at": optional_time(self.previous_expires_at if self.previous_hash else None),
             "pepper_version": self.pepper_version,
+            "usage_plan_id": self.usage_plan_id,
+            "usage_key_id": self.usage_key_id,
             "version": self.version,
         }

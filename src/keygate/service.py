@@ -16,11 +16,13 @@ from aws_lambda_powertools.utilities.parameters import SecretsProvider
 from keygate import audit, keys
 from keygate.audit import Action, AuditRecord
 from keygate.authorize import Authorizer, Decision
-from keygate.config import AWS_CLIENT_CONFIG, Config
+from keygate.authorizer_cache import AuthorizerCache, FlushReport
+from keygate.config import AWS_CLIENT_CONFIG, GATEWAY_CLIENT_CONFIG, Config
 from keygate.hashing import Argon2Params, Hasher, PepperRing
 from keygate.records import KeyRecord, State, Status, parse_time, state_of
 from keygate.routes import RequestRoute
 from keygate.store import ConcurrentChange, KeyNotFound, KeyStore
+from keygate.usage_plans import UsagePlans
 from keygate.verified import VerifiedKeys
 
 _WRITE_ATTEMPTS = 3  # a key id collision (95 random bits) or a lost race is retried, not reported
@@ -45,6 +47,29 @@ class Update:
     apis: object = UNSET
     expires_at: object = UNSET
     enabled: object = UNSET
+    usage_plan_id: object = UNSET
+
+
+# A change of these can take access away from a key: API Gateway's cached answers for it must go.
+_NARROWING = ("status", "scopes", "apis", "expires_at")
+
+
+@dataclass(frozen=True)
+class Changed:
+    """A change's record, and what became of its effects outside the table: the API Gateway key's sync
+    (None: the key has none) and the authorizer cache's flush (None: nothing to flush)."""
+
+    record: KeyRecord
+    usage_plan: dict | None = None
+    authorizer_cache: FlushReport | None = None
+
+    def reports(self) -> dict:
+        reports = {}
+        if self.usage_plan is not None:
+            reports["usage_plan_sync"] = self.usage_plan
+        if self.authorizer_cache is not None:
+            reports["authorizer_cache"] = self.authorizer_cache.view()
+        return reports
 
 
 def _utc_now() -> datetime:
@@ -68,15 +93,25 @@ class KeyService:
         hasher: Hasher,
         peppers: PepperRing,
         clock: Callable[[], datetime] = _utc_now,
+        usage_plans: UsagePlans | None = None,
+        authorizer_cache: AuthorizerCache | None = None,
     ):
         self.config = config
         self._store = store
         self._hasher = hasher
         self._peppers = peppers
         self._clock = clock
+        self._usage_plans = usage_plans
+        self._cache = authorizer_cache or AuthorizerCache(0, ())
         self._retention = timedelta(days=config.retention_days) if config.retention_days else None
         self.authorizer = Authorizer(
-            config.key_prefix, store, hasher, peppers, config.route_scopes, VerifiedKeys(config.verified_key_cache_size)
+            config.key_prefix,
+            store,
+            hasher,
+            peppers,
+            config.route_scopes,
+            VerifiedKeys(config.verified_key_cache_size),
+            timedelta(minutes=config.last_used_interval_minutes),
         )
 
     def authorize(self, authorization: Sequence[str], api_key: Sequence[str], route: RequestRoute) -> Decision:
@@ -94,14 +129,20 @@ class KeyService:
         scopes: Sequence[str] = (),
         apis: Sequence[str] | None = None,
         expires_at: datetime | None = None,
+        usage_plan_id: str | None = None,
         actor: str = audit.UNSPECIFIED_ACTOR,
     ) -> tuple[keys.NewKey, KeyRecord]:
         """A new active key. The plaintext is in the returned NewKey only; the record holds its hash.
-        Without ``apis``, the key gets the deployment's default list (DefaultKeyApis; none: every API)."""
+        Without ``apis``, the key gets the deployment's default list (DefaultKeyApis; none: every API).
+        With a usage plan, the key's API Gateway key is made and put on the plan first, and deleted
+        again if the record cannot be written: all of it, or nothing."""
         pepper_version, pepper = self._peppers.current()
+        if usage_plan_id is not None:
+            self._gateway().check_plan(usage_plan_id)
 
         def create() -> tuple[keys.NewKey, KeyRecord]:
             new_key = keys.generate(self.config.key_prefix)
+            usage_key = self._gateway().new_key(new_key.key_id, usage_plan_id) if usage_plan_id else None
             now = self._clock()
             record = KeyRecord(
                 key_id=new_key.key_id,
@@ -115,14 +156,31 @@ class KeyService:
                 created_at=now,
                 expires_at=expires_at,
                 purge_at=self._purge_after(expires_at),
+                usage_plan_id=usage_plan_id,
+                usage_key_id=usage_key.id if usage_key else None,
+                usage_key_value=usage_key.value if usage_key else None,
             )
-            self._store.create(record, self._audit(None, record, Action.ISSUE, actor, now))
+            try:
+                self._store.create(record, self._audit(None, record, Action.ISSUE, actor, now))
+            except BaseException:
+                if usage_key is not None:
+                    self._gateway().delete_key(usage_key)
+                raise
             return new_key, record
 
         return _retry_on_conflict(create)
 
-    def update(self, key_id: str, update: Update, *, expected_version: int | None = None, actor: str) -> KeyRecord:
-        """Change what ``update`` names. A revoked key raises KeyRevoked; nothing to change writes nothing."""
+    def update(self, key_id: str, update: Update, *, expected_version: int | None = None, actor: str) -> Changed:
+        """Change what ``update`` names. A revoked key raises KeyRevoked; nothing to change writes nothing,
+        but still syncs the key's API Gateway key (so running an update again repairs a failed sync).
+        A key put on a usage plan for the first time gets its API Gateway key before the record names it."""
+        plan = update.usage_plan_id
+        if plan not in (UNSET, None):
+            self._gateway().check_plan(plan)
+            current = self.get(key_id)
+            if current.usage_key_id is None and current.status is not Status.REVOKED:
+                usage_key = self._gateway().new_key(key_id, plan)
+                update = replace(update, usage_plan_id=(plan, usage_key))
 
         def change(record: KeyRecord, now: datetime) -> KeyRecord:
             if record.status is Status.REVOKED:
@@ -130,18 +188,50 @@ class KeyService:
             fields = {
                 name: tuple(value) if isinstance(value, list) else value
                 for name, value in vars(update).items()
-                if value is not UNSET and name != "enabled"
+                if value is not UNSET and name not in ("enabled", "usage_plan_id")
             }
             if update.enabled is not UNSET:
                 fields["status"] = Status.ACTIVE if update.enabled else Status.DISABLED
+            if isinstance(update.usage_plan_id, tuple):
+                plan_id, usage_key = update.usage_plan_id
+                if record.usage_key_id is None:
+                    fields |= {"usage_key_id": usage_key.id, "usage_key_value": usage_key.value}
+                fields["usage_plan_id"] = plan_id
+            elif update.usage_plan_id is not UNSET:
+                fields["usage_plan_id"] = update.usage_plan_id
             changed = replace(record, **fields)
             if "expires_at" in fields:
                 changed = replace(changed, purge_at=self._purge_after(changed.expires_at))
             return changed
 
-        return self._change(key_id, change, _update_action, expected_version, actor)
+        try:
+            before, after = self._change(key_id, change, _update_action, expected_version, actor)
+        except BaseException:
+            self._drop_unused_usage_key(key_id, update)
+            raise
+        self._drop_unused_usage_key(key_id, update, after)
+        narrowed = any(getattr(before, name) != getattr(after, name) for name in _NARROWING)
+        return Changed(after, self._sync(after), self._cache.flush() if narrowed else None)
 
-    def rotate(self, key_id: str, grace: timedelta, *, actor: str) -> tuple[keys.NewKey, KeyRecord]:
+    def _drop_unused_usage_key(self, key_id: str, update: Update, written: KeyRecord | None = None) -> None:
+        """An API Gateway key made for this update that the record does not name (the write failed, or
+        another update gave the key one meanwhile) is deleted again."""
+        if isinstance(update.usage_plan_id, tuple):
+            usage_key = update.usage_plan_id[1]
+            if written is None or written.usage_key_id != usage_key.id:
+                self._gateway().delete_key(usage_key)
+
+    def _sync(self, record: KeyRecord) -> dict | None:
+        """API Gateway's key made to match the record; a failure is reported, the record stands."""
+        if record.usage_key_id is None:
+            return None
+        try:
+            self._gateway().sync(record)
+        except Exception as error:
+            return {"synced": False, "error": _explained(error), "repair": "run the same update again"}
+        return {"synced": True}
+
+    def rotate(self, key_id: str, grace: timedelta, *, actor: str) -> tuple[keys.NewKey, Changed]:
         """A new secret for the key; the current one keeps verifying for ``grace`` (a previous one in its
         grace period stops at once: two secrets at most)."""
         pepper_version, pepper = self._peppers.current()
@@ -162,9 +252,25 @@ class KeyService:
                 previous_expires_at=now + grace if keeps_old else None,
             )
 
-        return new_key, self._change(key_id, change, lambda before, after: Action.ROTATE, None, actor)
+        before, after = self._change(key_id, change, lambda before, after: Action.ROTATE, None, actor)
+        return new_key, Changed(after, authorizer_cache=self._flush_after_rotation(before, after))
 
-    def revoke(self, key_id: str, *, actor: str = audit.UNSPECIFIED_ACTOR) -> KeyRecord:
+    def _flush_after_rotation(self, before: KeyRecord, after: KeyRecord) -> FlushReport | None:
+        """A secret that stops verifying now (no grace, or the previous one's grace cut short) is
+        flushed now; the one in its grace period when that ends."""
+        report = None
+        if after.previous_hash is None or before.previous_secret_valid(after.rotated_at):
+            report = self._cache.flush()
+        if after.previous_hash is not None:
+            name = f"keygate-{after.key_id}-v{after.version}"
+            scheduled = self._cache.flush_at(after.previous_expires_at, name, f"grace of {after.key_id} ends")
+            if report is None or scheduled is None:
+                report = report or scheduled
+            else:
+                report = replace(report, scheduled=scheduled.scheduled, failed=report.failed | scheduled.failed)
+        return report
+
+    def revoke(self, key_id: str, *, actor: str = audit.UNSPECIFIED_ACTOR) -> Changed:
         """Revoke a key; revoking a revoked key changes nothing and returns it as it is."""
 
         def change(record: KeyRecord, now: datetime) -> KeyRecord:
@@ -177,7 +283,17 @@ class KeyService:
                 purge_at=now + self._retention if self._retention else None,
             )
 
-        return self._change(key_id, change, lambda before, after: Action.REVOKE, None, actor)
+        before, after = self._change(key_id, change, lambda before, after: Action.REVOKE, None, actor)
+        flushed = self._cache.flush() if before.status is not Status.REVOKED else None
+        return Changed(after, self._sync(after), flushed)
+
+    def flush_authorizer_cache(self) -> FlushReport | None:
+        return self._cache.flush()
+
+    def _gateway(self) -> UsagePlans:
+        if self._usage_plans is None:
+            raise RuntimeError("this function has no API Gateway client: it cannot manage usage plans")
+        return self._usage_plans
 
     def _change(
         self,
@@ -186,21 +302,22 @@ class KeyService:
         action: Callable[[KeyRecord, KeyRecord], Action],
         expected_version: int | None,
         actor: str,
-    ) -> KeyRecord:
-        """Read, change, write back with the audit record, conditional on the version read. With an
-        expected version, a key at another version is a VersionConflict; without, a lost race retries."""
+    ) -> tuple[KeyRecord, KeyRecord]:
+        """Read, change, write back with the audit record, conditional on the version read; the record
+        before and after. With an expected version, a key at another version is a VersionConflict;
+        without, a lost race retries."""
 
-        def attempt() -> KeyRecord:
+        def attempt() -> tuple[KeyRecord, KeyRecord]:
             before = self.get(key_id)
             if expected_version is not None and before.version != expected_version:
                 raise VersionConflict(f"key {key_id!r} is at version {before.version}, not {expected_version}")
             now = self._clock()
             after = change(before, now)
             if after == before:
-                return before
+                return before, before
             after = replace(after, version=before.version + 1)
             self._store.update(before, after, self._audit(before, after, action(before, after), actor, now))
-            return after
+            return before, after
 
         if expected_version is None:
             return _retry_on_conflict(attempt)
@@ -232,9 +349,14 @@ class KeyService:
         return record
 
     def list(
-        self, owner: str | None, state: State | None, limit: int, next_token: str | None
+        self,
+        owner: str | None,
+        state: State | None,
+        limit: int,
+        next_token: str | None,
+        unused_since: datetime | None = None,
     ) -> tuple[list[KeyRecord], str | None]:
-        return self._store.list(owner, state, limit, next_token, self._clock())
+        return self._store.list(owner, state, limit, next_token, self._clock(), unused_since)
 
     def history(self, key_id: str, limit: int, next_token: str | None) -> tuple[list[AuditRecord], str | None]:
         """A key's audit records, oldest first. Records outlive their key's item (and expire on their own
@@ -268,6 +390,14 @@ def _update_action(before: KeyRecord, after: KeyRecord) -> Action:
     return Action.UPDATE
 
 
+def _explained(error: Exception) -> str:
+    """An error for an admin answer: AWS's code and message, which name resources, never a secret."""
+    response = getattr(error, "response", None)
+    if isinstance(response, dict) and "Error" in response:
+        return f"{response['Error'].get('Code', '')}: {response['Error'].get('Message', '')}"
+    return f"{type(error).__name__}: {error}"
+
+
 def _time(text: str | None) -> datetime | None:
     return parse_time(text) if text is not None else None
 
@@ -278,6 +408,20 @@ def _keep_aws_payloads_out_of_logs() -> None:
     below INFO, whatever the root logger is set to, now or later."""
     botocore_logger = logging.getLogger("botocore")
     botocore_logger.setLevel(max(logging.INFO, botocore_logger.level))
+
+
+class _ClientOnFirstUse:
+    """A boto3 client made when first called: only the admin functions call API Gateway and Scheduler,
+    and the authorizer's cold start should not pay for their clients (~40 ms each)."""
+
+    def __init__(self, service: str):
+        self._service = service
+        self._client = None
+
+    def __getattr__(self, name: str):
+        if self._client is None:
+            self._client = boto3.client(self._service, config=GATEWAY_CLIENT_CONFIG)
+        return getattr(self._client, name)
 
 
 def from_config(config: Config) -> KeyService:
@@ -291,4 +435,13 @@ def from_config(config: Config) -> KeyService:
         store=KeyStore(config.keys_table, dynamodb, config.audit_table),
         hasher=Hasher(Argon2Params(config.argon2_memory_kib, config.argon2_time_cost, config.argon2_parallelism)),
         peppers=PepperRing(config.pepper_secret_arn, secrets, max_age=config.pepper_cache_seconds),
+        usage_plans=UsagePlans(_ClientOnFirstUse("apigateway")),
+        authorizer_cache=AuthorizerCache(
+            config.authorizer_cache_ttl,
+            config.cached_stages,
+            _ClientOnFirstUse("apigateway"),
+            _ClientOnFirstUse("apigatewayv2"),
+            _ClientOnFirstUse("scheduler"),
+            config.flush_target,
+        ),
     )

@@ -62,6 +62,9 @@ def to_item(record: KeyRecord) -> dict:
     if record.previous_hash is not None:
         item["previous_hash"] = record.previous_hash
         item["previous_pepper_version"] = record.previous_pepper_version
+    for name in ("usage_plan_id", "usage_key_id", "usage_key_value"):
+        if (value := getattr(record, name)) is not None:
+            item[name] = value
     for name in ("expires_at", "revoked_at", "last_used_at", "rotated_at", "previous_expires_at"):
         if (moment := getattr(record, name)) is not None:
             item[name] = format_time(moment)
@@ -96,6 +99,9 @@ def from_item(item: dict) -> KeyRecord:
             previous_pepper_version=values.get("previous_pepper_version"),
             previous_expires_at=optional_time("previous_expires_at"),
             purge_at=datetime.fromtimestamp(int(values["purge_at"]), UTC) if "purge_at" in values else None,
+            usage_plan_id=values.get("usage_plan_id"),
+            usage_key_id=values.get("usage_key_id"),
+            usage_key_value=values.get("usage_key_value"),
             version=int(values["version"]),
         )
     except (KeyError, TypeError, ValueError) as error:
@@ -199,6 +205,24 @@ class KeyStore:
                 raise ConcurrentChange(f"key {before.key_id!r} changed since it was read") from None
             raise
 
+    def touch(self, key_id: str, at: datetime, due: datetime) -> bool:
+        """Set last_used_at to ``at`` if it is unset or older than ``due``; False if another call got
+        there first. Writes nothing else: not a change of the key, no version, no audit record."""
+        try:
+            self._client.update_item(
+                TableName=self._table,
+                Key={"key_id": {"S": key_id}},
+                UpdateExpression="SET #used = :at",
+                ConditionExpression="attribute_exists(#key) AND (attribute_not_exists(#used) OR #used < :due)",
+                ExpressionAttributeNames={"#key": "key_id", "#used": "last_used_at"},
+                ExpressionAttributeValues={":at": {"S": format_time(at)}, ":due": {"S": format_time(due)}},
+            )
+        except ClientError as error:
+            if _is_conditional_failure(error):
+                return False
+            raise
+        return True
+
     def _changed(self, before: KeyRecord, after: KeyRecord) -> dict:
         old, new = to_item(before), to_item(after)
         changed = [name for name in sorted(old.keys() | new.keys()) if old.get(name) != new.get(name)]
@@ -239,10 +263,17 @@ class KeyStore:
             raise
 
     def list(
-        self, owner: str | None, state: State | None, limit: int, next_token: str | None, now: datetime
+        self,
+        owner: str | None,
+        state: State | None,
+        limit: int,
+        next_token: str | None,
+        now: datetime,
+        unused_since: datetime | None = None,
     ) -> tuple[list[KeyRecord], str | None]:
         """One page of keys, newest first for an owner; ``next_token`` is None on the last page. With a
-        state, DynamoDB filters each page after reading it, so a page may hold fewer than ``limit``."""
+        state, or ``unused_since`` (keys not used since then, or never), DynamoDB filters each page after
+        reading it, so a page may hold fewer than ``limit``."""
         request: dict = {"TableName": self._table, "Limit": limit}
         names, values = {}, {}
         if next_token is not None:
@@ -254,6 +285,11 @@ class KeyStore:
             names, values = {"#status": "status"}, {":status": {"S": status.value}}
             if "#expires_at" in expression:
                 names, values = names | {"#expires_at": "expires_at"}, values | {":now": {"S": format_time(now)}}
+        if unused_since is not None:
+            unused = "(attribute_not_exists(#last_used_at) OR #last_used_at < :unused_since)"
+            request["FilterExpression"] = f"{request['FilterExpression']} AND {unused}" if state else unused
+            names |= {"#last_used_at": "last_used_at"}
+            values |= {":unused_since": {"S": format_time(unused_since)}}
         if owner is not None:
             request |= {"IndexName": OWNER_INDEX, "KeyConditionExpression": "#owner = :owner"}
             request["ScanIndexForward"] = False

@@ -26,6 +26,8 @@ class Running:
     lambda_endpoint: str
     aws: dict[str, str]
     api_stages: dict[str, str]  # API logical id -> API_ID/STAGE
+    usage_plans: dict[str, str]  # usage plan logical id -> its id
+    cached_stages: dict[str, str]  # API logical id -> its CachedStages entry
 
 
 def start_stack(
@@ -64,7 +66,10 @@ def running_stack(*options: str):
     process, ready = start_stack(options=options)
     print(f"local stack ready in {time.perf_counter() - started:.1f} s: {ready}")
     apis = ready["apis"]
-    yield Running(apis["DemoRestApi"], apis["DemoHttpApi"], ready["lambda"], ready["aws"], ready["api_stages"])
+    yield Running(
+        apis["DemoRestApi"], apis["DemoHttpApi"], ready["lambda"], ready["aws"], ready["api_stages"],
+        ready["usage_plans"], ready["cached_stages"],
+    )  # fmt: skip
     assert stop_stack(process) == 0
 
 
@@ -75,8 +80,9 @@ def local_stack():
 
 @pytest.fixture(scope="session")
 def scoped_stack():
-    """A second local stack, with the demo's RouteScopes."""
-    yield from running_stack("--demo-route-scopes")
+    """A second local stack, with make demo's parameters: its RouteScopes, API Gateway's authorizer cache
+    with both stages in CachedStages, and a quota of 3 a day on the demo usage plan."""
+    yield from running_stack("--demo-parameters")
 
 
 def free_port() -> int:

@@ -1,0 +1,171 @@
+"""API Gateway's authorizer cache flushed when a key loses access: which changes flush, on which stages,
+retried when throttled, and what the admin answer says when a flush fails or is scheduled."""
+
+from datetime import UTC, datetime
+
+import boto3
+import botocore.client
+import pytest
+from botocore.awsrequest import AWSResponse
+
+from keygate import config
+from keygate.authorizer_cache import CachedStage, parse_cached_stages
+from tests.conftest import event, invoke
+from tests.test_authorizer import service_of
+
+STAGES = "rest:a1b2c3d4e5/prod, http:f6g7h8i9j0/$default"
+CACHED = {"AUTHORIZER_CACHE_TTL": "300", "CACHED_STAGES": STAGES}
+FLUSHED = ["rest:a1b2c3d4e5/prod", "http:f6g7h8i9j0/$default"]
+FLUSH_OPERATIONS = ("FlushStageAuthorizersCache", "ResetAuthorizersCache")
+
+
+@pytest.fixture
+def flushes(monkeypatch) -> list[tuple[str, dict]]:
+    """Each flush call that reaches AWS, answered as API Gateway answers it (moto has no authorizer cache)."""
+    calls = []
+    real = botocore.client.BaseClient._make_api_call
+
+    def answering(self, operation, params):
+        if operation in FLUSH_OPERATIONS:
+            calls.append((operation, params))
+            return {}
+        return real(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", answering)
+    return calls
+
+
+def test_cached_stages_are_parsed_and_bad_entries_named():
+    assert parse_cached_stages(STAGES) == (
+        CachedStage("rest", "a1b2c3d4e5", "prod"),
+        CachedStage("http", "f6g7h8i9j0", "$default"),
+    )
+    assert parse_cached_stages("") == ()
+    for bad in ("a1b2c3d4e5/prod", "ws:a/b", "rest:a1b2/", "rest:a b/prod", ","):
+        with pytest.raises(ValueError, match="rest:API_ID/STAGE"):
+            parse_cached_stages(bad)
+    with pytest.raises(config.ConfigError, match="CACHED_STAGES"):
+        config.load({"KEYS_TABLE": "t", "PEPPER_SECRET_ARN": "a", "CACHED_STAGES": "prod"})
+
+
+@pytest.mark.parametrize(
+    ("function", "request_for"),
+    [
+        ("RevokeKey", lambda key_id: {"key_id": key_id}),
+        ("UpdateKey", lambda key_id: {"key_id": key_id, "enabled": False}),
+        ("UpdateKey", lambda key_id: {"key_id": key_id, "scopes": ["other"]}),
+        ("UpdateKey", lambda key_id: {"key_id": key_id, "apis": ["a1b2c3d4e5/prod"]}),
+        ("UpdateKey", lambda key_id: {"key_id": key_id, "expires_at": "2030-01-01T00:00:00Z"}),
+        ("RotateKey", lambda key_id: {"key_id": key_id, "grace_seconds": 0}),
+    ],
+)
+def test_a_change_that_takes_access_away_flushes_every_cached_stage(function, request_for, issued, load, flushes):
+    key = issued(scopes=["orders:read"])
+    answer = invoke(load(f"{function}Function", **CACHED), request_for(key["key_id"]))
+    assert [operation for operation, _ in flushes] == list(FLUSH_OPERATIONS)
+    assert flushes[0][1] == {"restApiId": "a1b2c3d4e5", "stageName": "prod"}
+    assert flushes[1][1] == {"ApiId": "f6g7h8i9j0", "StageName": "$default"}
+    assert answer["authorizer_cache"]["flushed"] == FLUSHED
+    assert answer["authorizer_cache"]["revocation_bound"].startswith("the next request")
+
+
+@pytest.mark.parametrize(
+    "request_for",
+    [lambda key_id: {"key_id": key_id, "description": "only words"}, lambda key_id: {"key_id": key_id, "name": "m"}],
+)
+def test_a_change_that_takes_nothing_away_does_not_flush(request_for, issued, load, flushes):
+    key = issued()
+    answer = invoke(load("UpdateKeyFunction", **CACHED), request_for(key["key_id"]))
+    assert flushes == [] and "authorizer_cache" not in answer
+
+
+def test_without_an_authorizer_cache_nothing_is_flushed(issued, load, flushes):
+    key = issued()
+    answer = invoke(load("RevokeKeyFunction", CACHED_STAGES=STAGES), {"key_id": key["key_id"]})
+    assert flushes == [] and "authorizer_cache" not in answer
+
+
+def test_a_cache_with_no_stage_listed_says_revocation_waits_for_the_ttl(issued, load, flushes):
+    key = issued()
+    answer = invoke(load("RevokeKeyFunction", AUTHORIZER_CACHE_TTL="120"), {"key_id": key["key_id"]})
+    assert answer["authorizer_cache"]["revocation_bound"].startswith("up to 120 s")
+
+
+def test_revoking_a_revoked_key_flushes_nothing_more(issued, load, flushes):
+    key = issued()
+    revoke = load("RevokeKeyFunction", **CACHED)
+    invoke(revoke, {"key_id": key["key_id"]})
+    flushes.clear()
+    assert "authorizer_cache" not in invoke(revoke, {"key_id": key["key_id"]}) and flushes == []
+
+
+class _Raw:
+    def __init__(self, body: bytes):
+        self._body = body
+
+    def stream(self, **_):
+        yield self._body
+
+
+def test_a_throttled_flush_is_retried_and_one_that_keeps_failing_falls_back_to_the_ttl(
+    issued, load, monkeypatch, capsys
+):
+    """API Gateway's answers given at botocore's before-send hook, so botocore's own retries run: the REST
+    stage is throttled twice, then flushed; the HTTP API stage is throttled on every attempt."""
+    key = issued()
+    revoke = load("RevokeKeyFunction", **CACHED)
+    attempts: dict[str, int] = {}
+    monkeypatch.setattr("time.sleep", lambda seconds: None)  # botocore's backoff, not the test's time
+
+    def api_gateway(request, **_):
+        stage = request.url.split("/apis/" if "/v2/" in request.url else "/restapis/")[1]
+        attempts[stage] = attempts.get(stage, 0) + 1
+        if stage.startswith("f6g7") or attempts[stage] <= 2:
+            body = b'{"message": "Too Many Requests"}'
+            headers = {"x-amzn-ErrorType": "TooManyRequestsException", "Content-Type": "application/json"}
+            return AWSResponse(request.url, 429, headers, _Raw(body))
+        return AWSResponse(request.url, 202, {}, _Raw(b""))
+
+    clients = service_of(revoke)._cache._clients
+    clients["rest"].meta.events.register_first("before-send.api-gateway.FlushStageAuthorizersCache", api_gateway)
+    clients["http"].meta.events.register_first("before-send.apigatewayv2.ResetAuthorizersCache", api_gateway)
+    capsys.readouterr()
+    answer = invoke(revoke, {"key_id": key["key_id"]})
+    assert answer["status"] == "revoked"  # the revocation stands whatever the flush did
+    assert sorted(attempts.values()) == [3, 4]  # 4: every attempt the client makes
+    cache = answer["authorizer_cache"]
+    assert cache["flushed"] == ["rest:a1b2c3d4e5/prod"]
+    assert list(cache["failed"]) == ["http:f6g7h8i9j0/$default"] and "TooManyRequests" in str(cache["failed"])
+    assert cache["revocation_bound"].startswith("up to 300 s (AuthorizerCacheTtl)")
+    assert any("authorizer cache flush failed" in line for line in capsys.readouterr().out.splitlines())
+
+
+def test_a_rotation_with_grace_schedules_a_flush_for_when_the_grace_ends(issued, load, flushes, stack):
+    key = issued()
+    answer = invoke(load("RotateKeyFunction", **CACHED), {"key_id": key["key_id"], "grace_seconds": 3600})
+    assert flushes == []  # the previous secret still verifies: nothing to flush yet
+    ends = datetime.fromisoformat(answer["previous_key_stops_working_at"]).astimezone(UTC)
+    assert answer["authorizer_cache"]["scheduled_at"] == ends.strftime("%Y-%m-%dT%H:%M:%SZ")
+    scheduler = boto3.client("scheduler")
+    (listed,) = scheduler.list_schedules()["Schedules"]
+    schedule = scheduler.get_schedule(Name=listed["Name"])
+    assert schedule["ScheduleExpression"] == f"at({ends.strftime('%Y-%m-%dT%H:%M:%S')})"
+    assert schedule["ScheduleExpressionTimezone"] == "UTC" and schedule["ActionAfterCompletion"] == "DELETE"
+    assert schedule["Target"]["Arn"] == stack.arns["FlushAuthorizerCacheFunction"]
+    assert schedule["Target"]["RoleArn"] == stack.arns["FlushScheduleRole"]
+
+
+def test_a_second_rotation_cuts_the_first_grace_short_and_flushes_now(issued, load, flushes):
+    key = issued()
+    rotate = load("RotateKeyFunction", **CACHED)
+    invoke(rotate, {"key_id": key["key_id"], "grace_seconds": 3600})
+    answer = invoke(rotate, {"key_id": key["key_id"], "grace_seconds": 3600})
+    assert len(flushes) == 2 and answer["authorizer_cache"]["flushed"] == FLUSHED
+    assert "scheduled_at" in answer["authorizer_cache"]
+
+
+def test_the_flush_function_and_its_event_flush_every_stage(load, flushes):
+    answer = invoke(load("FlushAuthorizerCacheFunction", **CACHED), event("flush-authorizer-cache.json"))
+    assert answer["flushed"] == FLUSHED and len(flushes) == 2
+    idle = invoke(load("FlushAuthorizerCacheFunction"), {})
+    assert idle["flushed"] == [] and "AuthorizerCacheTtl is 0" in idle["revocation_bound"]
