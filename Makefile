@@ -29,8 +29,9 @@ local: venv
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/cfn-lint template.yaml examples/template.yaml
 	$(VENV)/bin/sam validate --lint
+	$(VENV)/bin/sam validate --lint -t examples/template.yaml
 
 # sam build proves the functions package for the Lambda runtime (arm64 wheels from PyPI).
 test: lint build

@@ -80,7 +80,8 @@ def section(figures: dict) -> list[str]:
         "Lambda also bills each cold start's init phase (about "
         f"{figures['init_ms'] / 1000 * memory_mb / 1024:.1f} GB-s, measured here), a few per container's life.",
         "With API Gateway's authorizer cache on (`AuthorizerCacheTtl` > 0) keygate is invoked only when API",
-        "Gateway has no answer cached, but a revoked key then works until its cached answer expires.",
+        "Gateway has no answer cached; list its stages in `CachedStages` so a revocation flushes them (see",
+        '"API Gateway\'s authorizer cache").',
         END,
     ]
 

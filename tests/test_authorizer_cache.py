@@ -1,12 +1,13 @@
 """API Gateway's authorizer cache flushed when a key loses access: which changes flush, on which stages,
 retried when throttled, and what the admin answer says when a flush fails or is scheduled."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import botocore.client
 import pytest
 from botocore.awsrequest import AWSResponse
+from botocore.exceptions import ClientError
 
 from keygate import config
 from keygate.authorizer_cache import CachedStage, parse_cached_stages
@@ -145,11 +146,13 @@ def test_a_rotation_with_grace_schedules_a_flush_for_when_the_grace_ends(issued,
     answer = invoke(load("RotateKeyFunction", **CACHED), {"key_id": key["key_id"], "grace_seconds": 3600})
     assert flushes == []  # the previous secret still verifies: nothing to flush yet
     ends = datetime.fromisoformat(answer["previous_key_stops_working_at"]).astimezone(UTC)
-    assert answer["authorizer_cache"]["scheduled_at"] == ends.strftime("%Y-%m-%dT%H:%M:%SZ")
+    at = datetime.fromisoformat(answer["authorizer_cache"]["scheduled_at"])
+    # after the last verify of the old secret could still be answering, in Scheduler's whole minute
+    assert ends + timedelta(seconds=77) <= at < ends + timedelta(minutes=3) and at.second == 0
     scheduler = boto3.client("scheduler")
     (listed,) = scheduler.list_schedules()["Schedules"]
     schedule = scheduler.get_schedule(Name=listed["Name"])
-    assert schedule["ScheduleExpression"] == f"at({ends.strftime('%Y-%m-%dT%H:%M:%S')})"
+    assert schedule["ScheduleExpression"] == f"at({at.strftime('%Y-%m-%dT%H:%M:%S')})"
     assert schedule["ScheduleExpressionTimezone"] == "UTC" and schedule["ActionAfterCompletion"] == "DELETE"
     assert schedule["Target"]["Arn"] == stack.arns["FlushAuthorizerCacheFunction"]
     assert schedule["Target"]["RoleArn"] == stack.arns["FlushScheduleRole"]
@@ -169,3 +172,17 @@ def test_the_flush_function_and_its_event_flush_every_stage(load, flushes):
     assert answer["flushed"] == FLUSHED and len(flushes) == 2
     idle = invoke(load("FlushAuthorizerCacheFunction"), {})
     assert idle["flushed"] == [] and "AuthorizerCacheTtl is 0" in idle["revocation_bound"]
+
+
+def test_a_flush_that_fails_is_an_error_so_scheduler_retries_it(load, monkeypatch):
+    flush = load("FlushAuthorizerCacheFunction", **CACHED)
+    real = botocore.client.BaseClient._make_api_call
+
+    def refused(self, operation, params):
+        if operation in FLUSH_OPERATIONS:
+            raise ClientError({"Error": {"Code": "NotFoundException", "Message": "no such stage"}}, operation)
+        return real(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", refused)
+    with pytest.raises(RuntimeError, match="NotFoundException"):
+        invoke(flush, {"reason": "grace of a key ends"})

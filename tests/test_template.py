@@ -5,7 +5,7 @@ import re
 import pytest
 
 from keygate import config, keys, store
-from keygate_local.template import NO_VALUE, Stack
+from keygate_local.template import NO_VALUE, ROOT, Stack, load_template
 
 
 def test_no_function_logs_its_event_or_traces_its_response(template):
@@ -155,3 +155,31 @@ def test_the_token_validation_expression_refuses_what_is_not_bearer_and_a_key(te
         key=key, other_prefix=keys.generate("acme").api_key, key_truncated=key[:-1], key_with_nbsp=f"{key}\u00a0"
     )
     assert not re.match(_validation_expression(template, "kg"), value)
+
+
+def test_the_example_nests_keygate_with_its_own_parameters_and_outputs(template):
+    example = load_template(ROOT / "examples" / "template.yaml")
+    nested = example["Resources"]["Keygate"]["Properties"]
+    assert (ROOT / "examples" / nested["Location"]).resolve() == ROOT / "template.yaml"
+    assert set(nested["Parameters"]) <= set(template["Parameters"])
+    attributes = [".".join(att) if isinstance(att, list) else att for att in _get_atts(example)]
+    used = {att.split(".")[-1] for att in attributes if att.startswith("Keygate.Outputs.")}
+    assert used and used <= set(template["Outputs"])
+
+
+def _get_atts(value) -> list:
+    if isinstance(value, dict):
+        found = [value["Fn::GetAtt"]] if "Fn::GetAtt" in value else []
+        return found + [att for inner in value.values() for att in _get_atts(inner)]
+    if isinstance(value, list):
+        return [att for inner in value for att in _get_atts(inner)]
+    return []
+
+
+def test_the_template_can_be_published_to_the_serverless_application_repository(template):
+    application = template["Metadata"]["AWS::ServerlessRepo::Application"]
+    assert {"Name", "Description", "Author", "SpdxLicenseId", "LicenseUrl", "ReadmeUrl", "SemanticVersion"} <= set(
+        application
+    )
+    assert (ROOT / application["LicenseUrl"]).is_file() and (ROOT / application["ReadmeUrl"]).is_file()
+    assert re.fullmatch(r"\d+\.\d+\.\d+", application["SemanticVersion"]) and "SourceCodeUrl" in application

@@ -174,4 +174,10 @@ def flush_authorizer_cache(request: FlushAuthorizerCache) -> dict:
     if report is None:
         return {"flushed": [], "revocation_bound": "the next request: AuthorizerCacheTtl is 0, nothing is cached"}
     logger.info("authorizer cache flushed", extra={"reason": request.reason, **report.view()})
+    if report.failed:  # an error, so Scheduler retries a scheduled flush and the admin alarm sees it
+        raise FlushFailed(f"the flush of {', '.join(sorted(report.failed))} failed: {report.failed}")
     return report.view()
+
+
+class FlushFailed(RuntimeError):
+    """A stage's authorizer cache could not be flushed after the client's retries."""

@@ -8,13 +8,14 @@ The stages are the template's ``CachedStages``: ``rest:API_ID/STAGE`` (FlushStag
 import json
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 _ENTRY = re.compile(r"(rest|http):([A-Za-z0-9]{1,64})/([A-Za-z0-9_$-]{1,128})")
 EXAMPLE = "rest:API_ID/STAGE or http:API_ID/STAGE, e.g. rest:a1b2c3d4e5/prod"
 SCHEDULE_GROUP = "default"
+AUTHORIZER_TIMEOUT_SECONDS = 17  # AuthorizerFunction's Timeout in template.yaml
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ class AuthorizerCache:
         if self._flush_target is None:
             return FlushReport(self.ttl, failed={"schedule": "no flush function is configured"})
         function_arn, role_arn = self._flush_target
-        at = moment.strftime("%Y-%m-%dT%H:%M:%S")
+        at = _after_last_verify(moment).strftime("%Y-%m-%dT%H:%M:%S")
         try:
             self._scheduler.create_schedule(
                 Name=name,
@@ -131,6 +132,14 @@ class AuthorizerCache:
         except (ClientError, BotoCoreError) as error:
             return FlushReport(self.ttl, failed={"schedule": _explained(error)})
         return FlushReport(self.ttl, scheduled=f"{at}Z")
+
+
+def _after_last_verify(moment: datetime) -> datetime:
+    """When to flush so no allow of the old secret survives: Scheduler may run an ``at()`` schedule any
+    time in its minute, and an authorizer call that verified just before ``moment`` may still be
+    answering; so a minute and the authorizer's timeout later, on a whole minute, and never in the past."""
+    earliest = max(moment, datetime.now(UTC)) + timedelta(seconds=60 + AUTHORIZER_TIMEOUT_SECONDS)
+    return (earliest + timedelta(minutes=1)).replace(second=0, microsecond=0)
 
 
 def _explained(error: Exception) -> str:

@@ -142,11 +142,12 @@ class KeyService:
 
         def create() -> tuple[keys.NewKey, KeyRecord]:
             new_key = keys.generate(self.config.key_prefix)
+            phc_hash = self._hasher.hash(new_key.secret, pepper)
             usage_key = self._gateway().new_key(new_key.key_id, usage_plan_id) if usage_plan_id else None
             now = self._clock()
             record = KeyRecord(
                 key_id=new_key.key_id,
-                phc_hash=self._hasher.hash(new_key.secret, pepper),
+                phc_hash=phc_hash,
                 pepper_version=pepper_version,
                 name=name,
                 owner=owner,
@@ -222,11 +223,12 @@ class KeyService:
                 self._gateway().delete_key(usage_key)
 
     def _sync(self, record: KeyRecord) -> dict | None:
-        """API Gateway's key made to match the record; a failure is reported, the record stands."""
+        """API Gateway's key made to match the record as stored now (not as this change left it: a later
+        change may have synced already); a failure is reported, the record stands."""
         if record.usage_key_id is None:
             return None
         try:
-            self._gateway().sync(record)
+            self._gateway().sync(self.get(record.key_id))
         except Exception as error:
             return {"synced": False, "error": _explained(error), "repair": "run the same update again"}
         return {"synced": True}

@@ -10,7 +10,7 @@ enabled while the key is active) and can be run again after any failure.
 import contextlib
 import secrets
 import string
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -28,7 +28,7 @@ class UsagePlanNotFound(LookupError):
 @dataclass(frozen=True)
 class UsageKey:
     id: str
-    value: str
+    value: str = field(repr=False)  # an identifier, but one a HEADER-source stage of its plan would accept
 
 
 def _code(error: ClientError) -> str:
@@ -56,7 +56,6 @@ class UsagePlans:
             description=f"keygate key {key_id}: an identifier for usage plans, not a credential",
             enabled=True,
             value=value,
-            tags={"keygate:key_id": key_id},
         )
         usage_key = UsageKey(created["id"], value)
         try:

@@ -44,9 +44,11 @@ def test_the_demo_shows_the_whole_lifecycle_and_exits_0():
         env={name: value for name, value in environment.items() if not name.startswith("AWS_ENDPOINT_URL")},
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
-    assert (
-        "Done: issued, scoped, refused, bound to one API, disabled, enabled, rotated, revoked, audited." in done.stdout
+    done_line = (
+        "Done: issued, scoped, refused, bound to one API, disabled, enabled, rotated, revoked, metered, audited."
     )
+    assert done_line in done.stdout
+    assert "-> 429" in done.stdout and "revocation bound: the next request" in done.stdout
     assert "BAD" not in done.stdout
     assert not re.search(r"kg_[0-9A-Za-z]{16}_[0-9A-Za-z]", done.stdout + done.stderr)  # no secret part shown
 
