@@ -68,7 +68,7 @@ class FlushReport:
             return f"the cache is flushed at {self.scheduled}, when the previous secret stops verifying"
         if not self.flushed:
             return f"{ttl}: CachedStages names no stage to flush"
-        return "the next request once the flush completes (API Gateway applies it within seconds)"
+        return "the next request once API Gateway has applied the flush"
 
 
 class AuthorizerCache:
