@@ -49,7 +49,8 @@ class Stack:
             self.arns[logical_id] = f"arn:aws:lambda:{self._ref('AWS::Region')}:{LOCAL_ACCOUNT}:function:{logical_id}"
         for logical_id, spec in template["Resources"].items():
             if spec["Type"] == "AWS::IAM::Role":
-                self.arns[logical_id] = f"arn:aws:iam::{LOCAL_ACCOUNT}:role/{logical_id}"
+                path = self.resolve(spec.get("Properties", {}).get("Path", "/"))
+                self.arns[logical_id] = f"arn:aws:iam::{LOCAL_ACCOUNT}:role{path}{logical_id}"
 
     def resource(self, logical_id: str) -> dict:
         return self.template["Resources"][logical_id]
@@ -89,6 +90,8 @@ class Stack:
             return "aws"
         if name == "AWS::AccountId":
             return LOCAL_ACCOUNT
+        if name == "AWS::StackName":
+            return self.name
         if name == "AWS::NoValue":
             return NO_VALUE
         raise KeyError(f"Ref {name!r}: no such parameter or created resource")

@@ -95,7 +95,7 @@ def _references(value) -> set[str]:
 
 
 def test_every_output_and_reference_names_something_in_the_template(template):
-    pseudo = {"AWS::Region", "AWS::URLSuffix", "AWS::NoValue", "AWS::Partition", "AWS::AccountId"}
+    pseudo = {"AWS::Region", "AWS::URLSuffix", "AWS::NoValue", "AWS::Partition", "AWS::AccountId", "AWS::StackName"}
     sam_roles = {f"{function}Role" for function in Stack(template).functions()}  # SAM makes one per function
     sam_apis = {name for name, spec in template["Resources"].items() if spec["Type"] == "AWS::Serverless::Api"}
     sam_stages = {f"{api}.Stage" for api in sam_apis}  # SAM's reference to an API's stage
@@ -183,3 +183,37 @@ def test_the_template_can_be_published_to_the_serverless_application_repository(
     )
     assert (ROOT / application["LicenseUrl"]).is_file() and (ROOT / application["ReadmeUrl"]).is_file()
     assert re.fullmatch(r"\d+\.\d+\.\d+", application["SemanticVersion"]) and "SourceCodeUrl" in application
+
+
+def _dependencies(template: dict) -> dict[str, set[str]]:
+    """What each resource waits for once SAM has expanded it: a function waits for its own role
+    (FunctionRole, which carries its Policies) and for what its properties and the Globals name."""
+    resources = template["Resources"]
+    names = set(resources) | {f"{name}Role" for name, spec in resources.items() if spec["Type"].endswith("Function")}
+    graph: dict[str, set[str]] = {}
+    for name, spec in resources.items():
+        properties = dict(spec.get("Properties", {}))
+        depends_on = spec.get("DependsOn", [])
+        waits = set([depends_on] if isinstance(depends_on, str) else depends_on)
+        if spec["Type"] == "AWS::Serverless::Function":
+            graph[f"{name}Role"] = _references(properties.pop("Policies", [])) & names
+            waits |= {f"{name}Role"} | _references(template.get("Globals", {}).get("Function", {}))
+        graph[name] = (waits | _references(properties)) & names
+    return graph
+
+
+def test_no_resource_waits_for_itself(template):
+    """CloudFormation refuses a template whose resources depend on each other in a circle."""
+    graph, state = _dependencies(template), {}
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = "open"
+        for needed in sorted(graph.get(name, ())):
+            assert state.get(needed) != "open", f"circular dependency: {' -> '.join([*path, name, needed])}"
+            if needed not in state:
+                visit(needed, [*path, name])
+        state[name] = "done"
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [])
