@@ -110,13 +110,12 @@ def update_key(request: UpdateKey) -> dict:
 def _answer(changed: Changed) -> dict:
     """A change's answer: the key, and what became of its API Gateway key and cached answers. A part
     that failed is logged: the change stands, and the answer says how to finish it."""
-    reports = changed.reports()
-    sync, cache = reports.get("usage_plan_sync", {}), reports.get("authorizer_cache", {})
-    if sync.get("synced") is False:
-        logger.warning("usage plan sync failed", extra={"key_id": changed.record.key_id, "fault": sync["error"]})
-    if cache.get("failed"):
-        logger.warning("authorizer cache flush failed", extra={"key_id": changed.record.key_id, **cache})
-    return changed.record.metadata(KEYS.now()) | reports
+    key_id, sync, flush = changed.record.key_id, changed.usage_plan, changed.authorizer_cache
+    if sync is not None and not sync["synced"]:
+        logger.warning("usage plan sync failed", extra={"key_id": key_id, "fault": sync["error"]})
+    if flush is not None and flush.failed:
+        logger.warning("authorizer cache flush failed", extra={"key_id": key_id, **flush.view()})
+    return changed.record.metadata(KEYS.now()) | changed.reports()
 
 
 @admin_action(RotateKey)

@@ -127,7 +127,7 @@ class Authorizer:
         try:
             return self._check(parsed, route, now or datetime.now(UTC))
         except Exception as error:  # fail closed on anything: throttling, timeouts, corrupt items, bugs
-            return Decision(Reason.FAULT, key_id=parsed.key_id, fault=_explained(error))
+            return Decision(Reason.FAULT, key_id=parsed.key_id, fault=explained(error))
 
     def _check(self, parsed: keys.ParsedKey, route: RequestRoute, now: datetime) -> Decision:
         key_id = parsed.key_id
@@ -161,7 +161,7 @@ class Authorizer:
         try:
             self.store.touch(record.key_id, now, due=now - self.last_used_interval)
         except Exception as error:
-            return f"failed: {_explained(error)}"
+            return f"failed: {explained(error)}"
         return None
 
     def _verify(self, record: KeyRecord, secret: str, digest: bytes, now: datetime) -> tuple["_Secret | None", str]:
@@ -205,7 +205,7 @@ class Authorizer:
             self.verified.remember_match(digest, (rehashed.phc_hash, version, self.verified.fingerprint(pepper)))
             return "rehashed"
         except Exception as error:
-            return f"failed: {_explained(error)}"
+            return f"failed: {explained(error)}"
 
 
 class _Secret(Enum):
@@ -226,6 +226,7 @@ def _refusal(record: KeyRecord, route: RequestRoute, route_scopes: RouteScopes, 
     return None
 
 
-def _explained(error: Exception) -> str:
-    """An error for the log: its type, and for AWS and known faults their message (codes, never values)."""
+def explained(error: Exception) -> str:
+    """An error for a log or an admin answer: its type, and for AWS and known faults their message
+    (codes and resource names, never a key or a pepper)."""
     return f"{type(error).__name__}: {error}" if isinstance(error, _EXPLAINED_FAULTS) else type(error).__name__

@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from keygate.authorize import explained
+
 _ENTRY = re.compile(r"(rest|http):([A-Za-z0-9]{1,64})/([A-Za-z0-9_$-]{1,128})")
 EXAMPLE = "rest:API_ID/STAGE or http:API_ID/STAGE, e.g. rest:a1b2c3d4e5/prod"
 SCHEDULE_GROUP = "default"
@@ -107,7 +109,7 @@ class AuthorizerCache:
                     self._clients["http"].reset_authorizers_cache(ApiId=stage.api_id, StageName=stage.stage)
                 flushed.append(str(stage))
             except (ClientError, BotoCoreError) as error:
-                failed[str(stage)] = _explained(error)
+                failed[str(stage)] = explained(error)
         return FlushReport(self.ttl, tuple(flushed), failed)
 
     def flush_at(self, moment: datetime, name: str, reason: str) -> FlushReport | None:
@@ -130,7 +132,7 @@ class AuthorizerCache:
                 Target={"Arn": function_arn, "RoleArn": role_arn, "Input": json.dumps({"reason": reason})},
             )
         except (ClientError, BotoCoreError) as error:
-            return FlushReport(self.ttl, failed={"schedule": _explained(error)})
+            return FlushReport(self.ttl, failed={"schedule": explained(error)})
         return FlushReport(self.ttl, scheduled=f"{at}Z")
 
 
@@ -140,10 +142,3 @@ def _after_last_verify(moment: datetime) -> datetime:
     answering; so a minute and the authorizer's timeout later, on a whole minute, and never in the past."""
     earliest = max(moment, datetime.now(UTC)) + timedelta(seconds=60 + AUTHORIZER_TIMEOUT_SECONDS)
     return (earliest + timedelta(minutes=1)).replace(second=0, microsecond=0)
-
-
-def _explained(error: Exception) -> str:
-    if isinstance(error, ClientError):
-        details = error.response.get("Error", {})
-        return f"{details.get('Code', 'ClientError')}: {details.get('Message', '')}".rstrip(": ")
-    return type(error).__name__

@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
 from keygate import audit, keys
 from keygate.audit import Action, AuditRecord
-from keygate.authorize import Authorizer, Decision
+from keygate.authorize import Authorizer, Decision, explained
 from keygate.authorizer_cache import AuthorizerCache, FlushReport
 from keygate.config import AWS_CLIENT_CONFIG, GATEWAY_CLIENT_CONFIG, Config
 from keygate.hashing import Argon2Params, Hasher, PepperRing
@@ -175,13 +175,12 @@ class KeyService:
         """Change what ``update`` names. A revoked key raises KeyRevoked; nothing to change writes nothing,
         but still syncs the key's API Gateway key (so running an update again repairs a failed sync).
         A key put on a usage plan for the first time gets its API Gateway key before the record names it."""
-        plan = update.usage_plan_id
-        if plan not in (UNSET, None):
-            self._gateway().check_plan(plan)
+        new_usage_key = None
+        if update.usage_plan_id not in (UNSET, None):
+            self._gateway().check_plan(update.usage_plan_id)
             current = self.get(key_id)
             if current.usage_key_id is None and current.status is not Status.REVOKED:
-                usage_key = self._gateway().new_key(key_id, plan)
-                update = replace(update, usage_plan_id=(plan, usage_key))
+                new_usage_key = self._gateway().new_key(key_id, update.usage_plan_id)
 
         def change(record: KeyRecord, now: datetime) -> KeyRecord:
             if record.status is Status.REVOKED:
@@ -189,17 +188,12 @@ class KeyService:
             fields = {
                 name: tuple(value) if isinstance(value, list) else value
                 for name, value in vars(update).items()
-                if value is not UNSET and name not in ("enabled", "usage_plan_id")
+                if value is not UNSET and name != "enabled"
             }
             if update.enabled is not UNSET:
                 fields["status"] = Status.ACTIVE if update.enabled else Status.DISABLED
-            if isinstance(update.usage_plan_id, tuple):
-                plan_id, usage_key = update.usage_plan_id
-                if record.usage_key_id is None:
-                    fields |= {"usage_key_id": usage_key.id, "usage_key_value": usage_key.value}
-                fields["usage_plan_id"] = plan_id
-            elif update.usage_plan_id is not UNSET:
-                fields["usage_plan_id"] = update.usage_plan_id
+            if new_usage_key is not None and record.usage_key_id is None:
+                fields |= {"usage_key_id": new_usage_key.id, "usage_key_value": new_usage_key.value}
             changed = replace(record, **fields)
             if "expires_at" in fields:
                 changed = replace(changed, purge_at=self._purge_after(changed.expires_at))
@@ -208,19 +202,13 @@ class KeyService:
         try:
             before, after = self._change(key_id, change, _update_action, expected_version, actor)
         except BaseException:
-            self._drop_unused_usage_key(key_id, update)
+            if new_usage_key is not None:
+                self._gateway().delete_key(new_usage_key)
             raise
-        self._drop_unused_usage_key(key_id, update, after)
+        if new_usage_key is not None and after.usage_key_id != new_usage_key.id:  # another update gave it one
+            self._gateway().delete_key(new_usage_key)
         narrowed = any(getattr(before, name) != getattr(after, name) for name in _NARROWING)
         return Changed(after, self._sync(after), self._cache.flush() if narrowed else None)
-
-    def _drop_unused_usage_key(self, key_id: str, update: Update, written: KeyRecord | None = None) -> None:
-        """An API Gateway key made for this update that the record does not name (the write failed, or
-        another update gave the key one meanwhile) is deleted again."""
-        if isinstance(update.usage_plan_id, tuple):
-            usage_key = update.usage_plan_id[1]
-            if written is None or written.usage_key_id != usage_key.id:
-                self._gateway().delete_key(usage_key)
 
     def _sync(self, record: KeyRecord) -> dict | None:
         """API Gateway's key made to match the record as stored now (not as this change left it: a later
@@ -230,7 +218,7 @@ class KeyService:
         try:
             self._gateway().sync(self.get(record.key_id))
         except Exception as error:
-            return {"synced": False, "error": _explained(error), "repair": "run the same update again"}
+            return {"synced": False, "error": explained(error), "repair": "run the same update again"}
         return {"synced": True}
 
     def rotate(self, key_id: str, grace: timedelta, *, actor: str) -> tuple[keys.NewKey, Changed]:
@@ -390,14 +378,6 @@ def _update_action(before: KeyRecord, after: KeyRecord) -> Action:
     if before.status is not after.status:
         return Action.ENABLE if after.status is Status.ACTIVE else Action.DISABLE
     return Action.UPDATE
-
-
-def _explained(error: Exception) -> str:
-    """An error for an admin answer: AWS's code and message, which name resources, never a secret."""
-    response = getattr(error, "response", None)
-    if isinstance(response, dict) and "Error" in response:
-        return f"{response['Error'].get('Code', '')}: {response['Error'].get('Message', '')}"
-    return f"{type(error).__name__}: {error}"
 
 
 def _time(text: str | None) -> datetime | None:
