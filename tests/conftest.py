@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import boto3
+import botocore.client
 import pytest
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from keygate import keys
@@ -53,6 +55,19 @@ def add_pepper_version(stack, version: str = "v2") -> None:
     ring = json.loads(secrets.get_secret_value(SecretId=arn)["SecretString"])
     ring |= {version: version[0] * 64, "current": version}
     secrets.put_secret_value(SecretId=arn, SecretString=json.dumps(ring))
+
+
+def fail_calls(monkeypatch, operation: str, code: str = "InternalServerError", message: str = "injected") -> None:
+    """Every AWS call of ``operation`` fails from here on, with the error AWS would answer (at botocore's
+    API call, so the code under test runs unchanged)."""
+    real = botocore.client.BaseClient._make_api_call
+
+    def failing(self, called, params):
+        if called == operation:
+            raise ClientError({"Error": {"Code": code, "Message": message}}, called)
+        return real(self, called, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", failing)
 
 
 def invoke(handler: Callable, payload) -> dict:

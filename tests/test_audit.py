@@ -5,11 +5,10 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import boto3
-import botocore.client
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import event, invoke
+from tests.conftest import event, fail_calls, invoke
 
 
 @pytest.fixture
@@ -62,15 +61,8 @@ def test_nothing_is_written_when_the_audit_record_cannot_be(stack, issued, admin
     """The change and its record are one transaction: a failure of either writes neither."""
     key = issued()
     before = table_items()
-    real = botocore.client.BaseClient._make_api_call
-
-    def failing(self, operation, params):
-        if operation == "TransactWriteItems":
-            raise ClientError({"Error": {"Code": "ValidationException", "Message": "injected"}}, operation)
-        return real(self, operation, params)
-
     with monkeypatch.context() as patch:
-        patch.setattr(botocore.client.BaseClient, "_make_api_call", failing)
+        fail_calls(patch, "TransactWriteItems", code="ValidationException")
         for function, request in (("UpdateKey", {"name": "x"}), ("RotateKey", {}), ("RevokeKey", {})):
             with pytest.raises(ClientError):
                 invoke(admin[function], {"key_id": key["key_id"], **request})

@@ -7,11 +7,10 @@ import boto3
 import botocore.client
 import pytest
 from botocore.awsrequest import AWSResponse
-from botocore.exceptions import ClientError
 
 from keygate import config
 from keygate.authorizer_cache import CachedStage, parse_cached_stages
-from tests.conftest import event, invoke
+from tests.conftest import event, fail_calls, invoke
 from tests.test_authorizer import service_of
 
 STAGES = "rest:a1b2c3d4e5/prod, http:f6g7h8i9j0/$default"
@@ -176,13 +175,7 @@ def test_the_flush_function_and_its_event_flush_every_stage(load, flushes):
 
 def test_a_flush_that_fails_is_an_error_so_scheduler_retries_it(load, monkeypatch):
     flush = load("FlushAuthorizerCacheFunction", **CACHED)
-    real = botocore.client.BaseClient._make_api_call
-
-    def refused(self, operation, params):
-        if operation in FLUSH_OPERATIONS:
-            raise ClientError({"Error": {"Code": "NotFoundException", "Message": "no such stage"}}, operation)
-        return real(self, operation, params)
-
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", refused)
+    for operation in FLUSH_OPERATIONS:
+        fail_calls(monkeypatch, operation, code="NotFoundException")
     with pytest.raises(RuntimeError, match="NotFoundException"):
         invoke(flush, {"reason": "grace of a key ends"})

@@ -6,10 +6,9 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import botocore.client
 import pytest
-from botocore.exceptions import ClientError
 
 from keygate_cli import cli
-from tests.conftest import invoke, wrong_secret
+from tests.conftest import fail_calls, invoke, wrong_secret
 from tests.test_authorizer import decide, log_records, service_of, shaped
 
 
@@ -112,14 +111,7 @@ def test_a_failed_write_is_logged_and_the_request_is_answered_as_decided(
     issued, authorizer, admin, monkeypatch, capsys
 ):
     key = issued()
-    real = botocore.client.BaseClient._make_api_call
-
-    def throttled(self, operation, params):
-        if operation == "UpdateItem":
-            raise ClientError({"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "m"}}, operation)
-        return real(self, operation, params)
-
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", throttled)
+    fail_calls(monkeypatch, "UpdateItem", code="ProvisionedThroughputExceededException")
     capsys.readouterr()
     assert decide(authorizer, bearer(key))[0]
     records = log_records(capsys.readouterr().out)

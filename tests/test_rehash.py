@@ -4,12 +4,10 @@ an old pepper version can be retired."""
 
 import inspect
 
-import botocore.client
 import pytest
 from argon2 import extract_parameters
-from botocore.exceptions import ClientError
 
-from tests.conftest import add_pepper_version, event, invoke
+from tests.conftest import add_pepper_version, event, fail_calls, invoke
 from tests.test_authorizer import decide, log_records, shaped
 
 
@@ -44,14 +42,7 @@ def test_a_failed_rehash_is_logged_and_the_key_is_still_allowed(stack, issued, l
     key = issued()
     add_pepper_version(stack, "v2")
     authorizer = load("AuthorizerFunction")
-    real = botocore.client.BaseClient._make_api_call
-
-    def throttled_writes(self, operation, params):
-        if operation == "UpdateItem":
-            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, operation)
-        return real(self, operation, params)
-
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", throttled_writes)
+    fail_calls(monkeypatch, "UpdateItem", code="ThrottlingException")
     capsys.readouterr()
     assert decide(authorizer, shaped("rest-token", authorization=f"Bearer {key['api_key']}"))[0]
     records = log_records(capsys.readouterr().out)

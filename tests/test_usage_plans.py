@@ -2,11 +2,10 @@
 is active, named to API Gateway by the REST authorizer as usageIdentifierKey; and what a failure leaves."""
 
 import boto3
-import botocore.client
 import pytest
 from botocore.exceptions import ClientError
 
-from tests.conftest import invoke
+from tests.conftest import fail_calls, invoke
 from tests.test_authorizer import decide, shaped
 
 
@@ -31,18 +30,6 @@ def plans_of(apigateway, usage_key_id: str) -> set[str]:
 def stored(table_items, key_id: str) -> dict:
     (item,) = [item for item in table_items() if item["key_id"]["S"] == key_id]
     return item
-
-
-def fail(monkeypatch, failing_operation: str, code: str = "InternalServerError") -> None:
-    """Every call of the operation fails, from here on (as AWS would answer it)."""
-    real = botocore.client.BaseClient._make_api_call
-
-    def failing(self, operation, params):
-        if operation == failing_operation:
-            raise ClientError({"Error": {"Code": code, "Message": "injected"}}, operation)
-        return real(self, operation, params)
-
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", failing)
 
 
 def test_a_key_issued_on_a_plan_has_an_api_gateway_key_on_that_plan(issued, apigateway, plan, table_items):
@@ -89,7 +76,7 @@ def test_when_the_record_cannot_be_written_the_api_gateway_key_is_deleted_again(
     admin, apigateway, plan, table_items, monkeypatch
 ):
     issue = admin["IssueKey"]
-    fail(monkeypatch, "TransactWriteItems")
+    fail_calls(monkeypatch, "TransactWriteItems")
     with pytest.raises(ClientError):
         invoke(issue, {"name": "n", "owner": "o", "usage_plan_id": plan})
     assert table_items() == [] and apigateway.get_api_keys()["items"] == []
@@ -98,7 +85,7 @@ def test_when_the_record_cannot_be_written_the_api_gateway_key_is_deleted_again(
 
 def test_when_the_plan_cannot_be_joined_nothing_is_left(admin, apigateway, plan, table_items, monkeypatch):
     issue = admin["IssueKey"]
-    fail(monkeypatch, "CreateUsagePlanKey", code="TooManyRequestsException")
+    fail_calls(monkeypatch, "CreateUsagePlanKey", code="TooManyRequestsException")
     with pytest.raises(ClientError):
         invoke(issue, {"name": "n", "owner": "o", "usage_plan_id": plan})
     assert table_items() == [] and apigateway.get_api_keys()["items"] == []
@@ -148,7 +135,7 @@ def test_a_failed_sync_is_reported_the_change_stands_and_the_same_update_repairs
     key = issued(usage_plan_id=plan)
     update = admin["UpdateKey"]
     with monkeypatch.context() as faults:
-        fail(faults, "UpdateApiKey", code="TooManyRequestsException")
+        fail_calls(faults, "UpdateApiKey", code="TooManyRequestsException")
         answer = invoke(update, {"key_id": key["key_id"], "enabled": False})
     assert answer["status"] == "disabled"  # the key is refused by the authorizer whatever API Gateway says
     assert answer["usage_plan_sync"]["synced"] is False
@@ -162,7 +149,7 @@ def test_a_failed_sync_is_reported_the_change_stands_and_the_same_update_repairs
 def test_a_failed_update_deletes_the_api_gateway_key_it_made(issued, admin, apigateway, plan, monkeypatch):
     key = issued()
     update = admin["UpdateKey"]
-    fail(monkeypatch, "TransactWriteItems")
+    fail_calls(monkeypatch, "TransactWriteItems")
     with pytest.raises(ClientError):
         invoke(update, {"key_id": key["key_id"], "usage_plan_id": plan})
     assert apigateway.get_api_keys()["items"] == []
