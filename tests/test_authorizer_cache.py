@@ -10,6 +10,8 @@ from botocore.awsrequest import AWSResponse
 
 from keygate import config
 from keygate.authorizer_cache import CachedStage, parse_cached_stages
+from keygate_local.control_plane import AuthorizerCache as LocalCache
+from keygate_local.control_plane import ControlPlane
 from tests.conftest import event, fail_calls, invoke
 from tests.test_authorizer import service_of
 
@@ -179,3 +181,21 @@ def test_a_flush_that_fails_is_an_error_so_scheduler_retries_it(load, monkeypatc
         fail_calls(monkeypatch, operation, code="NotFoundException")
     with pytest.raises(RuntimeError, match="NotFoundException"):
         invoke(flush, {"reason": "grace of a key ends"})
+
+
+def test_a_grace_that_ends_before_scheduler_could_run_is_flushed_after_it_not_in_the_past(issued, load, flushes):
+    key = issued()
+    before = datetime.now(UTC)
+    answer = invoke(load("RotateKeyFunction", **CACHED), {"key_id": key["key_id"], "grace_seconds": 1})
+    at = datetime.fromisoformat(answer["authorizer_cache"]["scheduled_at"])
+    assert at >= before + timedelta(seconds=77) and at.second == 0
+
+
+def test_the_local_control_plane_flushes_only_stages_it_serves():
+    cache = LocalCache()
+    cache.put(("KeygateToken", "Bearer k"), "{}", ttl=300)
+    client = ControlPlane({("a1b2c3d4e5", "prod"): cache}, forward_to="http://127.0.0.1:9").app.test_client()
+    assert client.delete("/restapis/zzzz/stages/prod/cache/authorizers").status_code == 404
+    assert cache.get(("KeygateToken", "Bearer k")) == "{}"
+    assert client.delete("/restapis/a1b2c3d4e5/stages/prod/cache/authorizers").status_code == 202
+    assert cache.get(("KeygateToken", "Bearer k")) is None and cache.flushes == 1

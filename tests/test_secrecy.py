@@ -40,16 +40,23 @@ LOUDEST = {"POWERTOOLS_LOG_LEVEL": "DEBUG", "POWERTOOLS_LOGGER_LOG_EVENT": "true
 
 def test_no_key_secret_or_pepper_reaches_any_output_even_at_debug(stack, load, capsys, caplog, table_items):
     logging.getLogger("botocore").setLevel(logging.NOTSET)  # as in a new container
-    actions = ("IssueKey", "UpdateKey", "RotateKey", "RevokeKey", "GetKey", "ListKeys", "KeyHistory", "PepperStatus")
-    admin = {action: load(f"{action}Function", **LOUDEST) for action in actions}
+    actions = (
+        "IssueKey", "UpdateKey", "RotateKey", "RevokeKey", "GetKey", "ListKeys", "KeyHistory", "PepperStatus",
+        "FlushAuthorizerCache",
+    )  # fmt: skip
+    # with the authorizer cache on, so flushes (failing on moto, which has none) are logged too
+    cached = {"AUTHORIZER_CACHE_TTL": "300", "CACHED_STAGES": "rest:a1b2c3d4e5/prod"}
+    admin = {action: load(f"{action}Function", **LOUDEST, **cached) for action in actions}
     authorizer = load("AuthorizerFunction", **LOUDEST)
     caplog.set_level(logging.DEBUG)  # as Lambda's ApplicationLogLevel=DEBUG does to the root logger
     pepper_ring = json.loads(
         boto3.client("secretsmanager").get_secret_value(SecretId=stack.physical_ids["PepperSecret"])["SecretString"]
     )
     pepper = pepper_ring[pepper_ring["current"]]
-    issued = invoke(admin["IssueKey"], event("issue-key.json"))
+    plan = boto3.client("apigateway").create_usage_plan(name="plan")["id"]
+    issued = invoke(admin["IssueKey"], event("issue-key.json") | {"usage_plan_id": plan})
     api_key, key_id = issued["api_key"], issued["key_id"]
+    usage_key_value = boto3.client("apigateway").get_api_key(apiKey=issued["usage_key_id"], includeValue=True)["value"]
     secret = api_key.split("_")[2][:-6]
     typo = api_key[:-1] + ("A" if api_key[-1] != "A" else "B")
     answers = []
@@ -67,6 +74,7 @@ def test_no_key_secret_or_pepper_reaches_any_output_even_at_debug(stack, load, c
     answers.append(invoke(admin["KeyHistory"], {"key_id": key_id}))
     answers.append(invoke(admin["PepperStatus"], {}))
     answers.append(invoke(admin["RevokeKey"], {"key_id": key_id}))
+    answers.append(answer_or_error(admin["FlushAuthorizerCache"], {}))
     answers.append(decide(authorizer, shaped("http-api", authorization=f"Bearer {api_key}")))
     answers.extend(_fault_paths(stack, load, api_key, key_id))
 
@@ -81,6 +89,11 @@ def test_no_key_secret_or_pepper_reaches_any_output_even_at_debug(stack, load, c
     }
     assert key_id in captured.out  # the key id is logged: the check below is looking at real output
     assert '"reason":"Fault"' in captured.out  # and the fault paths ran
+    assert "authorizer cache flush failed" in captured.out  # and the flush's
+    # API Gateway's identifier goes to API Gateway only, in the REST authorizer's answers
+    for where, text in {"stdout": captured.out, "log records": records, "issue's answer": repr(issued)}.items():
+        assert usage_key_value not in text, f"the usage key value reached {where}"
+    assert usage_key_value in repr(answers)  # where it is meant to go: the check above can see it
     everything["audit table"] = repr(boto3.client("dynamodb").scan(TableName=stack.physical_ids["AuditTable"])["Items"])
     for where, text in everything.items():
         for needle in (api_key, secret, typo, pepper, new_key, new_key.split("_")[2][:-6]):
