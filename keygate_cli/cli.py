@@ -1,5 +1,5 @@
-"""keygate: issue, update, disable, enable, rotate, revoke, get, list and audit API keys, and flush the
-authorizer cache, by invoking the admin functions.
+"""keygate: issue, update, disable, enable, rotate, revoke, get, list, explain and audit API keys, report a
+leaked one, and flush the authorizer cache, by invoking the admin functions.
 
 Against the local stack (``--endpoint-url``, printed by ``make local``) the functions are called by
 their template names; against a deployed stack (``--stack-name``) by the names in its outputs.
@@ -24,8 +24,9 @@ ACTIONS = {
     "issue": "IssueKey", "update": "UpdateKey", "disable": "UpdateKey", "enable": "UpdateKey",
     "rotate": "RotateKey", "revoke": "RevokeKey", "get": "GetKey", "list": "ListKeys",
     "history": "KeyHistory", "pepper-status": "PepperStatus", "flush-cache": "FlushAuthorizerCache",
+    "report-leak": "ReportLeak", "explain": "ExplainKey",
 }  # fmt: skip
-CHANGES = {"issue", "update", "disable", "enable", "rotate", "revoke"}  # the verbs that record an actor
+CHANGES = {"issue", "update", "disable", "enable", "rotate", "revoke", "report-leak"}  # they record an actor
 FIELDS = {
     "issue": ("name", "owner", "description", "scopes", "apis", "expires_at", "usage_plan_id"),
     "update": (
@@ -34,6 +35,7 @@ FIELDS = {
     "disable": ("key_id",), "enable": ("key_id",), "rotate": ("key_id", "grace_seconds"),
     "revoke": ("key_id",), "get": ("key_id",), "list": ("owner", "status", "unused_since", "limit", "next_token"),
     "history": ("key_id", "limit", "next_token"), "pepper-status": (), "flush-cache": ("reason",),
+    "report-leak": ("url",), "explain": ("key_id", "route", "api"),
 }  # fmt: skip
 PEPPER_STATUS_PAGES = 1000  # a bound on the pages pepper-status follows (1000 keys each)
 EXIT_REFUSED, EXIT_FAULT = 1, 3
@@ -108,6 +110,18 @@ def parser() -> argparse.ArgumentParser:
     commands.add_parser("pepper-status", help="how many keys each pepper version still hashes, by state")
     flush = commands.add_parser("flush-cache", help="flush API Gateway's authorizer cache on every CachedStages stage")
     flush.add_argument("--reason", help="why, for the function's log")
+    explain = commands.add_parser(
+        "explain", help="what the authorizer would decide for a key on a route, and why (no secret needed)"
+    )
+    explain.add_argument("key_id")
+    explain.add_argument("--route", required=True, help='METHOD /path, e.g. "GET /orders/7"')
+    explain.add_argument("--api", metavar="API_ID/STAGE", help="the API and stage the request would come in on")
+    leak = commands.add_parser(
+        "report-leak",
+        help="revoke a key found in the open, if it is a real key of this deployment; the key is read from "
+        "standard input (or prompted for), never from the command line, where shell history would keep it",
+    )
+    leak.add_argument("--url", help="where it was found, for the audit trail and the notification")
     for verb in CHANGES:  # --actor after the verb too (SUPPRESS: absent, it keeps the one given before)
         commands.choices[verb].add_argument("--actor", default=argparse.SUPPRESS, help="who is asking")
     return cli
@@ -144,7 +158,18 @@ def payload(arguments: argparse.Namespace) -> dict:
         event["usage_plan_id"] = None
     if arguments.command in ("disable", "enable"):
         event["enabled"] = arguments.command == "enable"
+    if arguments.command == "report-leak":
+        event["key"] = _leaked_key()
     return event
+
+
+def _leaked_key() -> str:
+    """The reported key, from standard input when it is piped, else a prompt that does not echo it."""
+    key = sys.stdin.readline() if not sys.stdin.isatty() else getpass.getpass("leaked key (not echoed): ")
+    key = key.strip(" \t\r\n")
+    if not key:
+        raise Fault("report-leak: no key on standard input")
+    return key
 
 
 def function_names(arguments: argparse.Namespace, session: boto3.session.Session) -> dict[str, str]:
@@ -157,11 +182,10 @@ def function_names(arguments: argparse.Namespace, session: boto3.session.Session
     except (ClientError, BotoCoreError) as error:
         raise Fault(f"cannot read stack {stack_name!r}: {error}") from None
     outputs = {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
-    wanted = sorted({f"{logical}FunctionName" for logical in ACTIONS.values()})
-    missing = [output for output in wanted if output not in outputs]
-    if missing:
-        raise Fault(f"stack {stack_name!r} has no outputs {', '.join(missing)}: is it a keygate stack of this version?")
-    return {verb: outputs[f"{logical}FunctionName"] for verb, logical in ACTIONS.items()}
+    wanted = f"{ACTIONS[arguments.command]}FunctionName"  # only the one this command needs: an older stack
+    if wanted not in outputs:  # still answers the commands it has
+        raise Fault(f"stack {stack_name!r} has no output {wanted}: is it a keygate stack of this version?")
+    return {arguments.command: outputs[wanted]}
 
 
 def actor(arguments: argparse.Namespace, session: boto3.session.Session) -> str:

@@ -3,7 +3,8 @@
 Starts the local stack with the demo's RouteScopes, and with the keygate CLI issues a key, calls the
 protected REST and HTTP API routes with it (a route it lacks the scope for too), with a wrong key and a
 key bound to the other API, disables and enables it, rotates it, revokes it (flushing API Gateway's
-authorizer cache), meters a key on a usage plan past its quota and shows the history;
+authorizer cache), meters a key on a usage plan past its quota, has a leaked key revoked by a signed
+GitHub secret scanning alert (and an operator's report), and shows the history;
 prints each step, stops everything, and exits non-zero if any answer is not what API Gateway would give.
 """
 
@@ -24,11 +25,12 @@ REFUSED_HTTP = "403: an HTTP API authorizer answering isAuthorized=false"
 FORBIDDEN = "403: POST /orders needs orders:write"
 
 
-def keygate(endpoint: str, *arguments: str) -> dict:
+def keygate(endpoint: str, *arguments: str, stdin: str | None = None) -> dict:
     """Run the keygate CLI as a user would, and return its JSON answer."""
     command = [sys.executable, "-m", "keygate_cli.cli", "--endpoint-url", endpoint, *arguments]
-    print(f"   $ keygate {' '.join(arguments)}")
-    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    piped = f"{masked(stdin.strip())} | " if stdin else ""
+    print(f"   $ {piped}keygate {' '.join(arguments)}")
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60, input=stdin)
     if done.returncode != 0:
         raise SystemExit(f"keygate {arguments[0]} failed ({done.returncode}): {done.stderr}")
     return json.loads(done.stdout)
@@ -51,6 +53,14 @@ class Calls:
         if status == 200 and ok:
             body = response.json()
             print(f"       the route saw key_id={body['key_id']} owner={body['owner']} scopes={body['scopes']!r}")
+
+    def report(self, status: int, url: str, body: bytes, headers: dict[str, str], why: str) -> list | dict:
+        """POST a secret scanning alert; the answer is GitHub's feedback (or the refusal)."""
+        response = requests.post(url, data=body, headers=headers, timeout=60)
+        ok = response.status_code == status
+        self.failures += not ok
+        print(f"   {'ok ' if ok else 'BAD'} POST {url} -> {response.status_code} {why}")
+        return response.json()
 
 
 def masked(text: str) -> str:
@@ -143,16 +153,40 @@ def main() -> int:
             calls.expect(429, f"{rest}/metered", bearer(metered["api_key"]), "429 Limit Exceeded: over the quota")
             calls.expect(200, f"{rest}/hello", bearer(metered["api_key"]), "a route without ApiKeyRequired")
 
-            print("11. Its history, from the audit trail:")
+            print("11. A key leaks: GitHub's secret scanning finds it in a public repository and sends a signed alert:")
+            leaked = keygate(endpoint, "issue", "--name", "leaky", "--owner", "team-demo", "--scope", "demo")
+            calls.expect(200, f"{http}/whoami", bearer(leaked["api_key"]), "the key works")
+            endpoint_url = f"{local.urls.apis['LeakReportApi']}/github/secret-scanning"
+            body, headers = local.github.signed_alert(leaked["api_key"], wrong_key)
+            forged = {**headers, "Github-Public-Key-Signature": local.github.sign(b"another body")}
+            calls.report(401, endpoint_url, body, forged, "401: the signature is not GitHub's over this body")
+            feedback = calls.report(200, endpoint_url, body, headers, "a signed alert: both tokens checked")
+            for entry in feedback:
+                print(f"       token_hash {entry['token_hash'][:16]}... {entry['label']}")
+            calls.expect(403, f"{http}/whoami", bearer(leaked["api_key"]), "revoked by the alert (cache flushed)")
+            trail = keygate(endpoint, "history", leaked["key_id"])["events"][-1]
+            print(f"       audit: {trail['action']} by {trail['actor']}, found at {trail['details']['url']}")
+
+            print("12. An operator finds a key in a chat log and reports it (the key is read from stdin):")
+            pasted = keygate(endpoint, "issue", "--name", "pasted", "--owner", "team-demo", "--scope", "demo")
+            reported = keygate(endpoint, "report-leak", "--url", "https://chat.example/msg/1", stdin=pasted["api_key"])
+            print(f"   {reported['label']}: key {reported['key_id']} revoked {reported['revoked']}, "
+                  f"notification {reported['notification']}")  # fmt: skip
+            calls.expect(401, f"{rest}/hello", bearer(pasted["api_key"]), REFUSED_REST)
+
+            print("13. The first key's history, from the audit trail:")
             for change in keygate(endpoint, "history", key_id)["events"]:
                 print(f"   v{change['version']} {change['at']} {change['action']:<8} by {change['actor']}: "
                       f"{', '.join(change['changes'])}")  # fmt: skip
-        print("12. Stopped the stack: servers, workers, moto; tables, secret and usage plan deleted.")
+        print("14. Stopped the stack: servers, workers, moto; tables, secret, topic and usage plan deleted.")
         if calls.failures:
             log.seek(0)
             print(f"{calls.failures} answer(s) were not what API Gateway gives. Function logs:\n{log.read()[-4000:]}")
             return 1
-    print("Done: issued, scoped, refused, bound to one API, disabled, enabled, rotated, revoked, metered, audited.")
+    print(
+        "Done: issued, scoped, refused, bound to one API, disabled, enabled, rotated, revoked, metered, "
+        "leaked and revoked by a signed alert, audited."
+    )
     return 0
 
 

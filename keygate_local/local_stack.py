@@ -19,6 +19,7 @@ from samcli.lib.utils.stream_writer import StreamWriter
 
 from keygate_local import gateway
 from keygate_local.control_plane import AuthorizerCache, ControlPlane, UsageMeter
+from keygate_local.github import KEYS_PATH, FakeGitHub
 from keygate_local.runtime import WorkerRuntime
 from keygate_local.template import ROOT, Stack, load_template, wait_for_table
 
@@ -27,6 +28,7 @@ SERVICES = {
     "secretsmanager": "AWS_ENDPOINT_URL_SECRETS_MANAGER",
     "apigateway": "AWS_ENDPOINT_URL_API_GATEWAY",  # the functions get the control plane in front of it
     "scheduler": "AWS_ENDPOINT_URL_SCHEDULER",
+    "sns": "AWS_ENDPOINT_URL_SNS",
 }
 LOCAL_PARAMETERS = {"TableDeletionProtection": "false"}  # a local table is deleted when the stack stops
 # The demo's map of scopes to the demo APIs' routes (make demo; --demo-parameters).
@@ -53,6 +55,7 @@ class Urls:
     aws_endpoints: dict[str, str] = field(default_factory=dict)  # empty: real AWS
     usage_plans: dict[str, str] = field(default_factory=dict)  # usage plan logical id -> its id
     cached_stages: dict[str, str] = field(default_factory=dict)  # API logical id -> its CachedStages entry
+    topics: dict[str, str] = field(default_factory=dict)  # SNS topic logical id -> its ARN
 
 
 class _SamCliLog:
@@ -102,6 +105,7 @@ class LocalStack:
         self.stack: Stack | None = None
         self.urls: Urls | None = None
         self.authorizer_caches: dict[str, AuthorizerCache] = {}  # API logical id -> its stage's cache
+        self.github = FakeGitHub()  # signs secret scanning alerts; GitHubPublicKeysUrl points at its keys
         self.started_in: float | None = None
 
     # --- lifecycle ---
@@ -111,6 +115,10 @@ class LocalStack:
         self._sam_log.attach()
         try:
             endpoints = self._endpoints = self._aws_endpoints()
+            if "GitHubPublicKeysUrl" not in self._parameters:
+                github = gateway.Server(lambda _port: _FlaskService(self.github.app), self.host, 0)
+                self._servers.append(github.start())
+                self._parameters["GitHubPublicKeysUrl"] = github.url + KEYS_PATH
             self._create_resources(endpoints)
             self._serve(endpoints)
         except BaseException:
@@ -170,6 +178,7 @@ class LocalStack:
         self.stack = Stack(load_template(), self._parameters)  # first, so stop() finds whatever gets created
         self.stack.create_tables(self._client("dynamodb", endpoints))
         self.stack.create_pepper_secret(self._client("secretsmanager", endpoints))
+        self.stack.create_topics(self._client("sns", endpoints))
 
     def _delete_resources(self) -> None:
         if self.stack is None:
@@ -182,6 +191,9 @@ class LocalStack:
         for logical_id, spec in self.stack.template["Resources"].items():
             if spec["Type"] == "AWS::ApiGateway::UsagePlan" and (plan := self.stack.physical_ids.pop(logical_id, None)):
                 self._client("apigateway", self._endpoints).delete_usage_plan(usagePlanId=plan)
+        for logical_id in self.stack.topics():
+            if topic := self.stack.physical_ids.pop(logical_id, None):
+                self._client("sns", self._endpoints).delete_topic(TopicArn=topic)
         if secret := self.stack.physical_ids.pop("PepperSecret", None):
             self._client("secretsmanager", self._endpoints).delete_secret(
                 SecretId=secret, ForceDeleteWithoutRecovery=True
@@ -221,10 +233,12 @@ class LocalStack:
             self._servers.append(server.start())
             apis[api_id], api_stages[api_id] = server.url, server.api_stage
             kind = "rest" if template["Resources"][api_id]["Type"] == "AWS::Serverless::Api" else "http"
-            cached_stages[api_id] = f"{kind}:{server.api_stage}"
+            if self._cache_ttls(api_id):  # an API with an authorizer (LeakReportApi has none)
+                cached_stages[api_id] = f"{kind}:{server.api_stage}"
         lambda_server = gateway.lambda_server(runner, self.host, self._lambda_port, stderr)
         self._servers.append(lambda_server.start())
-        self.urls = Urls(apis, api_stages, lambda_server.url, endpoints, usage_plans, cached_stages)
+        topics = {logical_id: self.stack.physical_ids[logical_id] for logical_id in self.stack.topics()}
+        self.urls = Urls(apis, api_stages, lambda_server.url, endpoints, usage_plans, cached_stages, topics)
 
     def _cache_ttls(self, api_id: str) -> dict[str, int]:
         """Each of the API's authorizers' ReauthorizeEvery, resolved with the stack's parameters."""

@@ -17,7 +17,7 @@ from samcli.yamlhelper import yaml_parse
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_PATH = ROOT / "template.yaml"
-HANDLER_PACKAGES = ("keygate", "authorizer", "admin", "demo")
+HANDLER_PACKAGES = ("keygate", "authorizer", "admin", "demo", "leak_report")
 _TABLE_PROPERTIES = {
     "AttributeDefinitions", "KeySchema", "BillingMode", "GlobalSecondaryIndexes", "SSESpecification",
     "TimeToLiveSpecification", "PointInTimeRecoverySpecification", "DeletionProtectionEnabled",
@@ -189,6 +189,20 @@ class Stack:
         self.physical_ids["PepperSecret"] = arn
         self.arns["PepperSecret"] = arn
         return arn
+
+    def topics(self) -> list[str]:
+        """The template's SNS topics that this stack's conditions create."""
+        return [
+            key
+            for key, spec in self.template["Resources"].items()
+            if spec["Type"] == "AWS::SNS::Topic" and ("Condition" not in spec or self._condition(spec["Condition"]))
+        ]
+
+    def create_topics(self, sns) -> None:
+        """Create each SNS topic (its subscriptions are left out: nobody reads mail here)."""
+        for logical_id in self.topics():
+            arn = sns.create_topic(Name=f"{self.name}-{logical_id}-{secrets.token_hex(4)}")["TopicArn"]
+            self.physical_ids[logical_id] = self.arns[logical_id] = arn
 
     def create_usage_plans(self, apigateway, apis: dict[str, tuple[str, str]]) -> dict[str, str]:
         """Create each AWS::ApiGateway::UsagePlan of the template, on the APIs as served here (logical id ->

@@ -16,6 +16,9 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from keygate import keys
+from keygate_local.gateway import Server
+from keygate_local.github import KEYS_PATH, FakeGitHub
+from keygate_local.local_stack import _FlaskService
 from keygate_local.template import Stack, import_handler, load_template
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
@@ -97,6 +100,7 @@ def stack(aws, template) -> Stack:
     stack = Stack(template)
     stack.create_tables(boto3.client("dynamodb"))
     stack.create_pepper_secret(boto3.client("secretsmanager"))
+    stack.create_topics(boto3.client("sns"))
     return stack
 
 
@@ -169,6 +173,16 @@ def issued(admin) -> Callable[..., dict]:
         return answer
 
     return issue
+
+
+@pytest.fixture
+def github():
+    """GitHub's secret scanning keys served on 127.0.0.1 (``github.keys_url``); it signs alerts as GitHub does."""
+    fake = FakeGitHub()
+    server = Server(lambda _port: _FlaskService(fake.app), "127.0.0.1", 0).start()
+    fake.keys_url = server.url + KEYS_PATH
+    yield fake
+    server.stop()
 
 
 @pytest.fixture

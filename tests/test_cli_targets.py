@@ -11,7 +11,7 @@ from keygate_cli.cli import ACTIONS, Fault, actor, function_names, parser, paylo
 
 ADMIN = (
     "IssueKey", "UpdateKey", "RotateKey", "RevokeKey", "GetKey", "ListKeys", "KeyHistory", "PepperStatus",
-    "FlushAuthorizerCache",
+    "FlushAuthorizerCache", "ReportLeak", "ExplainKey",
 )  # fmt: skip
 STACK = {
     "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
@@ -30,19 +30,28 @@ def test_a_local_endpoint_uses_the_template_names():
 
 def test_a_deployed_stack_uses_its_outputs(aws):
     boto3.client("cloudformation").create_stack(StackName="keygate-prod", TemplateBody=json.dumps(STACK))
-    names = function_names(arguments("--stack-name", "keygate-prod", "list"), boto3.session.Session())
-    assert names == {verb: f"prod-{logical}-fn" for verb, logical in ACTIONS.items()}
-    assert (names["disable"], names["rotate"], names["pepper-status"]) == (
-        "prod-UpdateKey-fn", "prod-RotateKey-fn", "prod-PepperStatus-fn"
-    )  # fmt: skip
+    session = boto3.session.Session()
+    for verb, logical in ACTIONS.items():
+        argv = {"list": ["list"], "pepper-status": ["pepper-status"], "flush-cache": ["flush-cache"]}.get(verb)
+        argv = argv or {"issue": ["issue", "--name", "n", "--owner", "o"], "report-leak": ["report-leak"]}.get(verb)
+        argv = argv or {"explain": ["explain", "A" * 16, "--route", "GET /x"]}.get(verb) or [verb, "A" * 16]
+        assert function_names(arguments("--stack-name", "keygate-prod", *argv), session) == {verb: f"prod-{logical}-fn"}
+
+
+def test_an_older_stack_still_answers_the_commands_it_has(aws):
+    older = {"Resources": STACK["Resources"], "Outputs": {"ListKeysFunctionName": {"Value": "old-list"}}}
+    boto3.client("cloudformation").create_stack(StackName="older", TemplateBody=json.dumps(older))
+    assert function_names(arguments("--stack-name", "older", "list"), boto3.session.Session()) == {"list": "old-list"}
+    with pytest.raises(Fault, match="has no output ExplainKeyFunctionName: is it a keygate stack of this version"):
+        function_names(
+            arguments("--stack-name", "older", "explain", "A" * 16, "--route", "GET /x"), boto3.session.Session()
+        )
 
 
 def test_a_stack_without_keygate_outputs_is_a_clear_fault(aws):
     other = {"Resources": STACK["Resources"], "Outputs": {"Something": {"Value": "x"}}}
     boto3.client("cloudformation").create_stack(StackName="other", TemplateBody=json.dumps(other))
-    with pytest.raises(
-        Fault, match="has no outputs FlushAuthorizerCacheFunctionName, GetKeyFunctionName, IssueKeyFunctionName"
-    ):
+    with pytest.raises(Fault, match="has no output ListKeysFunctionName"):
         function_names(arguments("--stack-name", "other", "list"), boto3.session.Session())
 
 
@@ -82,3 +91,9 @@ def test_the_actor_is_the_callers_aws_identity_unless_given(aws):
     assert actor(arguments("--actor", "alice", "--stack-name", "s", "revoke", "K" * 16), session) == "alice"
     local = arguments("--endpoint-url", "http://127.0.0.1:1", "revoke", "K" * 16)
     assert actor(local, session) == f"local:{getpass.getuser()}"
+
+
+def test_the_template_names_every_command_s_function_in_its_outputs(template):
+    for logical in ACTIONS.values():
+        output = template["Outputs"][f"{logical}FunctionName"]["Value"]
+        assert output == {"Ref": f"{logical}Function"} and f"{logical}Function" in template["Resources"]

@@ -11,8 +11,10 @@ import botocore.client
 import botocore.exceptions
 import pytest
 
+from keygate import keys
 from tests.conftest import add_pepper_version, invoke
 from tests.test_authorizer import decide, shaped
+from tests.test_leak_report import http_event
 
 TRANSACTION_ACTIONS = {
     "Put": "PutItem",
@@ -126,6 +128,8 @@ def recorded(monkeypatch, stack) -> list[tuple[str, str, dict]]:
             calls.append(
                 ("iam:PassRole", params["Target"]["RoleArn"], {"iam:PassedToService": "scheduler.amazonaws.com"})
             )
+        elif service == "sns":
+            calls.append((f"sns:{operation}", params["TopicArn"], {}))
         else:
             calls.append((f"{service}:{operation}", params["SecretId"], {}))
         return real(self, operation, params)
@@ -241,6 +245,7 @@ ADMIN_JOBS = {
     "KeyHistoryFunction": lambda key_id, plan, plain: [{"key_id": key_id}, {"key_id": NEVER_ISSUED}],  # then a GetItem
     "PepperStatusFunction": lambda key_id, plan, plain: [{}],
     "FlushAuthorizerCacheFunction": lambda key_id, plan, plain: [{"reason": "test"}],
+    "ExplainKeyFunction": lambda key_id, plan, plain: [{"key_id": key_id, "route": "GET /x", "api": "a1/b"}],
 }
 
 
@@ -285,8 +290,26 @@ def test_what_a_failed_write_undoes_is_granted(function, stack, issued, load, re
     assert_granted(stack, function, recorded)
 
 
+def test_leak_reports_are_granted_exactly_what_they_call(stack, issued, load, recorded, github):
+    plan = usage_plan("plan")
+    first, second = issued(usage_plan_id=plan), issued(usage_plan_id=plan)
+    add_pepper_version(stack)
+    leak_report = load("LeakReportFunction", GITHUB_KEYS_URL=github.keys_url, **CACHED)
+    report_leak = load("ReportLeakFunction", **CACHED)
+    body, headers = github.signed_alert(first["api_key"], keys.generate("kg").api_key)
+    for function, call in (
+        ("LeakReportFunction", lambda: invoke(leak_report, http_event(body, headers))["statusCode"] == 200),
+        ("ReportLeakFunction", lambda: invoke(report_leak, {"key": second["api_key"]})["revoked"] == "now"),
+    ):
+        recorded.clear()
+        assert call()
+        assert {"sns:Publish", "apigateway:PATCH", "apigateway:DELETE"} <= {action for action, _, _ in recorded}
+        assert_exactly_granted(stack, function, recorded)
+
+
 def test_every_function_is_checked_here(stack):
-    assert set(stack.functions()) - {"DemoFunction"} == set(ADMIN_JOBS) | {"AuthorizerFunction"}
+    leak_reports = {"LeakReportFunction", "ReportLeakFunction"}
+    assert set(stack.functions()) - {"DemoFunction"} == set(ADMIN_JOBS) | {"AuthorizerFunction"} | leak_reports
 
 
 def test_revoke_may_not_write_other_attributes_or_read_back(stack):

@@ -10,8 +10,14 @@ def _events(template: dict) -> dict[str, dict]:
     return template["Resources"]["DemoFunction"]["Properties"]["Events"]
 
 
-def test_the_template_has_a_rest_and_an_http_api(template):
-    assert gateway.api_ids(template) == ["DemoRestApi", "DemoHttpApi"]
+def test_the_template_has_the_leak_report_api_and_a_rest_and_an_http_demo_api(template):
+    assert gateway.api_ids(template) == ["LeakReportApi", "DemoRestApi", "DemoHttpApi"]
+
+
+def test_the_leak_report_route_has_no_keygate_authorizer(template):
+    api = gateway.ApiProvider(gateway.load_stacks(gateway.only_api(template, "LeakReportApi"), "us-east-1")).api
+    routes = {(method, route.path, route.authorizer_name) for route in api.routes for method in route.methods}
+    assert routes == {("POST", "/github/secret-scanning", None)}  # GitHub's signature is its authentication
 
 
 def test_each_api_keeps_only_its_own_routes(template):

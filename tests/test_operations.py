@@ -14,6 +14,8 @@ ROLES_THAT_READ_THE_PEPPER = [  # the functions that verify or hash secrets
     {"Fn::GetAtt": ["AuthorizerFunctionRole", "Arn"]},
     {"Fn::GetAtt": ["IssueKeyFunctionRole", "Arn"]},
     {"Fn::GetAtt": ["RotateKeyFunctionRole", "Arn"]},
+    {"Fn::GetAtt": ["LeakReportFunctionRole", "Arn"]},  # a reported token is Argon2-verified before a revoke
+    {"Fn::GetAtt": ["ReportLeakFunctionRole", "Arn"]},
 ]
 USING_THE_KEY = [
     "kms:Decrypt", "kms:Encrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey",
@@ -89,7 +91,7 @@ def test_alarms_notify_a_topic_only_when_an_address_is_given(template, email, no
             assert alarm["Properties"][actions] == expected, name
 
 
-def test_only_the_authorizer_issue_and_rotate_roles_may_read_the_pepper(template):
+def test_only_the_roles_that_verify_or_hash_secrets_may_read_the_pepper(template):
     (policy,) = resources(template, "AWS::SecretsManager::ResourcePolicy").values()
     assert policy["Properties"]["SecretId"] == {"Ref": "PepperSecret"} and policy["Properties"]["BlockPublicPolicy"]
     (statement,) = policy["Properties"]["ResourcePolicy"]["Statement"]
@@ -130,6 +132,7 @@ def test_the_secret_is_encrypted_with_the_key_only_when_asked(template, choice, 
 
 
 def test_the_functions_that_read_the_pepper_wait_for_the_grant(template):
-    for function in ("AuthorizerFunction", "IssueKeyFunction", "RotateKeyFunction"):
+    for role in ROLES_THAT_READ_THE_PEPPER:
+        function = role["Fn::GetAtt"][0].removesuffix("Role")
         assert template["Resources"][function]["DependsOn"] == "PepperSecretPolicy"
     assert json.dumps(template).count("AWSSecretsManagerGetSecretValuePolicy") == 0

@@ -1,5 +1,5 @@
-"""Admin handlers: issue, update, rotate, revoke, get, list, history, pepper status and flushing the
-authorizer cache. Each takes a plain JSON event (see events/).
+"""Admin handlers: issue, update, rotate, revoke, get, list, history, pepper status, explain, a leaked key's
+report and flushing the authorizer cache. Each takes a plain JSON event (see events/).
 
 Bad input and unknown keys come back as ``{"error": {...}}`` naming what is wrong, so an operator's
 typo does not count as a function error; a fault (DynamoDB down) raises and shows as one.
@@ -15,16 +15,19 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from admin.models import (
     AdminEvent,
+    ExplainKey,
     FlushAuthorizerCache,
     IssueKey,
     KeyHistory,
     KeyRef,
     ListKeys,
     PepperStatus,
+    ReportLeak,
     RotateKey,
     UpdateKey,
 )
 from keygate import config, service
+from keygate.leaks import Label, LeakReport
 from keygate.records import format_time
 from keygate.service import Changed, KeyRevoked, Update, VersionConflict
 from keygate.store import InvalidNextToken, KeyNotFound
@@ -176,6 +179,23 @@ def flush_authorizer_cache(request: FlushAuthorizerCache) -> dict:
     if report.failed:  # an error, so Scheduler retries a scheduled flush and the admin alarm sees it
         raise FlushFailed(f"the flush of {', '.join(sorted(report.failed))} failed: {report.failed}")
     return report.view()
+
+
+@admin_action(ReportLeak)
+def report_leak(request: ReportLeak) -> dict:
+    key = request.key.get_secret_value()
+    report = LeakReport(key, url=request.url, source="operator", token_type="keygate_api_key")
+    finding = KEYS.report_leak(report, actor=request.actor)
+    if finding.label is Label.FALSE_POSITIVE:
+        logger.info("leak report: not a key of this deployment", extra={"actor": request.actor, **finding.view()})
+        return finding.view() | {"message": "not a key of this deployment (or not its secret): nothing revoked"}
+    logger.warning("leaked key revoked", extra={"actor": request.actor, "url": request.url, **finding.view()})
+    return finding.view()
+
+
+@admin_action(ExplainKey)
+def explain_key(request: ExplainKey) -> dict:
+    return KEYS.explain(request.key_id, request.route, request.api)
 
 
 class FlushFailed(RuntimeError):

@@ -5,11 +5,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from aws_lambda_powertools.utilities.parser import BaseModel, Field, field_validator
-from pydantic import AfterValidator, ConfigDict, StrictBool, StrictInt, StrictStr
+from pydantic import AfterValidator, ConfigDict, SecretStr, StrictBool, StrictInt, StrictStr
 
 from keygate.apis import EXAMPLE as API_EXAMPLE
 from keygate.apis import is_api_pattern
 from keygate.audit import UNSPECIFIED_ACTOR
+from keygate.explain import parse_route
 from keygate.keys import KEY_ID_PATTERN
 from keygate.records import State
 from keygate.routes import SCOPE_PATTERN
@@ -160,6 +161,27 @@ class KeyHistory(AdminEvent):
 
 class PepperStatus(AdminEvent):
     next_token: NextToken | None = None
+
+
+class ReportLeak(AdminEvent):
+    """A key found somewhere it should not be, pasted by an operator: revoked when it is a real key of this
+    deployment. No pattern on ``key``: anything else is an answer (a false positive), not an error."""
+
+    key: Annotated[SecretStr, Field(min_length=1, max_length=1024)]  # SecretStr: never in a repr
+    url: Annotated[StrictStr, Field(min_length=1, max_length=2048, pattern=_PRINTABLE)] | None = None
+
+
+def _route(text: str) -> str:
+    parse_route(text)  # raises ValueError (InvalidQuestion) saying what is wrong
+    return text
+
+
+class ExplainKey(AdminEvent):
+    """What the authorizer would decide for this key on this route (and API), and why."""
+
+    key_id: KeyId
+    route: Annotated[StrictStr, Field(max_length=2048), AfterValidator(_route)]
+    api: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9]{1,64}/[A-Za-z0-9_$-]{1,128}$")] | None = None
 
 
 class FlushAuthorizerCache(AdminEvent):

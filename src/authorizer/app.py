@@ -1,4 +1,5 @@
-"""The API Gateway Lambda authorizer: REST TOKEN, REST REQUEST and HTTP API (simple responses)."""
+"""The Lambda authorizer: API Gateway REST TOKEN, REST REQUEST, HTTP API (simple responses) and WebSocket
+$connect, and AppSync (AWS_LAMBDA authorization)."""
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -20,7 +21,7 @@ def _decide(event: dict) -> tuple[Decision, RequestRoute | None, dict | None]:
         request = AuthRequest.from_event(event)
         route = request.route
         decision = KEYS.authorize(request.authorization, request.api_key, request.route)
-        return decision, route, request.response(decision, KEYS.config.route_scopes)
+        return decision, route, request.response(decision, KEYS.config)
     except Exception as error:  # fail closed: a fault outside the core is a refusal too
         return Decision(Reason.FAULT, fault=type(error).__name__), route, None
 

@@ -1,8 +1,13 @@
-"""The demo API's protected function: echoes who the authorizer let in."""
+"""The demo APIs' protected function: echoes who the authorizer let in (on a WebSocket API, in reply to
+each message; a connect is answered 200, which accepts it)."""
 
 import json
 
-from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent, APIGatewayProxyEventV2
+from aws_lambda_powertools.utilities.data_classes import (
+    APIGatewayProxyEvent,
+    APIGatewayProxyEventV2,
+    APIGatewayWebSocketEvent,
+)
 
 
 def handler(event: dict, context: object) -> dict:
@@ -10,6 +15,10 @@ def handler(event: dict, context: object) -> dict:
         v2 = APIGatewayProxyEventV2(event)
         caller = v2.request_context.authorizer.get_lambda or {}
         route = v2.route_key
+    elif "eventType" in (event.get("requestContext") or {}):  # WebSocket: $connect, then $default messages
+        websocket = APIGatewayWebSocketEvent(event).request_context
+        caller = dict(websocket.get("authorizer") or {})
+        route = websocket.route_key
     else:
         v1 = APIGatewayProxyEvent(event)
         caller = dict(v1.request_context.authorizer or {})

@@ -16,6 +16,7 @@ API_PATTERN = r"[A-Za-z0-9*]{1,64}/[A-Za-z0-9_$*-]{1,128}"
 # The template's DefaultKeyApis: empty, or entries separated by commas (spaces allowed around them).
 API_LIST_PATTERN = rf"^ *({API_PATTERN} *(, *{API_PATTERN} *)*)?$"
 EXAMPLE = "API_ID/STAGE, e.g. a1b2c3d4e5/prod or a1b2c3d4e5/*"
+APPSYNC_STAGE = "graphql"  # an AppSync API has no stage: a key's apis name it API_ID/graphql
 
 
 @dataclass(frozen=True)

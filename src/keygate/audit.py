@@ -31,15 +31,17 @@ class AuditRecord:
     at: datetime
     changes: dict[str, dict]  # field -> {"old": ..., "new": ...}, as the admin view shows them
     purge_at: datetime | None = None
+    details: dict[str, str] | None = None  # why, beyond who: a leak report's reason, url and source
 
     def view(self) -> dict:
-        return {
+        view = {
             "version": self.version,
             "action": self.action.value,
             "actor": self.actor,
             "at": format_time(self.at),
             "changes": self.changes,
         }
+        return view | ({"details": self.details} if self.details else {})
 
 
 def changes(before: KeyRecord | None, after: KeyRecord, now: datetime) -> dict[str, dict]:

@@ -141,7 +141,7 @@ class Authorizer:
         if verified is None:
             return Decision(Reason.WRONG_SECRET, key_id=key_id, verified_by=verified_by)
         rehash = self._rehash(record, parsed.secret, digest) if verified is _Secret.CURRENT else None
-        refusal = _refusal(record, route, self.route_scopes, now)
+        refusal = refused_for(record, route, self.route_scopes, now, check_api=True)
         proven = dict(key_id=key_id, record=record, rehash=rehash, verified_by=verified_by)
         if refusal in (Reason.DISABLED, Reason.EXPIRED):
             return Decision(refusal, **proven)
@@ -213,13 +213,16 @@ class _Secret(Enum):
     PREVIOUS = "previous"
 
 
-def _refusal(record: KeyRecord, route: RequestRoute, route_scopes: RouteScopes, now: datetime) -> Reason | None:
-    """Why a live key whose secret verified is refused here, if it is: its state, then where it is used."""
+def refused_for(
+    record: KeyRecord, route: RequestRoute, route_scopes: RouteScopes, now: datetime, *, check_api: bool
+) -> Reason | None:
+    """Why a live key whose secret verified is refused here, if it is: its state, then where it is used.
+    Only ``keygate explain`` asked about no API in particular passes check_api=False."""
     if record.status is Status.DISABLED:
         return Reason.DISABLED
     if record.is_expired(now):
         return Reason.EXPIRED
-    if not apis.allows(record.apis, route.api):
+    if check_api and not apis.allows(record.apis, route.api):
         return Reason.API_NOT_ALLOWED
     if not route_scopes.allows(record.scopes, route.method, route.path):
         return Reason.MISSING_SCOPE

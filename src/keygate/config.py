@@ -12,6 +12,7 @@ from botocore.config import Config as BotoConfig
 
 from keygate.apis import parse_api_list
 from keygate.authorizer_cache import CachedStage, parse_cached_stages
+from keygate.field_scopes import FieldScopes, InvalidFieldScopes, parse_field_scopes
 from keygate.keys import PREFIX_PATTERN
 from keygate.routes import InvalidRouteScopes, RouteScopes, parse_route_scopes
 from keygate.verified import DEFAULT_SIZE
@@ -26,6 +27,9 @@ AWS_CLIENT_CONFIG = BotoConfig(connect_timeout=1, read_timeout=1, retries={"mode
 GATEWAY_CLIENT_CONFIG = BotoConfig(
     connect_timeout=2, read_timeout=5, retries={"mode": "standard", "total_max_attempts": 4}
 )
+
+
+GITHUB_KEYS_URL = "https://api.github.com/meta/public_keys/secret_scanning"
 
 
 class ConfigError(ValueError):
@@ -51,6 +55,10 @@ class Config:
     cached_stages: tuple[CachedStage, ...] = ()  # the stages whose authorizer cache a change flushes
     flush_target: tuple[str, str] | None = None  # (flush function ARN, Scheduler's role) for later flushes
     last_used_interval_minutes: int = 15  # last_used_at is written at most this often per key; 0: never
+    appsync_cache_ttl: int = 0  # ttlOverride: seconds AppSync caches an allow (AppSyncCacheTtl); 0: never
+    appsync_field_scopes: FieldScopes = FieldScopes()  # empty: an allowed key may read every field
+    leak_topic_arn: str = ""  # LeakedKeyTopic: a leaked key's revocation is announced there
+    github_keys_url: str = GITHUB_KEYS_URL  # GitHub secret scanning's public keys (GitHubPublicKeysUrl)
 
 
 def _int(env: dict, name: str, default: int, low: int, high: int) -> int:
@@ -80,6 +88,13 @@ def _route_scopes(env: dict, name: str) -> RouteScopes:
         raise ConfigError(f"{name}: {error}") from None
 
 
+def _field_scopes(env: dict, name: str) -> FieldScopes:
+    try:
+        return parse_field_scopes(env.get(name, ""))
+    except InvalidFieldScopes as error:
+        raise ConfigError(f"{name}: {error}") from None
+
+
 def _cached_stages(env: dict, name: str) -> tuple[CachedStage, ...]:
     try:
         return parse_cached_stages(env.get(name, ""))
@@ -90,6 +105,14 @@ def _cached_stages(env: dict, name: str) -> tuple[CachedStage, ...]:
 def _flush_target(env: dict) -> tuple[str, str] | None:
     function_arn, role_arn = env.get("FLUSH_FUNCTION_ARN", ""), env.get("FLUSH_SCHEDULE_ROLE_ARN", "")
     return (function_arn, role_arn) if function_arn and role_arn else None
+
+
+def _keys_url(env: dict, name: str) -> str:
+    """https, or http to this machine only (tests serve their own keys): never file: or another scheme."""
+    url = env.get(name) or GITHUB_KEYS_URL
+    if not re.fullmatch(r"https://[^\s]+|http://(127\.0\.0\.1|localhost)(:[0-9]{1,5})?/[^\s]*", url):
+        raise ConfigError(f"{name} must be an https:// URL (or http://127.0.0.1 for a local test)")
+    return url
 
 
 def _required(env: dict, name: str) -> str:
@@ -116,6 +139,8 @@ def load(env: dict | None = None) -> Config:
         retention_days=_int(env, "RETENTION_DAYS", Config.retention_days, 0, 3650),
         default_key_apis=_api_list(env, "DEFAULT_KEY_APIS"),
         route_scopes=_route_scopes(env, "ROUTE_SCOPES"),
+        appsync_cache_ttl=_int(env, "APPSYNC_CACHE_TTL", Config.appsync_cache_ttl, 0, 3600),
+        appsync_field_scopes=_field_scopes(env, "APPSYNC_FIELD_SCOPES"),
         verified_key_cache_size=_int(env, "VERIFIED_KEY_CACHE_SIZE", Config.verified_key_cache_size, 0, 1_000_000),
         tracing=env.get("POWERTOOLS_TRACE_DISABLED", "").strip().lower() not in ("true", "1"),
         authorizer_cache_ttl=_int(env, "AUTHORIZER_CACHE_TTL", Config.authorizer_cache_ttl, 0, 3600),
@@ -124,4 +149,6 @@ def load(env: dict | None = None) -> Config:
         last_used_interval_minutes=_int(
             env, "LAST_USED_INTERVAL_MINUTES", Config.last_used_interval_minutes, 0, 7 * 24 * 60
         ),
+        leak_topic_arn=env.get("LEAK_TOPIC_ARN", ""),
+        github_keys_url=_keys_url(env, "GITHUB_KEYS_URL"),
     )

@@ -21,6 +21,10 @@ class PepperUnavailable(RuntimeError):
     """The pepper secret cannot be read or lacks the version asked for. Never carries a pepper."""
 
 
+class PepperVersionMissing(PepperUnavailable):
+    """The pepper secret was read, and has no (usable) value for the version asked for."""
+
+
 @dataclass(frozen=True)
 class Argon2Params:
     memory_kib: int
@@ -108,7 +112,7 @@ class PepperRing:
         pepper = ring.get(version) if _is_version_name(version) and version != "current" else None
         if not isinstance(pepper, str) or len(pepper) < 32:
             shown = repr(version) if _is_version_name(version) else "(not a version name)"
-            raise PepperUnavailable(f"pepper version {shown} is missing or shorter than 32 characters")
+            raise PepperVersionMissing(f"pepper version {shown} is missing or shorter than 32 characters")
         return pepper.encode("utf-8")
 
 

@@ -1,15 +1,19 @@
-"""API Gateway authorizer responses, built with powertools' response builders. Pure."""
+"""API Gateway and AppSync authorizer responses, built with powertools' response builders. Pure."""
 
 from collections.abc import Sequence
 
 from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event import (
     APIGatewayAuthorizerResponse,
     APIGatewayAuthorizerResponseV2,
+    APIGatewayAuthorizerResponseWebSocket,
     parse_api_gateway_arn,
 )
+from aws_lambda_powertools.utilities.data_classes.appsync_authorizer_event import AppSyncAuthorizerResponse
 
 from keygate.records import KeyRecord
 from keygate.routes import CONCRETE_METHODS, RouteScopes
+
+CONNECT = "$connect"  # the WebSocket route an authorizer guards
 
 
 def auth_context(record: KeyRecord, matched_scopes: Sequence[str] = ()) -> dict[str, str]:
@@ -37,16 +41,36 @@ def rest_policy(record: KeyRecord, method_arn: str, route_scopes: RouteScopes, m
     response = _for_this_stage(
         record.key_id, method_arn, auth_context(record, matched_scopes), usage_key=record.usage_key_value
     )
+    # powertools' builder refuses a path holding "$" (GET /$connect, a WebSocket route; /$batch, an OData
+    # one): those statements are added after it. Were every entry one, every other route is refused.
+    plain = RouteScopes(tuple(rule for rule in route_scopes.rules if "$" not in rule.path))
     if not route_scopes.rules:
         response.allow_all_routes()
-    satisfied, unsatisfied = route_scopes.split(record.scopes)
+    elif not plain.rules:
+        response.deny_all_routes()
+    satisfied, unsatisfied = plain.split(record.scopes)
     for rule in satisfied:
         for method in _methods(rule.method):
             response.allow_route(method, rule.path)
     for rule in unsatisfied:
         for method in _methods(rule.method):
             response.deny_route(method, rule.path)
-    return response.asdict()
+    answer = response.asdict()
+    dollar = RouteScopes(tuple(rule for rule in route_scopes.rules if "$" in rule.path))
+    for effect, rules in zip(("Allow", "Deny"), dollar.split(record.scopes), strict=True):
+        arns = [_route_arn(method_arn, method, rule.path) for rule in rules for method in _methods(rule.method)]
+        if arns:
+            answer["policyDocument"]["Statement"].append(
+                {"Action": "execute-api:Invoke", "Effect": effect, "Resource": arns}
+            )
+    return answer
+
+
+def _route_arn(method_arn: str, method: str, path: str) -> str:
+    """The ARN of a route of the calling API and stage, as powertools' builder writes one."""
+    arn = parse_api_gateway_arn(method_arn)
+    stage = f"{arn.api_id}/{arn.stage}/{method}/{path.lstrip('/')}"
+    return f"arn:{arn.partition}:execute-api:{arn.region}:{arn.aws_account_id}:{stage}"
 
 
 def _methods(method: str) -> tuple[str, ...]:
@@ -77,6 +101,53 @@ def _for_this_stage(
         usage_identifier_key=usage_key,
         partition=arn.partition,
     )
+
+
+def websocket_policy(record: KeyRecord, method_arn: str, matched_scopes: Sequence[str]) -> dict:
+    """An IAM policy allowing exactly the $connect route of the calling WebSocket API and stage, the
+    only route an authorizer guards there."""
+    response = _for_this_websocket(record.key_id, method_arn, auth_context(record, matched_scopes))
+    response.allow_route(CONNECT)
+    return response.asdict()
+
+
+def websocket_deny(key_id: str, method_arn: str) -> dict:
+    """An IAM policy denying the $connect route of the calling WebSocket API and stage: API Gateway answers 403."""
+    response = _for_this_websocket(key_id, method_arn)
+    response.deny_route(CONNECT)
+    return response.asdict()
+
+
+def _for_this_websocket(
+    principal_id: str, method_arn: str, context: dict | None = None
+) -> APIGatewayAuthorizerResponseWebSocket:
+    arn = parse_api_gateway_arn(method_arn, is_websocket_authorizer=True)
+    return APIGatewayAuthorizerResponseWebSocket(
+        principal_id=principal_id,
+        region=arn.region,
+        aws_account_id=arn.aws_account_id,
+        api_id=arn.api_id,
+        stage=arn.stage,
+        context=context,
+        partition=arn.partition,
+    )
+
+
+def appsync(record: KeyRecord, matched_scopes: Sequence[str], denied_fields: Sequence[str], ttl: int) -> dict:
+    """AppSync's answer for an allowed key: the caller in ``resolverContext``, the fields it may not read
+    in ``deniedFields``, cached by AppSync for ``ttl`` seconds (AppSyncCacheTtl). ``ttlOverride`` is always
+    sent: without it AppSync would cache for the API's own TTL."""
+    return AppSyncAuthorizerResponse(
+        authorize=True,
+        max_age=ttl,
+        resolver_context=auth_context(record, matched_scopes),
+        deny_fields=list(denied_fields),
+    ).asdict()
+
+
+def appsync_refusal() -> dict:
+    """AppSync's answer to every refusal, a fault's too: not authorized (UnauthorizedException), never cached."""
+    return AppSyncAuthorizerResponse(authorize=False, max_age=0).asdict()
 
 
 def http_simple(record: KeyRecord | None, matched_scopes: Sequence[str] = ()) -> dict:

@@ -2,7 +2,8 @@
 
 ``GET /orders*=orders:read; POST /orders*=orders:write; * /admin/*=admin``: entries separated by ``;``,
 each ``METHOD /path=scope [scope...]``; METHOD is an HTTP method or ``*``; in the path ``*`` matches any
-run of characters, "/" included, as in an IAM resource ARN. A request is allowed when at least one entry
+run of characters, "/" included, as in an IAM resource ARN; a WebSocket API's connect is ``GET /$connect``
+and an AppSync request ``POST /graphql``. A request is allowed when at least one entry
 matches it and the key holds at least one scope of every entry that matches: exactly what IAM does with
 an Allow statement for each entry the key satisfies and a Deny for each it does not. An empty map
 requires nothing. Pure.
@@ -20,7 +21,9 @@ from keygate.wildcard import compile_wildcard
 METHODS = tuple(verb.value for verb in HttpVerb)  # GET ... OPTIONS and *, as powertools' policy builder takes
 CONCRETE_METHODS = tuple(method for method in METHODS if method != "*")
 SCOPE_PATTERN = r"[A-Za-z0-9._:/*-]{1,64}"
-PATH_PATTERN = r"/[A-Za-z0-9._*{}+/-]*"  # what powertools' policy builder takes as a resource path
+# What powertools' REST policy builder takes as a resource path, and "$" for a WebSocket route (/$connect),
+# which no REST path holds: a REST policy leaves such entries out.
+PATH_PATTERN = r"/[A-Za-z0-9._*{}+/$-]*"
 _ENTRY = re.compile(r"(?P<method>\S+) +(?P<path>[^\s=]+) *= *(?P<scopes>.*)")
 
 
@@ -86,7 +89,7 @@ def parse_route_scopes(text: str) -> RouteScopes:
         if method not in METHODS:
             raise InvalidRouteScopes(f"entry {shown}: method {method[:20]!r} is not one of {', '.join(METHODS)}")
         if not re.fullmatch(PATH_PATTERN, path):
-            raise InvalidRouteScopes(f"entry {shown}: the path must be / then letters, digits and . _ * {{ }} + / -")
+            raise InvalidRouteScopes(f"entry {shown}: the path must be / then letters, digits and . _ * {{ }} + / $ -")
         if not scopes:
             raise InvalidRouteScopes(f"entry {shown} names no scope")
         for scope in scopes:

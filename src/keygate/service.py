@@ -13,12 +13,14 @@ from datetime import UTC, datetime, timedelta
 import boto3
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-from keygate import audit, keys
+from keygate import audit, explain, keys
+from keygate.apis import ApiStage
 from keygate.audit import Action, AuditRecord
 from keygate.authorize import Authorizer, Decision, explained
 from keygate.authorizer_cache import AuthorizerCache, FlushReport
 from keygate.config import AWS_CLIENT_CONFIG, GATEWAY_CLIENT_CONFIG, Config
-from keygate.hashing import Argon2Params, Hasher, PepperRing
+from keygate.hashing import Argon2Params, Hasher, PepperRing, PepperVersionMissing
+from keygate.leaks import Label, LeakFinding, LeakNotifier, LeakReport
 from keygate.records import KeyRecord, State, Status, parse_time, state_of
 from keygate.routes import RequestRoute
 from keygate.store import ConcurrentChange, KeyNotFound, KeyStore
@@ -95,6 +97,7 @@ class KeyService:
         clock: Callable[[], datetime] = _utc_now,
         usage_plans: UsagePlans | None = None,
         authorizer_cache: AuthorizerCache | None = None,
+        notifier: LeakNotifier | None = None,
     ):
         self.config = config
         self._store = store
@@ -103,6 +106,7 @@ class KeyService:
         self._clock = clock
         self._usage_plans = usage_plans
         self._cache = authorizer_cache or AuthorizerCache(0, ())
+        self._notifier = notifier
         self._retention = timedelta(days=config.retention_days) if config.retention_days else None
         self.authorizer = Authorizer(
             config.key_prefix,
@@ -260,8 +264,11 @@ class KeyService:
                 report = replace(report, scheduled=scheduled.scheduled, failed=report.failed | scheduled.failed)
         return report
 
-    def revoke(self, key_id: str, *, actor: str = audit.UNSPECIFIED_ACTOR) -> Changed:
-        """Revoke a key; revoking a revoked key changes nothing and returns it as it is."""
+    def revoke(
+        self, key_id: str, *, actor: str = audit.UNSPECIFIED_ACTOR, details: dict[str, str] | None = None
+    ) -> Changed:
+        """Revoke a key; revoking a revoked key changes nothing and returns it as it is. ``details`` (why)
+        go into the audit record."""
 
         def change(record: KeyRecord, now: datetime) -> KeyRecord:
             if record.status is Status.REVOKED:
@@ -273,9 +280,52 @@ class KeyService:
                 purge_at=now + self._retention if self._retention else None,
             )
 
-        before, after = self._change(key_id, change, lambda before, after: Action.REVOKE, None, actor)
+        before, after = self._change(key_id, change, lambda before, after: Action.REVOKE, None, actor, details)
         flushed = self._cache.flush() if before.status is not Status.REVOKED else None
         return Changed(after, self._sync(after), flushed)
+
+    def report_leak(self, report: LeakReport, *, actor: str) -> LeakFinding:
+        """A token found in the open: when it is a key of this deployment (a secret that verifies now, as
+        the authorizer would take it), revoke the key with the report in the audit record and notify
+        LeakedKeyTopic (once: a report of a key already revoked notifies nobody); else a false positive."""
+        record = self._leaked_key(report.token)
+        if record is None:
+            return LeakFinding(report.token_hash, report.token_type, Label.FALSE_POSITIVE)
+        revoked = "already" if record.status is Status.REVOKED else "now"
+        changed = self.revoke(record.key_id, actor=actor, details=report.details())
+        notified = None
+        if self._notifier is not None and revoked == "now":
+            try:
+                self._notifier.notify(changed.record, report, revoked, actor)
+                notified = "sent"
+            except Exception as error:
+                notified = f"failed: {explained(error)}"
+        found = (report.token_hash, report.token_type, Label.TRUE_POSITIVE, record.key_id)
+        return LeakFinding(*found, revoked, notified, changed.reports())
+
+    def _leaked_key(self, token: str) -> KeyRecord | None:
+        """The key whose secret ``token`` is, verified by Argon2: its current secret, or the previous one
+        while its grace period lasts. A secret that no longer verifies (rotated out, or hashed with a
+        pepper version since removed) grants nothing: it revokes nothing either, so whoever holds a dead
+        secret cannot take the live key down."""
+        try:
+            parsed = keys.parse(token, self.config.key_prefix)
+        except keys.MalformedKey:
+            return None
+        record = self._store.get(parsed.key_id)
+        if record is None:
+            return None
+        secrets = [(record.phc_hash, record.pepper_version)]
+        if record.previous_secret_valid(self._clock()) and record.previous_pepper_version is not None:
+            secrets.append((record.previous_hash, record.previous_pepper_version))
+        for phc_hash, pepper_version in secrets:
+            try:  # Secrets Manager failing is a fault (the report is answered 500, and retried): not this
+                pepper = self._peppers.get(pepper_version)
+            except PepperVersionMissing:  # a version removed once only revoked keys used it
+                continue
+            if self._hasher.verify(phc_hash, parsed.secret, pepper):
+                return record
+        return None
 
     def flush_authorizer_cache(self) -> FlushReport | None:
         return self._cache.flush()
@@ -292,6 +342,7 @@ class KeyService:
         action: Callable[[KeyRecord, KeyRecord], Action],
         expected_version: int | None,
         actor: str,
+        details: dict[str, str] | None = None,
     ) -> tuple[KeyRecord, KeyRecord]:
         """Read, change, write back with the audit record, conditional on the version read; the record
         before and after. With an expected version, a key at another version is a VersionConflict;
@@ -306,7 +357,8 @@ class KeyService:
             if after == before:
                 return before, before
             after = replace(after, version=before.version + 1)
-            self._store.update(before, after, self._audit(before, after, action(before, after), actor, now))
+            record = self._audit(before, after, action(before, after), actor, now, details)
+            self._store.update(before, after, record)
             return before, after
 
         if expected_version is None:
@@ -316,7 +368,15 @@ class KeyService:
         except ConcurrentChange:
             raise VersionConflict(f"key {key_id!r} changed while it was being updated") from None
 
-    def _audit(self, before: KeyRecord | None, after: KeyRecord, action: Action, actor: str, now: datetime):
+    def _audit(
+        self,
+        before: KeyRecord | None,
+        after: KeyRecord,
+        action: Action,
+        actor: str,
+        now: datetime,
+        details: dict[str, str] | None = None,
+    ) -> AuditRecord:
         return AuditRecord(
             key_id=after.key_id,
             version=after.version,
@@ -325,6 +385,7 @@ class KeyService:
             at=now,
             changes=audit.changes(before, after, now),
             purge_at=now + self._retention if self._retention else None,
+            details=details,
         )
 
     def _purge_after(self, expires_at: datetime | None) -> datetime | None:
@@ -347,6 +408,21 @@ class KeyService:
         unused_since: datetime | None = None,
     ) -> tuple[list[KeyRecord], str | None]:
         return self._store.list(owner, state, limit, next_token, self._clock(), unused_since)
+
+    def explain(self, key_id: str, route: str, api: str | None) -> dict:
+        """What the authorizer would decide for this key on ``route`` ("GET /orders/7"), on ``api``
+        ("API_ID/STAGE") if given, and why; never reads or needs the secret."""
+        method, path = explain.parse_route(route)
+        stage = ApiStage(*api.split("/", 1)) if api else None
+        config = self.config
+        settings = explain.Settings(
+            config.route_scopes,
+            config.appsync_field_scopes,
+            config.authorizer_cache_ttl,
+            config.cached_stages,
+            config.appsync_cache_ttl,
+        )
+        return explain.explain(self.get(key_id), method, path, stage, settings, self._clock())
 
     def history(self, key_id: str, limit: int, next_token: str | None) -> tuple[list[AuditRecord], str | None]:
         """A key's audit records, oldest first. Records outlive their key's item (and expire on their own
@@ -426,4 +502,5 @@ def from_config(config: Config) -> KeyService:
             _ClientOnFirstUse("scheduler"),
             config.flush_target,
         ),
+        notifier=LeakNotifier(config.leak_topic_arn, _ClientOnFirstUse("sns")) if config.leak_topic_arn else None,
     )

@@ -120,6 +120,8 @@ def audit_item(audit: AuditRecord) -> dict:
     }
     if audit.purge_at is not None:
         item["purge_at"] = int(audit.purge_at.timestamp())
+    if audit.details:
+        item["details"] = audit.details
     return _serialized(item)
 
 
@@ -132,6 +134,7 @@ def from_audit_item(item: dict) -> AuditRecord:
         actor=values["actor"],
         at=parse_time(values["at"]),
         changes=_plain(values["changes"]),
+        details=values.get("details"),
     )
 
 

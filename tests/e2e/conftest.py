@@ -14,6 +14,9 @@ from dataclasses import dataclass
 import boto3
 import pytest
 
+from keygate_local.gateway import Server
+from keygate_local.github import KEYS_PATH, FakeGitHub
+from keygate_local.local_stack import _FlaskService
 from keygate_local.template import ROOT
 
 READY_SECONDS = 60
@@ -28,6 +31,7 @@ class Running:
     api_stages: dict[str, str]  # API logical id -> API_ID/STAGE
     usage_plans: dict[str, str]  # usage plan logical id -> its id
     cached_stages: dict[str, str]  # API logical id -> its CachedStages entry
+    leak_report: str  # LeakReportApi's base URL
 
 
 def start_stack(
@@ -68,7 +72,7 @@ def running_stack(*options: str):
     apis = ready["apis"]
     yield Running(
         apis["DemoRestApi"], apis["DemoHttpApi"], ready["lambda"], ready["aws"], ready["api_stages"],
-        ready["usage_plans"], ready["cached_stages"],
+        ready["usage_plans"], ready["cached_stages"], apis["LeakReportApi"],
     )  # fmt: skip
     assert stop_stack(process) == 0
 
@@ -79,10 +83,21 @@ def local_stack():
 
 
 @pytest.fixture(scope="session")
-def scoped_stack():
+def github():
+    """GitHub's secret scanning keys, served by this test process (which signs alerts with their private key)."""
+    fake = FakeGitHub()
+    server = Server(lambda _port: _FlaskService(fake.app), "127.0.0.1", 0).start()
+    fake.keys_url = server.url + KEYS_PATH
+    yield fake
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def scoped_stack(github):
     """A second local stack, with make demo's parameters: its RouteScopes, API Gateway's authorizer cache
-    with both stages in CachedStages, and a quota of 3 a day on the demo usage plan."""
-    yield from running_stack("--demo-parameters")
+    with both stages in CachedStages, and a quota of 3 a day on the demo usage plan; and GitHub's secret
+    scanning keys served by this process."""
+    yield from running_stack("--demo-parameters", "--parameter-overrides", f"GitHubPublicKeysUrl={github.keys_url}")
 
 
 def free_port() -> int:

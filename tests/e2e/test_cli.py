@@ -10,9 +10,9 @@ from tests.e2e.conftest import free_port
 KEYGATE = str(Path(sys.executable).parent / "keygate")  # the console script pip installed
 
 
-def keygate(local_stack, *arguments: str, endpoint: str | None = None) -> subprocess.CompletedProcess:
+def keygate(local_stack, *arguments: str, endpoint: str | None = None, stdin: str = "") -> subprocess.CompletedProcess:
     command = [KEYGATE, "--endpoint-url", endpoint or local_stack.lambda_endpoint, *arguments]
-    return subprocess.run(command, capture_output=True, text=True, timeout=60)
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, input=stdin)
 
 
 def test_issue_get_list_revoke_round_trip(local_stack):

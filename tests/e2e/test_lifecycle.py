@@ -45,10 +45,16 @@ def test_the_demo_shows_the_whole_lifecycle_and_exits_0():
     )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     done_line = (
-        "Done: issued, scoped, refused, bound to one API, disabled, enabled, rotated, revoked, metered, audited."
+        "Done: issued, scoped, refused, bound to one API, disabled, enabled, rotated, revoked, metered, "
+        "leaked and revoked by a signed alert, audited."
     )
     assert done_line in done.stdout
     assert "-> 429" in done.stdout and "revocation bound: the next request" in done.stdout
+    assert (
+        "true_positive" in done.stdout
+        and "false_positive" in done.stdout
+        and "-> 401 401: the signature" in done.stdout
+    )
     assert "BAD" not in done.stdout
     assert not re.search(r"kg_[0-9A-Za-z]{16}_[0-9A-Za-z]", done.stdout + done.stderr)  # no secret part shown
 

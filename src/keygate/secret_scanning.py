@@ -1,0 +1,143 @@
+"""GitHub secret scanning's partner alerts: the signature over the request, its payload, and GitHub's
+published public keys. The keys endpoint allows 60 unauthenticated requests an hour per address, and
+anyone can send an alert naming an identifier GitHub never published, so a container fetches the keys
+once, again when they are an hour old, again for an unknown identifier at most once an hour, and after
+a failed fetch not for a minute, verifying with the keys it has meanwhile.
+
+GitHub signs the raw body with ECDSA P-256 / SHA-256 and names the key in ``Github-Public-Key-Identifier``;
+``Github-Public-Key-Signature`` is the base64 DER signature. Nothing here sees Lambda or API Gateway.
+"""
+
+import base64
+import binascii
+import json
+import re
+import time
+import urllib.request
+from collections.abc import Callable
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from keygate.leaks import LeakReport
+
+MAX_BODY_BYTES = 1024 * 1024
+MAX_ALERTS = 1000
+MAX_TOKEN_LENGTH = 1024
+MAX_TEXT_LENGTH = 2048  # url, type, source
+KEYS_MAX_AGE = 3600.0
+REFETCH_AFTER = 3600.0  # an unknown identifier fetches the keys again, but not more often than this
+RETRY_AFTER_FAILURE = 60.0
+_IDENTIFIER = re.compile(r"[0-9a-fA-F]{1,128}")
+
+
+class Unauthenticated(Exception):
+    """The request is not signed by GitHub: unsigned, an unknown key, or a signature that does not match."""
+
+
+class MalformedAlert(ValueError):
+    """The signed body is not GitHub's alert payload; the message names the entry and field."""
+
+
+class PublicKeysUnavailable(RuntimeError):
+    """GitHub's keys could not be fetched or read: a fault, not the caller's doing."""
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):  # a redirect could lead from https to anywhere: refused
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+def fetch_url(url: str, timeout: float = 5.0) -> bytes:
+    with _OPENER.open(url, timeout=timeout) as response:  # config allows https (or http to 127.0.0.1) only
+        return response.read(MAX_BODY_BYTES + 1)
+
+
+class GitHubPublicKeys:
+    def __init__(
+        self, url: str, fetch: Callable[[str], bytes] = fetch_url, clock: Callable[[], float] = time.monotonic
+    ):
+        self._url = url
+        self._fetch = fetch
+        self._clock = clock
+        self._keys: dict[str, ec.EllipticCurvePublicKey] = {}
+        self._fetched_at: float | None = None  # the last successful fetch
+        self._failed_at: float | None = None  # the last failed one
+
+    def verify(self, body: bytes, key_identifier: str | None, signature: str | None) -> None:
+        """Raises Unauthenticated unless ``signature`` is GitHub's over exactly ``body``."""
+        if not key_identifier or not signature:
+            raise Unauthenticated("the request is not signed: Github-Public-Key-Identifier and -Signature needed")
+        if not _IDENTIFIER.fullmatch(key_identifier):
+            raise Unauthenticated("Github-Public-Key-Identifier is not a key identifier")
+        try:
+            der = base64.b64decode(signature, validate=True)
+        except (binascii.Error, ValueError):
+            raise Unauthenticated("Github-Public-Key-Signature is not base64") from None
+        key = self._key(key_identifier.lower())
+        if key is None:
+            raise Unauthenticated("Github-Public-Key-Identifier names none of GitHub's published keys")
+        try:
+            key.verify(der, body, ec.ECDSA(hashes.SHA256()))
+        except InvalidSignature:
+            raise Unauthenticated("the signature does not match the body") from None
+
+    def _key(self, identifier: str) -> ec.EllipticCurvePublicKey | None:
+        now = self._clock()
+        age = None if self._fetched_at is None else now - self._fetched_at
+        due = age is None or age > KEYS_MAX_AGE or (identifier not in self._keys and age > REFETCH_AFTER)
+        if due and (self._failed_at is None or now - self._failed_at > RETRY_AFTER_FAILURE):
+            try:
+                self._keys, self._fetched_at, self._failed_at = self._load(), now, None
+            except PublicKeysUnavailable:
+                self._failed_at = now
+                if identifier not in self._keys:  # the keys it has (stale or none) cannot verify this one
+                    raise
+        elif due and identifier not in self._keys and self._fetched_at is None:
+            raise PublicKeysUnavailable("GitHub's public keys could not be read a moment ago; not retried yet")
+        return self._keys.get(identifier)
+
+    def _load(self) -> dict[str, ec.EllipticCurvePublicKey]:
+        try:
+            document = json.loads(self._fetch(self._url))
+            entries = document["public_keys"]
+            keys = {}
+            for entry in entries:
+                key = serialization.load_pem_public_key(entry["key"].encode("ascii"))
+                if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+                    keys[str(entry["key_identifier"]).lower()] = key
+        except Exception as error:  # unreachable, not JSON, not this shape, a key that does not load
+            raise PublicKeysUnavailable(f"GitHub's public keys could not be read: {type(error).__name__}") from None
+        return keys
+
+
+def parse_alerts(body: bytes) -> list[LeakReport]:
+    """The alerts of a signed body: a JSON array of {token, type, url, source}; other fields are ignored."""
+    try:
+        alerts = json.loads(body)
+    except ValueError:
+        raise MalformedAlert("the body is not JSON") from None
+    if not isinstance(alerts, list) or not alerts:
+        raise MalformedAlert("the body is not a non-empty JSON array of alerts")
+    if len(alerts) > MAX_ALERTS:
+        raise MalformedAlert(f"the body holds {len(alerts)} alerts, more than {MAX_ALERTS}")
+    return [_alert(index, alert) for index, alert in enumerate(alerts)]
+
+
+def _alert(index: int, alert: object) -> LeakReport:
+    if not isinstance(alert, dict):
+        raise MalformedAlert(f"alert {index} is not an object")
+    token = alert.get("token")
+    if not isinstance(token, str) or not 1 <= len(token) <= MAX_TOKEN_LENGTH:
+        raise MalformedAlert(f"alert {index}: token must be a string of 1 to {MAX_TOKEN_LENGTH} characters")
+    texts = {}
+    for field in ("type", "url", "source"):
+        value = alert.get(field)
+        if value is not None and (not isinstance(value, str) or len(value) > MAX_TEXT_LENGTH):
+            raise MalformedAlert(f"alert {index}: {field} must be a string of at most {MAX_TEXT_LENGTH} characters")
+        texts[field] = value
+    return LeakReport(token, url=texts["url"], source=texts["source"], token_type=texts["type"] or "")

@@ -1,0 +1,69 @@
+"""GitHub secret scanning's partner endpoint: a signed alert of leaked tokens in, each real keygate key
+revoked, GitHub's feedback (token_hash, token_type, label) out.
+
+Behind its own HTTP API route with no authorizer: GitHub's signature is the authentication. An unsigned
+or badly signed request gets 401 and a signed body that is not an alert payload 400; neither changes
+anything. The tokens are never logged: a finding is logged by key id and token hash.
+"""
+
+import base64
+import binascii
+import json
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from keygate import config, service
+from keygate.leaks import Label
+from keygate.secret_scanning import MAX_BODY_BYTES, GitHubPublicKeys, MalformedAlert, Unauthenticated, parse_alerts
+
+logger = Logger()
+metrics = Metrics()
+KEYS = service.from_config(config.load())
+GITHUB = GitHubPublicKeys(KEYS.config.github_keys_url)
+ACTOR = "secret-scanning:github"
+
+
+@logger.inject_lambda_context(log_event=False)  # the body carries the tokens: never log it
+@metrics.log_metrics
+def handler(event: dict, context: LambdaContext) -> dict:
+    try:
+        body = _raw_body(event)
+        headers = {str(name).lower(): value for name, value in (event.get("headers") or {}).items()}
+        GITHUB.verify(body, headers.get("github-public-key-identifier"), headers.get("github-public-key-signature"))
+        reports = parse_alerts(body)
+    except (Unauthenticated, MalformedAlert) as error:
+        status = 401 if isinstance(error, Unauthenticated) else 400
+        metrics.add_metric(name="LeakReportRefused", unit=MetricUnit.Count, value=1)
+        logger.warning("leak report refused", extra={"status": status, "reason": str(error)})
+        return _answer(status, {"message": str(error)})
+    findings = [KEYS.report_leak(report, actor=ACTOR) for report in reports]
+    for report, finding in zip(reports, findings, strict=True):
+        if finding.label is Label.TRUE_POSITIVE:
+            metrics.add_metric(name="LeakedKeyRevoked", unit=MetricUnit.Count, value=1)
+            logger.warning("leaked key revoked", extra={**finding.view(), "url": report.url, "source": report.source})
+        else:
+            logger.info("leak report: not a key of this deployment", extra=finding.view())
+    return _answer(200, [finding.feedback() for finding in findings])
+
+
+def _raw_body(event: dict) -> bytes:
+    """The body exactly as GitHub sent and signed it. API Gateway passes text as it came and base64-encodes
+    anything else."""
+    if not isinstance(event, dict):
+        raise MalformedAlert("the event is not an API Gateway request")
+    body = event.get("body") or ""
+    if not isinstance(body, str) or len(body) > 2 * MAX_BODY_BYTES:
+        raise MalformedAlert(f"the body must be at most {MAX_BODY_BYTES} bytes")
+    try:
+        raw = base64.b64decode(body, validate=True) if event.get("isBase64Encoded") else body.encode("utf-8")
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        raise MalformedAlert("the body is not valid base64 or UTF-8") from None
+    if len(raw) > MAX_BODY_BYTES:
+        raise MalformedAlert(f"the body must be at most {MAX_BODY_BYTES} bytes")
+    return raw
+
+
+def _answer(status: int, body: object) -> dict:
+    return {"statusCode": status, "headers": {"content-type": "application/json"}, "body": json.dumps(body)}

@@ -1,0 +1,403 @@
+"""Leaked keys: GitHub secret scanning alerts (LeakReportFunction) and operator reports (ReportLeakFunction).
+
+GitHub's published keys are served on 127.0.0.1 by the local stack's FakeGitHub, which signs alerts as
+GitHub does; the functions fetch them over HTTP exactly as they would fetch GitHub's."""
+
+import base64
+import hashlib
+import json
+import time
+
+import boto3
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from keygate import keys
+from keygate.secret_scanning import (
+    KEYS_MAX_AGE,
+    MAX_ALERTS,
+    REFETCH_AFTER,
+    RETRY_AFTER_FAILURE,
+    GitHubPublicKeys,
+    MalformedAlert,
+    PublicKeysUnavailable,
+    Unauthenticated,
+    parse_alerts,
+)
+from keygate_local.github import FakeGitHub
+from tests.conftest import add_pepper_version, event, fail_calls, invoke, wrong_secret
+
+ALERT_URL = "https://github.com/octocat/app/blob/0123abc/config/.env"
+
+
+@pytest.fixture
+def leak_report(load, github):
+    return load("LeakReportFunction", GITHUB_KEYS_URL=github.keys_url)
+
+
+@pytest.fixture
+def notifications(stack):
+    """The messages published to LeakedKeyTopic (through an SQS subscription, as a subscriber gets them)."""
+    sqs, sns = boto3.client("sqs"), boto3.client("sns")
+    queue_url = sqs.create_queue(QueueName="leaks")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    sns.subscribe(TopicArn=stack.physical_ids["LeakedKeyTopic"], Protocol="sqs", Endpoint=queue_arn)
+
+    def received() -> list[dict]:
+        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", [])
+        return [json.loads(json.loads(message["Body"])["Message"]) for message in messages]
+
+    return received
+
+
+def http_event(body: bytes, headers: dict[str, str], base64_body: bool = False) -> dict:
+    """An HTTP API payload 2.0 event for POST /github/secret-scanning, headers lower-cased as API Gateway does."""
+    return {
+        "version": "2.0",
+        "routeKey": "POST /github/secret-scanning",
+        "rawPath": "/github/secret-scanning",
+        "rawQueryString": "",
+        "headers": {name.lower(): value for name, value in headers.items()},
+        "requestContext": {
+            "apiId": "a1b2c3d4e5",
+            "stage": "$default",
+            "http": {"method": "POST", "path": "/github/secret-scanning", "sourceIp": "192.0.2.1"},
+        },
+        "body": base64.b64encode(body).decode() if base64_body else body.decode(),
+        "isBase64Encoded": base64_body,
+    }
+
+
+def report(handler, github, *tokens: str) -> dict:
+    body, headers = github.signed_alert(*tokens, url=ALERT_URL)
+    return invoke(handler, http_event(body, headers))
+
+
+def status(admin, key_id: str) -> str:
+    return invoke(admin["GetKey"], {"key_id": key_id})["status"]
+
+
+def test_a_signed_alert_revokes_a_real_key_audits_it_and_notifies(leak_report, github, issued, admin, notifications):
+    key = issued(owner="team-payments")
+    answer = report(leak_report, github, key["api_key"])
+    assert answer["statusCode"] == 200
+    assert json.loads(answer["body"]) == [
+        {
+            "token_hash": hashlib.sha256(key["api_key"].encode()).hexdigest(),
+            "token_type": "keygate_api_key",
+            "label": "true_positive",
+        }
+    ]
+    assert status(admin, key["key_id"]) == "revoked"
+    last = invoke(admin["KeyHistory"], {"key_id": key["key_id"]})["events"][-1]
+    assert (last["action"], last["actor"]) == ("revoke", "secret-scanning:github")
+    assert last["details"] == {"reason": "leaked", "url": ALERT_URL, "source": "content"}
+    (message,) = notifications()
+    assert message | {"revoked_at": None} == {
+        "event": "keygate.key_leaked",
+        "key_id": key["key_id"],
+        "name": "test-client",
+        "owner": "team-payments",
+        "revoked": "now",
+        "revoked_at": None,
+        "reported_by": "secret-scanning:github",
+        "reason": "leaked",
+        "url": ALERT_URL,
+        "source": "content",
+    }
+    assert message["revoked_at"] is not None
+
+
+def test_only_a_verified_secret_revokes(leak_report, github, issued, admin, notifications):
+    key = issued()
+    other_prefix = "gh" + key["api_key"][2:-6]
+    other_prefix += keys.checksum(other_prefix)
+    unknown_id = keys.generate("kg").api_key  # well-formed, valid checksum, never issued
+    tokens = [wrong_secret(key["api_key"]), other_prefix, unknown_id, key["key_id"], "not a key at all"]
+    answer = report(leak_report, github, *tokens)
+    assert answer["statusCode"] == 200
+    assert [entry["label"] for entry in json.loads(answer["body"])] == ["false_positive"] * len(tokens)
+    assert status(admin, key["key_id"]) == "active"
+    assert notifications() == []
+
+
+def test_the_previous_secret_of_a_rotation_is_a_leak_too(leak_report, github, issued, admin):
+    key = issued()
+    invoke(admin["RotateKey"], {"key_id": key["key_id"], "grace_seconds": 3600})
+    answer = report(leak_report, github, key["api_key"])
+    assert json.loads(answer["body"])[0]["label"] == "true_positive"
+    assert status(admin, key["key_id"]) == "revoked"
+
+
+def test_a_rotated_out_secret_revokes_nothing(leak_report, github, issued, admin, monkeypatch):
+    """Whoever holds a secret that no longer verifies (its grace period over) cannot take the live key down."""
+    key = issued()
+    invoke(admin["RotateKey"], {"key_id": key["key_id"], "grace_seconds": 1})
+    time.sleep(2.1)  # the grace period ends (the item keeps the previous hash until the next rotation)
+    assert json.loads(report(leak_report, github, key["api_key"])["body"])[0]["label"] == "false_positive"
+    assert status(admin, key["key_id"]) == "active"
+
+
+def test_a_token_hashed_with_a_removed_pepper_version_is_a_false_positive_not_a_fault(
+    leak_report, github, issued, admin, stack
+):
+    revoked, live = issued(), issued()
+    invoke(admin["RevokeKey"], {"key_id": revoked["key_id"]})
+    secrets = boto3.client("secretsmanager")
+    arn = stack.physical_ids["PepperSecret"]
+    ring = {"current": "v2", "v2": "w" * 64}  # v1 removed, as the runbook allows once only revoked keys use it
+    secrets.put_secret_value(SecretId=arn, SecretString=json.dumps(ring))
+    answer = report(leak_report, github, revoked["api_key"], live["api_key"])
+    assert answer["statusCode"] == 200
+    assert [entry["label"] for entry in json.loads(answer["body"])] == ["false_positive", "false_positive"]
+
+
+def test_a_key_hashed_under_an_older_pepper_is_verified_with_it(leak_report, github, issued, admin, stack):
+    key = issued()
+    add_pepper_version(stack)
+    assert json.loads(report(leak_report, github, key["api_key"])["body"])[0]["label"] == "true_positive"
+
+
+def test_a_revoked_key_reported_again_is_a_true_positive_and_writes_and_notifies_nothing(
+    leak_report, github, issued, admin, notifications
+):
+    key = issued()
+    invoke(admin["RevokeKey"], {"key_id": key["key_id"]})
+    before = invoke(admin["KeyHistory"], {"key_id": key["key_id"]})["events"]
+    for _ in range(2):  # GitHub's retry of the same alert too
+        assert json.loads(report(leak_report, github, key["api_key"])["body"])[0]["label"] == "true_positive"
+    assert invoke(admin["KeyHistory"], {"key_id": key["key_id"]})["events"] == before
+    assert notifications() == []
+
+
+def _forged_signature(body: bytes) -> str:
+    """A valid ECDSA P-256 signature, by a key that is not GitHub's."""
+    attacker = ec.generate_private_key(ec.SECP256R1())
+    return base64.b64encode(attacker.sign(body, ec.ECDSA(hashes.SHA256()))).decode()
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        "unsigned",
+        "no identifier",
+        "forged by another key",
+        "signature of another body",
+        "body changed after signing",
+        "signature not base64",
+        "unknown key identifier",
+        "identifier not hex",
+    ],
+)
+def test_a_request_github_did_not_sign_is_refused_and_changes_nothing(tamper, leak_report, github, issued, admin):
+    key = issued()
+    body, headers = github.signed_alert(key["api_key"])
+    if tamper == "unsigned":
+        del headers["Github-Public-Key-Signature"], headers["Github-Public-Key-Identifier"]
+    elif tamper == "no identifier":
+        del headers["Github-Public-Key-Identifier"]
+    elif tamper == "forged by another key":
+        headers["Github-Public-Key-Signature"] = _forged_signature(body)
+    elif tamper == "signature of another body":  # a replayed signature on a body of the attacker's choosing
+        headers["Github-Public-Key-Signature"] = github.signed_alert("kg_other")[1]["Github-Public-Key-Signature"]
+    elif tamper == "body changed after signing":
+        body = body.replace(b"content", b"commit!")
+    elif tamper == "signature not base64":
+        headers["Github-Public-Key-Signature"] = "not base64 at all!"
+    elif tamper == "unknown key identifier":
+        headers["Github-Public-Key-Identifier"] = "ab" * 32
+    else:
+        headers["Github-Public-Key-Identifier"] = "../../etc/passwd"
+    answer = invoke(leak_report, http_event(body, headers))
+    assert answer["statusCode"] == 401
+    assert key["api_key"] not in answer["body"]
+    assert status(admin, key["key_id"]) == "active"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b"{}",
+        b"[]",
+        b'"text"',
+        b"[1]",
+        b'[{"type": "t"}]',
+        b'[{"token": 7}]',
+        b'[{"token": "k", "url": 1}]',
+    ],
+)
+def test_a_signed_body_that_is_not_an_alert_is_a_400(body, leak_report, github):
+    answer = invoke(leak_report, http_event(body, github.headers(body)))
+    assert answer["statusCode"] == 400
+    assert json.loads(answer["body"])["message"]
+
+
+def test_too_many_alerts_are_refused_before_any_lookup():
+    body = json.dumps([{"token": "t"}] * (MAX_ALERTS + 1)).encode()
+    with pytest.raises(MalformedAlert, match="more than"):
+        parse_alerts(body)
+
+
+def test_a_base64_encoded_body_is_verified_as_its_bytes(leak_report, github, issued, admin):
+    key = issued()
+    body, headers = github.signed_alert(key["api_key"])
+    answer = invoke(leak_report, http_event(body, headers, base64_body=True))
+    assert answer["statusCode"] == 200
+    assert status(admin, key["key_id"]) == "revoked"
+
+
+def test_unreachable_public_keys_fail_the_request_and_revoke_nothing(load, github, issued, admin):
+    handler = load("LeakReportFunction", GITHUB_KEYS_URL="http://127.0.0.1:9/unreachable")
+    key = issued()
+    body, headers = github.signed_alert(key["api_key"])
+    # Lambda's error: API Gateway answers 500, and GitHub retries later
+    with pytest.raises(Exception, match="public keys could not be read") as raised:
+        invoke(handler, http_event(body, headers))
+    assert type(raised.value).__name__ == PublicKeysUnavailable.__name__  # the handler's own import of it
+    assert status(admin, key["key_id"]) == "active"
+
+
+def test_a_failed_notification_leaves_the_key_revoked(leak_report, github, issued, admin, monkeypatch):
+    key = issued()
+    fail_calls(monkeypatch, "Publish")
+    answer = report(leak_report, github, key["api_key"])
+    assert json.loads(answer["body"])[0]["label"] == "true_positive"
+    assert status(admin, key["key_id"]) == "revoked"
+
+
+def test_no_token_reaches_the_logs(leak_report, github, issued, capsys):
+    key = issued()
+    capsys.readouterr()
+    report(leak_report, github, key["api_key"], wrong_secret(key["api_key"]))
+    logged = capsys.readouterr().out
+    assert "leaked key revoked" in logged
+    assert key["api_key"] not in logged and keys.parse(key["api_key"], "kg").secret not in logged
+    assert wrong_secret(key["api_key"]) not in logged
+
+
+# --- GitHub's keys: fetched once, fetched again for a new identifier, at most every five minutes ---
+
+
+class _Fetches:
+    def __init__(self, github: FakeGitHub):
+        self.github, self.count = github, 0
+
+    def __call__(self, url: str) -> bytes:
+        self.count += 1
+        return json.dumps(self.github.keys_document).encode()
+
+
+def test_public_keys_are_cached_and_an_unknown_identifier_refetches_at_most_every_five_minutes():
+    github, now = FakeGitHub(), [0.0]
+    fetches = _Fetches(github)
+    keys_ = GitHubPublicKeys("https://example.test/keys", fetch=fetches, clock=lambda: now[0])
+    body = b"[]"
+    for _ in range(3):
+        keys_.verify(body, github.key_identifier, github.sign(body))
+    assert fetches.count == 1
+    for _ in range(3):
+        with pytest.raises(Unauthenticated):
+            keys_.verify(body, "ab" * 32, github.sign(body))
+    assert fetches.count == 1  # within five minutes of the last fetch
+    now[0] += REFETCH_AFTER + 1
+    with pytest.raises(Unauthenticated):
+        keys_.verify(body, "ab" * 32, github.sign(body))
+    assert fetches.count == 2
+
+
+class _FailingFetches(_Fetches):
+    def __init__(self, github: FakeGitHub):
+        super().__init__(github)
+        self.failing = False
+
+    def __call__(self, url: str) -> bytes:
+        if self.failing:
+            self.count += 1
+            raise OSError("unreachable")
+        return super().__call__(url)
+
+
+def test_a_failed_refresh_keeps_verifying_with_the_keys_it_has_and_backs_off():
+    github, now = FakeGitHub(), [0.0]
+    fetches = _FailingFetches(github)
+    keys_ = GitHubPublicKeys("https://example.test/keys", fetch=fetches, clock=lambda: now[0])
+    body = b"[]"
+    keys_.verify(body, github.key_identifier, github.sign(body))
+    fetches.failing, now[0] = True, KEYS_MAX_AGE + 1  # the keys are an hour old, and GitHub is unreachable
+    for _ in range(5):
+        keys_.verify(body, github.key_identifier, github.sign(body))  # stale keys still verify
+    assert fetches.count == 2  # one refresh tried, then none for a minute
+
+
+def test_with_no_keys_yet_a_failed_fetch_is_a_fault_and_is_not_retried_at_once():
+    github, now = FakeGitHub(), [0.0]
+    fetches = _FailingFetches(github)
+    fetches.failing = True
+    keys_ = GitHubPublicKeys("https://example.test/keys", fetch=fetches, clock=lambda: now[0])
+    for _ in range(3):
+        with pytest.raises(PublicKeysUnavailable):
+            keys_.verify(b"[]", github.key_identifier, github.sign(b"[]"))
+    assert fetches.count == 1
+    fetches.failing, now[0] = False, RETRY_AFTER_FAILURE + 1
+    keys_.verify(b"[]", github.key_identifier, github.sign(b"[]"))
+
+
+def test_a_published_key_that_is_not_p256_is_ignored():
+    github = FakeGitHub()
+    other = ec.generate_private_key(ec.SECP384R1()).public_key()
+    from cryptography.hazmat.primitives import serialization
+
+    pem = other.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    github.keys_document["public_keys"][0]["key"] = pem
+    keys_ = GitHubPublicKeys("https://example.test/keys", fetch=_Fetches(github))
+    with pytest.raises(Unauthenticated, match="none of GitHub's published keys"):
+        keys_.verify(b"[]", github.key_identifier, github.sign(b"[]"))
+
+
+# --- keygate report-leak: an operator's report ---
+
+
+def test_an_operator_report_revokes_a_real_key_with_the_actor_and_url(admin, issued, notifications):
+    key = issued()
+    answer = invoke(admin["ReportLeak"], {"key": key["api_key"], "url": "https://pastebin.example/x", "actor": "alice"})
+    assert answer["label"] == "true_positive" and answer["revoked"] == "now" and answer["notification"] == "sent"
+    assert key["api_key"] not in json.dumps(answer)
+    last = invoke(admin["KeyHistory"], {"key_id": key["key_id"]})["events"][-1]
+    assert (last["actor"], last["details"]["source"], last["details"]["url"]) == (
+        "alice",
+        "operator",
+        "https://pastebin.example/x",
+    )
+    assert notifications()[0]["reported_by"] == "alice"
+
+
+def test_an_operator_report_of_a_wrong_secret_revokes_nothing(admin, issued):
+    key = issued()
+    answer = invoke(admin["ReportLeak"], {"key": wrong_secret(key["api_key"])})
+    assert answer["label"] == "false_positive" and "key_id" not in answer
+    assert status(admin, key["key_id"]) == "active"
+
+
+def test_an_operator_report_says_when_the_notification_failed(admin, issued, monkeypatch):
+    key = issued()
+    fail_calls(monkeypatch, "Publish", code="AuthorizationError")
+    answer = invoke(admin["ReportLeak"], {"key": key["api_key"]})
+    assert answer["revoked"] == "now" and answer["notification"].startswith("failed: ClientError")
+    assert status(admin, key["key_id"]) == "revoked"
+
+
+@pytest.mark.parametrize("request_", [{}, {"key": 7}, {"key": ""}, {"key": "x" * 2000}, {"key": "k", "extra": 1}])
+def test_an_operator_report_that_is_not_a_key_is_refused_without_echoing_it(admin, request_):
+    answer = invoke(admin["ReportLeak"], request_)
+    assert answer["error"]["type"] == "InvalidRequest"
+    assert "x" * 100 not in json.dumps(answer)
+
+
+def test_the_report_leak_event_file_revokes_the_pasted_key(admin, issued):
+    key = issued()
+    answer = invoke(admin["ReportLeak"], event("report-leak.json", api_key=key["api_key"]))
+    assert (answer["label"], answer["key_id"], answer["revoked"]) == ("true_positive", key["key_id"], "now")
+    last = invoke(admin["KeyHistory"], {"key_id": key["key_id"]})["events"][-1]
+    assert last["actor"] == "console:your-name"
