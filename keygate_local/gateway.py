@@ -276,6 +276,16 @@ def api_server(
     return Server(make_service, host, port, api_stage=f"{local_api_id(api_id)}/{api.stage_name}")
 
 
+class FlaskService:
+    """A Flask app in the shape Server serves: create(), then _app."""
+
+    def __init__(self, app):
+        self._app = app
+
+    def create(self) -> None:
+        pass
+
+
 def lambda_server(runner, host: str, port: int, stderr) -> Server:
     def make_service(bound_port: int) -> LocalLambdaHttpService:
         return LocalLambdaHttpService(lambda_runner=runner, port=bound_port, host=host, stderr=stderr)

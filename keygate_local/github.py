@@ -11,6 +11,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask, jsonify
 
+from keygate_local.gateway import FlaskService, Server
+
 KEYS_PATH = "/meta/public_keys/secret_scanning"
 
 
@@ -26,6 +28,13 @@ class FakeGitHub:
         }
         self.app = Flask(__name__)
         self.app.add_url_rule(KEYS_PATH, "keys", lambda: jsonify(self.keys_document))
+        self.keys_url: str | None = None  # once served
+
+    def serve(self, host: str = "127.0.0.1") -> Server:
+        """Serve the keys on a free port of ``host`` (``keys_url``); stop the returned server when done."""
+        server = Server(lambda _port: FlaskService(self.app), host, 0).start()
+        self.keys_url = server.url + KEYS_PATH
+        return server
 
     def sign(self, body: bytes) -> str:
         return base64.b64encode(self._private_key.sign(body, ec.ECDSA(hashes.SHA256()))).decode("ascii")

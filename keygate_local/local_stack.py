@@ -19,7 +19,7 @@ from samcli.lib.utils.stream_writer import StreamWriter
 
 from keygate_local import gateway
 from keygate_local.control_plane import AuthorizerCache, ControlPlane, UsageMeter
-from keygate_local.github import KEYS_PATH, FakeGitHub
+from keygate_local.github import FakeGitHub
 from keygate_local.runtime import WorkerRuntime
 from keygate_local.template import ROOT, Stack, load_template, wait_for_table
 
@@ -116,9 +116,8 @@ class LocalStack:
         try:
             endpoints = self._endpoints = self._aws_endpoints()
             if "GitHubPublicKeysUrl" not in self._parameters:
-                github = gateway.Server(lambda _port: _FlaskService(self.github.app), self.host, 0)
-                self._servers.append(github.start())
-                self._parameters["GitHubPublicKeysUrl"] = github.url + KEYS_PATH
+                self._servers.append(self.github.serve(self.host))
+                self._parameters["GitHubPublicKeysUrl"] = self.github.keys_url
             self._create_resources(endpoints)
             self._serve(endpoints)
         except BaseException:
@@ -214,7 +213,7 @@ class LocalStack:
             control = ControlPlane(
                 {served[api]: cache for api, cache in self.authorizer_caches.items()}, endpoints["apigateway"]
             )
-            control_server = gateway.Server(lambda _port: _FlaskService(control.app), self.host, 0)
+            control_server = gateway.Server(lambda _port: gateway.FlaskService(control.app), self.host, 0)
             self._servers.append(control_server.start())
             worker_environment["AWS_ENDPOINT_URL_API_GATEWAY"] = control_server.url
             worker_environment["AWS_ENDPOINT_URL_APIGATEWAYV2"] = control_server.url
@@ -247,13 +246,3 @@ class LocalStack:
             name: int(self.stack.resolve(spec.get("Identity", {}).get("ReauthorizeEvery", 300)))
             for name, spec in authorizers.items()
         }
-
-
-class _FlaskService:
-    """A Flask app in the shape gateway.Server serves: create(), then _app."""
-
-    def __init__(self, app):
-        self._app = app
-
-    def create(self) -> None:
-        pass

@@ -16,9 +16,7 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from keygate import keys
-from keygate_local.gateway import Server
-from keygate_local.github import KEYS_PATH, FakeGitHub
-from keygate_local.local_stack import _FlaskService
+from keygate_local.github import FakeGitHub
 from keygate_local.template import Stack, import_handler, load_template
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
@@ -179,8 +177,7 @@ def issued(admin) -> Callable[..., dict]:
 def github():
     """GitHub's secret scanning keys served on 127.0.0.1 (``github.keys_url``); it signs alerts as GitHub does."""
     fake = FakeGitHub()
-    server = Server(lambda _port: _FlaskService(fake.app), "127.0.0.1", 0).start()
-    fake.keys_url = server.url + KEYS_PATH
+    server = fake.serve()
     yield fake
     server.stop()
 

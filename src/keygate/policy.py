@@ -87,11 +87,16 @@ def rest_deny(key_id: str, method_arn: str) -> dict:
 
 
 def _for_this_stage(
-    principal_id: str, method_arn: str, context: dict | None = None, usage_key: str | None = None
+    principal_id: str,
+    method_arn: str,
+    context: dict | None = None,
+    usage_key: str | None = None,
+    websocket: bool = False,
 ) -> APIGatewayAuthorizerResponse:
     """A policy response whose routes are those of the calling API and stage, never another's."""
-    arn = parse_api_gateway_arn(method_arn)
-    return APIGatewayAuthorizerResponse(
+    arn = parse_api_gateway_arn(method_arn, is_websocket_authorizer=websocket)
+    response = APIGatewayAuthorizerResponseWebSocket if websocket else APIGatewayAuthorizerResponse
+    return response(
         principal_id=principal_id,
         region=arn.region,
         aws_account_id=arn.aws_account_id,
@@ -106,31 +111,16 @@ def _for_this_stage(
 def websocket_policy(record: KeyRecord, method_arn: str, matched_scopes: Sequence[str]) -> dict:
     """An IAM policy allowing exactly the $connect route of the calling WebSocket API and stage, the
     only route an authorizer guards there."""
-    response = _for_this_websocket(record.key_id, method_arn, auth_context(record, matched_scopes))
+    response = _for_this_stage(record.key_id, method_arn, auth_context(record, matched_scopes), websocket=True)
     response.allow_route(CONNECT)
     return response.asdict()
 
 
 def websocket_deny(key_id: str, method_arn: str) -> dict:
     """An IAM policy denying the $connect route of the calling WebSocket API and stage: API Gateway answers 403."""
-    response = _for_this_websocket(key_id, method_arn)
+    response = _for_this_stage(key_id, method_arn, websocket=True)
     response.deny_route(CONNECT)
     return response.asdict()
-
-
-def _for_this_websocket(
-    principal_id: str, method_arn: str, context: dict | None = None
-) -> APIGatewayAuthorizerResponseWebSocket:
-    arn = parse_api_gateway_arn(method_arn, is_websocket_authorizer=True)
-    return APIGatewayAuthorizerResponseWebSocket(
-        principal_id=principal_id,
-        region=arn.region,
-        aws_account_id=arn.aws_account_id,
-        api_id=arn.api_id,
-        stage=arn.stage,
-        context=context,
-        partition=arn.partition,
-    )
 
 
 def appsync(record: KeyRecord, matched_scopes: Sequence[str], denied_fields: Sequence[str], ttl: int) -> dict:

@@ -14,9 +14,7 @@ from dataclasses import dataclass
 import boto3
 import pytest
 
-from keygate_local.gateway import Server
-from keygate_local.github import KEYS_PATH, FakeGitHub
-from keygate_local.local_stack import _FlaskService
+from keygate_local.github import FakeGitHub
 from keygate_local.template import ROOT
 
 READY_SECONDS = 60
@@ -86,8 +84,7 @@ def local_stack():
 def github():
     """GitHub's secret scanning keys, served by this test process (which signs alerts with their private key)."""
     fake = FakeGitHub()
-    server = Server(lambda _port: _FlaskService(fake.app), "127.0.0.1", 0).start()
-    fake.keys_url = server.url + KEYS_PATH
+    server = fake.serve()
     yield fake
     server.stop()
 
