@@ -41,7 +41,8 @@ def _closure(requirements: list[Requirement]) -> set[str]:
 
 def packaged_distributions() -> set[str]:
     lines = (SRC / "requirements.txt").read_text().splitlines()
-    requirements = [Requirement(line) for line in lines if line.strip() and not line.startswith("#")]
+    specifiers = (line.partition("#")[0].strip() for line in lines)  # pip allows comments after a requirement
+    requirements = [Requirement(specifier) for specifier in specifiers if specifier]
     return _closure(requirements + [Requirement(name) for name in RUNTIME_PROVIDED])
 
 

@@ -77,13 +77,17 @@ def test_a_malformed_map_fails_the_function_at_start(stack, load):
         config.load(REQUIRED | {"ROUTE_SCOPES": "GET /x"})
 
 
-def test_the_template_passes_the_parameter_to_the_authorizer_only(template):
+DECIDERS = {"AuthorizerFunction", "ExplainKeyFunction"}  # explain answers what the authorizer would decide
+
+
+def test_the_template_passes_the_parameter_to_the_authorizer_and_explain_only(template):
     assert template["Parameters"]["RouteScopes"]["Default"] == ""
     for name, resource in template["Resources"].items():
         variables = resource.get("Properties", {}).get("Environment", {}).get("Variables", {})
-        assert ("ROUTE_SCOPES" in variables) == (name == "AuthorizerFunction"), name
-    variables = template["Resources"]["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]
-    assert variables["ROUTE_SCOPES"] == {"Ref": "RouteScopes"}
+        assert ("ROUTE_SCOPES" in variables) == (name in DECIDERS), name
+    for name in DECIDERS:
+        variables = template["Resources"][name]["Properties"]["Environment"]["Variables"]
+        assert variables["ROUTE_SCOPES"] == {"Ref": "RouteScopes"}, name
 
 
 # --- the authorizer ---
