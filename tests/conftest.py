@@ -71,6 +71,20 @@ def fail_calls(monkeypatch, operation: str, code: str = "InternalServerError", m
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", failing)
 
 
+@pytest.fixture
+def aws_calls(monkeypatch) -> list[str]:
+    """The name of every AWS call made from here on, in order (recorded at botocore's API call)."""
+    calls: list[str] = []
+    real = botocore.client.BaseClient._make_api_call
+
+    def counting(self, operation, params):
+        calls.append(operation)
+        return real(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
+    return calls
+
+
 def invoke(handler: Callable, payload) -> dict:
     return handler(payload, FakeContext())
 

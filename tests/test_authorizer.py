@@ -328,19 +328,6 @@ def test_expired_key_is_refused(shape, issued, authorizer, capsys, monkeypatch):
     assert reasons(capsys) == ["ExpiredKey"]
 
 
-@pytest.fixture
-def aws_calls(monkeypatch) -> list[str]:
-    calls: list[str] = []
-    real = botocore.client.BaseClient._make_api_call
-
-    def counting(self, operation, params):
-        calls.append(operation)
-        return real(self, operation, params)
-
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", counting)
-    return calls
-
-
 def test_malformed_key_costs_no_aws_call_and_no_argon2(issued, authorizer, aws_calls, monkeypatch):
     key = issued()
     argon2_calls = []

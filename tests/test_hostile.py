@@ -1,0 +1,106 @@
+"""The hostile corpus (tests/hostile/) against the authorizer in every event shape: each case gets its
+answer and its log reason, raises nothing but the refusals API Gateway expects, costs no AWS call or
+Argon2 when the key is malformed, and leaves log lines that are short and never hold what was sent."""
+
+import json
+
+import pytest
+from argon2 import PasswordHasher
+
+from keygate import keys
+from tests.conftest import invoke, wrong_secret
+from tests.hostile.corpus import SHAPES, event_case_ids, hostile_event, key_cases, shaped_event
+from tests.test_authorizer import iam_decision, log_records
+
+MAX_LOG_LINE = 4096  # a log line's bound, whatever was sent: one route is logged, cut to 256 characters
+NO_IO_REASONS = {"MissingKey", "MalformedKey"}  # refused before any AWS call
+NO_ARGON2_REASONS = NO_IO_REASONS | {"UnknownKey", "RevokedKey"}
+
+
+@pytest.fixture
+def presented(issued, admin) -> dict[str, str]:
+    """The corpus's key tokens: live keys, a revoked and a disabled one, and two well-formed strangers."""
+    key, other, revoked, disabled = issued(), issued(), issued(), issued()
+    assert "error" not in invoke(admin["RevokeKey"], {"key_id": revoked["key_id"]})
+    assert "error" not in invoke(admin["UpdateKey"], {"key_id": disabled["key_id"], "enabled": False})
+    return {
+        "$KEY": key["api_key"], "$OTHER_KEY": other["api_key"], "$WRONG_SECRET": wrong_secret(key["api_key"]),
+        "$UNKNOWN_ID": keys.generate("kg").api_key, "$REVOKED": revoked["api_key"], "$DISABLED": disabled["api_key"],
+    }  # fmt: skip
+
+
+@pytest.fixture
+def argon2_calls(monkeypatch) -> list[int]:
+    calls: list[int] = []
+    real = PasswordHasher.verify
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(PasswordHasher, "verify", counting)
+    return calls
+
+
+def answer_of(handler, request: object) -> str:
+    """allow, unauthorized (401), forbid (403: a Deny policy), refused (an answer that refuses) or fault (an
+    HTTP API's error: 500), as API Gateway or AppSync reads what the handler did; anything else fails."""
+    try:
+        response = invoke(handler, request)
+    except Exception as error:
+        assert type(error).__name__ in ("Unauthorized", "AuthorizerFault"), repr(error)
+        return "unauthorized" if type(error).__name__ == "Unauthorized" else "fault"
+    if "isAuthorized" in response:
+        assert response["isAuthorized"] in (True, False)
+        return "allow" if response["isAuthorized"] else "refused"
+    decision = iam_decision(response, request["methodArn"])
+    return {"Allow": "allow", "Deny": "forbid", "ImplicitDeny": "forbid"}[decision]
+
+
+def refusal_name(shape: str) -> str:
+    """What a refusal of a bad key looks like: REST and WebSocket raise (401), the others answer false."""
+    return "unauthorized" if shape in ("rest-token", "rest-request", "websocket") else "refused"
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_every_hostile_key_header_gets_its_answer_and_reason(
+    shape,
+    presented,
+    authorizer,
+    aws_calls,
+    argon2_calls,
+    capsys,
+    subtests,
+):
+    cases = key_cases(shape, presented)
+    assert len(cases) >= 60
+    for case in cases:
+        with subtests.test(case.id):
+            aws_calls.clear(), argon2_calls.clear(), capsys.readouterr()
+            answer = answer_of(authorizer, shaped_event(shape, case.headers))
+            assert answer == {"allow": "allow", "refuse": refusal_name(shape), "forbid": "forbid"}[case.expect]
+            out = capsys.readouterr().out
+            (reason,) = [record["reason"] for record in log_records(out) if "reason" in record]
+            assert reason == case.reason
+            if case.reason in NO_IO_REASONS:
+                assert aws_calls == []
+            if case.reason in NO_ARGON2_REASONS:
+                assert argon2_calls == []
+            assert max(len(line) for line in out.splitlines()) < MAX_LOG_LINE
+            for values in case.headers.values():
+                for value in values:
+                    if len(value.strip(" \t")) >= keys.KEY_ID_LENGTH:
+                        assert value.strip(" \t") not in out, "what was sent reached the log"
+
+
+@pytest.mark.parametrize("case_id", event_case_ids())
+def test_a_hostile_event_is_refused_as_its_shape_expects(case_id, issued, authorizer, capsys):
+    api_key = issued()["api_key"]
+    request, expect = hostile_event(case_id, api_key)
+    capsys.readouterr()
+    assert answer_of(authorizer, request) == expect
+    out = capsys.readouterr().out
+    assert [record["reason"] for record in log_records(out) if "reason" in record], "every decision is logged"
+    assert max(len(line) for line in out.splitlines()) < MAX_LOG_LINE
+    assert api_key not in out and "segment/" * 64 not in out
+    json.dumps(out)  # the log is text a log reader can take
