@@ -230,9 +230,25 @@ def test_with_only_websocket_entries_every_rest_route_is_denied_not_faulted(issu
     capsys.readouterr()
     response = invoke(scoped, request)
     assert response["principalId"] == key["key_id"]
-    assert iam_decision(response, request["methodArn"]) == "Deny"
+    assert iam_decision(response, request["methodArn"]) in ("Deny", "ImplicitDeny")  # API Gateway: 403 either way
     assert reasons(capsys) == ["MissingScope"]
     assert connects(scoped, websocket(authorization=f"Bearer {key['api_key']}"))[0] == "Allow"
+
+
+@pytest.mark.parametrize(("scopes", "expected"), [(["batch"], "Allow"), (["read"], "Deny")])
+def test_with_only_dollar_entries_an_allowed_route_is_allowed_by_the_policy(scopes, expected, issued, load, capsys):
+    """Every entry a "$" path: the policy must still allow what RouteScopes allows (no deny-all beside it,
+    which would win over the Allow and answer 403 to a request the authorizer logged as allowed)."""
+    scoped = load("AuthorizerFunction", ROUTE_SCOPES="POST /odata/$batch=batch")
+    key = issued(scopes=scopes)
+    request = shaped("rest-token", authorization=f"Bearer {key['api_key']}")
+    stage = request["methodArn"].rsplit("/", 2)[0]
+    request["methodArn"] = f"{stage}/POST/odata/$batch"
+    capsys.readouterr()
+    response = invoke(scoped, request)
+    assert iam_decision(response, request["methodArn"]) == expected
+    assert reasons(capsys) == ["Allowed" if expected == "Allow" else "MissingScope"]
+    assert iam_decision(response, f"{stage}/GET/hello") != "Allow"  # a route no entry lists
 
 
 def test_route_scopes_take_a_dollar_in_a_path_and_match_it_literally():

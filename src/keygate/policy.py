@@ -42,12 +42,22 @@ def rest_policy(record: KeyRecord, method_arn: str, route_scopes: RouteScopes, m
         record.key_id, method_arn, auth_context(record, matched_scopes), usage_key=record.usage_key_value
     )
     # powertools' builder refuses a path holding "$" (GET /$connect, a WebSocket route; /$batch, an OData
-    # one): those statements are added after it. Were every entry one, every other route is refused.
+    # one): those statements are written here, after it.
     plain = RouteScopes(tuple(rule for rule in route_scopes.rules if "$" not in rule.path))
+    dollar = RouteScopes(tuple(rule for rule in route_scopes.rules if "$" in rule.path))
+    dollar_statements = [
+        {"Action": "execute-api:Invoke", "Effect": effect, "Resource": arns}
+        for effect, rules in zip(("Allow", "Deny"), dollar.split(record.scopes), strict=True)
+        if (arns := [_route_arn(method_arn, method, rule.path) for rule in rules for method in _methods(rule.method)])
+    ]
+    if route_scopes.rules and not plain.rules:  # every entry a "$" path: no other route is allowed
+        response.deny_all_routes()
+        answer = response.asdict()
+        if any(statement["Effect"] == "Allow" for statement in dollar_statements):
+            answer["policyDocument"]["Statement"] = dollar_statements  # the rest: denied by no Allow
+        return answer
     if not route_scopes.rules:
         response.allow_all_routes()
-    elif not plain.rules:
-        response.deny_all_routes()
     satisfied, unsatisfied = plain.split(record.scopes)
     for rule in satisfied:
         for method in _methods(rule.method):
@@ -56,13 +66,7 @@ def rest_policy(record: KeyRecord, method_arn: str, route_scopes: RouteScopes, m
         for method in _methods(rule.method):
             response.deny_route(method, rule.path)
     answer = response.asdict()
-    dollar = RouteScopes(tuple(rule for rule in route_scopes.rules if "$" in rule.path))
-    for effect, rules in zip(("Allow", "Deny"), dollar.split(record.scopes), strict=True):
-        arns = [_route_arn(method_arn, method, rule.path) for rule in rules for method in _methods(rule.method)]
-        if arns:
-            answer["policyDocument"]["Statement"].append(
-                {"Action": "execute-api:Invoke", "Effect": effect, "Resource": arns}
-            )
+    answer["policyDocument"]["Statement"].extend(dollar_statements)
     return answer
 
 
