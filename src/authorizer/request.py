@@ -38,7 +38,7 @@ class UnrecognizedEvent(ValueError):
 
 
 class Shape(StrEnum):
-    REST_TOKEN = "rest-token"
+    REST_TOKEN = "rest-token"  # nosec B105 # the name of an event shape (a REST TOKEN authorizer's), not a password
     REST_REQUEST = "rest-request"
     HTTP_API = "http-api"
     WEBSOCKET = "websocket"  # a WebSocket API's $connect: the only route a WebSocket authorizer guards

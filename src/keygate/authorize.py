@@ -32,7 +32,7 @@ class Reason(StrEnum):
     MISSING = "MissingKey"
     MALFORMED = "MalformedKey"
     UNKNOWN = "UnknownKey"
-    WRONG_SECRET = "WrongSecret"
+    WRONG_SECRET = "WrongSecret"  # nosec B105 # the name of a refusal reason, not a password
     REVOKED = "RevokedKey"
     DISABLED = "DisabledKey"
     EXPIRED = "ExpiredKey"
