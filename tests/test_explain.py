@@ -6,6 +6,7 @@ import contextlib
 import json
 from datetime import UTC, datetime, timedelta
 
+import boto3
 import pytest
 
 from keygate.apis import ApiStage
@@ -13,10 +14,14 @@ from keygate.explain import Settings, explain, parse_route
 from keygate.field_scopes import parse_field_scopes
 from keygate.records import KeyRecord
 from keygate.routes import parse_route_scopes
-from tests.conftest import event, invoke
-from tests.test_authorizer import shaped
+from tests.conftest import add_pepper_version, event, invoke
+from tests.test_authorizer import service_of, shaped
+from tests.test_authorizer_shapes import APPSYNC_API, appsync, websocket
 
-ROUTE_SCOPES = "GET /orders*=orders:read orders:write; POST /orders*=orders:write; * /admin/*=admin; GET /hello=demo"
+ROUTE_SCOPES = (
+    "GET /orders*=orders:read orders:write; POST /orders*=orders:write; * /admin/*=admin; GET /hello=demo; "
+    "GET /$connect=demo; POST /graphql=demo"
+)
 HTTP_API = "qwerty5678/$default"
 CACHED = {"AUTHORIZER_CACHE_TTL": "300", "CACHED_STAGES": f"http:{HTTP_API}"}
 
@@ -47,14 +52,37 @@ def http_request(api_key: str, method: str, path: str, api_id: str = "qwerty5678
     return request
 
 
-ROUTES = ["GET /orders/7", "POST /orders", "DELETE /admin/users/1", "GET /hello", "GET /nowhere"]
+def rest_request(api_key: str, method: str, path: str) -> dict:
+    request = shaped("rest-token", authorization=f"Bearer {api_key}")
+    request["methodArn"] = f"arn:aws:execute-api:us-east-1:123456789012:abcdef1234/demo/{method}{path}"
+    return request
 
 
-@pytest.mark.parametrize(
-    "state",
-    ["active", "disabled", "revoked", "other API only", "admin", "no scopes", "in grace"],
-)
-def test_explain_gives_exactly_the_authorizer_s_reason(state, issued, admin, explain_key, scoped_authorizer, capsys):
+ROUTES = [
+    "GET /orders/7",
+    "POST /orders",
+    "DELETE /admin/users/1",
+    "GET /hello",
+    "GET /nowhere",
+    "POST /v1/items:purge",
+]
+SHAPES = {  # shape -> (the API explain is asked about, its routes, the authorizer's event for a route)
+    "http-api": (HTTP_API, ROUTES, http_request),
+    "rest": ("abcdef1234/demo", ROUTES, rest_request),
+    "websocket": ("wsapi12345/demo", ["GET /$connect"], lambda key, method, path: websocket(f"Bearer {key}")),
+    "appsync": (f"{APPSYNC_API}/graphql", ["POST /graphql"], lambda key, method, path: appsync(f"Bearer {key}")),
+}
+STATES = [
+    "active", "disabled", "revoked", "other API only", "admin", "no scopes", "in grace", "expired",
+    "pepper version removed", "previous secret's pepper removed",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("state", STATES)
+def test_explain_gives_exactly_the_authorizer_s_reason(
+    state, shape, stack, issued, admin, explain_key, scoped_authorizer, capsys, monkeypatch
+):
     fields = {"scopes": ["orders:read", "demo"]}
     if state == "other API only":
         fields["apis"] = ["zzzzzzzzzz/prod"]
@@ -62,6 +90,8 @@ def test_explain_gives_exactly_the_authorizer_s_reason(state, issued, admin, exp
         fields["scopes"] = ["admin", "orders:write"]
     elif state == "no scopes":
         fields["scopes"] = []
+    elif state == "expired":
+        fields["expires_at"] = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     key = issued(**fields)
     api_key = key["api_key"]
     if state == "disabled":
@@ -70,11 +100,41 @@ def test_explain_gives_exactly_the_authorizer_s_reason(state, issued, admin, exp
         invoke(admin["RevokeKey"], {"key_id": key["key_id"]})
     elif state == "in grace":  # the old secret, still verifying, is what the request presents
         invoke(admin["RotateKey"], {"key_id": key["key_id"], "grace_seconds": 3600})
-    for route in ROUTES:
+    elif state == "expired":
+        later = datetime.now(UTC) + timedelta(hours=2)
+        for handler in (explain_key, scoped_authorizer):
+            monkeypatch.setattr(service_of(handler), "_clock", lambda: later)
+    elif state == "pepper version removed":
+        add_pepper_version(stack, "v2")
+        _remove_pepper_version(stack, "v1")  # the key's secret was hashed with v1
+    elif state == "previous secret's pepper removed":  # a grace period whose old secret used a removed version
+        add_pepper_version(stack, "v2")
+        api_key = invoke(admin["RotateKey"], {"key_id": key["key_id"], "grace_seconds": 3600})["api_key"]
+        _remove_pepper_version(stack, "v1")
+    api, routes, request_for = SHAPES[shape]
+    for route in routes:
         method, path = route.split(" ")
-        answer = invoke(explain_key, {"key_id": key["key_id"], "route": route, "api": HTTP_API})
-        assert answer["reason"] == logged_reason(scoped_authorizer, http_request(api_key, method, path), capsys), route
+        answer = invoke(explain_key, {"key_id": key["key_id"], "route": route, "api": api})
+        reason = logged_reason(scoped_authorizer, request_for(api_key, method, path), capsys)
+        assert answer["reason"] == reason, route
         assert answer["decision"] == ("allow" if answer["reason"] == "Allowed" else "refuse")
+
+
+def _remove_pepper_version(stack, version: str) -> None:
+    secrets = boto3.client("secretsmanager")
+    arn = stack.physical_ids["PepperSecret"]
+    ring = json.loads(secrets.get_secret_value(SecretId=arn)["SecretString"])
+    del ring[version]
+    secrets.put_secret_value(SecretId=arn, SecretString=json.dumps(ring))
+
+
+def test_explain_names_the_missing_pepper_version(stack, issued, explain_key):
+    key = issued(scopes=["demo"])
+    add_pepper_version(stack, "v2")
+    _remove_pepper_version(stack, "v1")
+    answer = invoke(explain_key, {"key_id": key["key_id"], "route": "GET /hello", "api": HTTP_API})
+    assert (answer["decision"], answer["reason"], answer["pepper_versions_missing"]) == ("refuse", "Fault", ["v1"])
+    assert "pepper version" in answer["why"]
 
 
 def test_the_evidence_names_each_matching_entry_and_the_scope_that_satisfies_it(issued, explain_key):

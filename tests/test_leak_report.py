@@ -5,18 +5,22 @@ GitHub does; the functions fetch them over HTTP exactly as they would fetch GitH
 
 import base64
 import hashlib
+import inspect
 import json
-import time
+from datetime import UTC, datetime, timedelta
 
 import boto3
+import botocore.client
 import pytest
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from flask import Flask, redirect
 
 from keygate import keys
 from keygate.secret_scanning import (
     KEYS_MAX_AGE,
     MAX_ALERTS,
+    MAX_BODY_BYTES,
     REFETCH_AFTER,
     RETRY_AFTER_FAILURE,
     GitHubPublicKeys,
@@ -25,6 +29,7 @@ from keygate.secret_scanning import (
     Unauthenticated,
     parse_alerts,
 )
+from keygate_local.gateway import FlaskService, Server
 from keygate_local.github import FakeGitHub
 from tests.conftest import add_pepper_version, event, fail_calls, invoke, wrong_secret
 
@@ -133,8 +138,9 @@ def test_the_previous_secret_of_a_rotation_is_a_leak_too(leak_report, github, is
 def test_a_rotated_out_secret_revokes_nothing(leak_report, github, issued, admin, monkeypatch):
     """Whoever holds a secret that no longer verifies (its grace period over) cannot take the live key down."""
     key = issued()
-    invoke(admin["RotateKey"], {"key_id": key["key_id"], "grace_seconds": 1})
-    time.sleep(2.1)  # the grace period ends (the item keeps the previous hash until the next rotation)
+    invoke(admin["RotateKey"], {"key_id": key["key_id"], "grace_seconds": 60})
+    later = datetime.now(UTC) + timedelta(seconds=61)  # the grace period is over; the item keeps the old hash
+    monkeypatch.setattr(inspect.unwrap(leak_report).__globals__["KEYS"], "_clock", lambda: later)
     assert json.loads(report(leak_report, github, key["api_key"])["body"])[0]["label"] == "false_positive"
     assert status(admin, key["key_id"]) == "active"
 
@@ -169,6 +175,49 @@ def test_a_revoked_key_reported_again_is_a_true_positive_and_writes_and_notifies
         assert json.loads(report(leak_report, github, key["api_key"])["body"])[0]["label"] == "true_positive"
     assert invoke(admin["KeyHistory"], {"key_id": key["key_id"]})["events"] == before
     assert notifications() == []
+
+
+def test_a_delivery_racing_another_notifies_only_if_its_revocation_took_effect(
+    leak_report, github, issued, admin, notifications, monkeypatch
+):
+    """GitHub retries while the first delivery still runs: both verify the key while it is active; only the
+    one whose write revoked it notifies."""
+    key = issued()
+    keys_service = inspect.unwrap(leak_report).__globals__["KEYS"]
+    verified = keys_service._leaked_key
+
+    def verified_then_revoked_by_the_other_delivery(token):
+        record = verified(token)
+        invoke(admin["RevokeKey"], {"key_id": key["key_id"], "actor": "the other delivery"})
+        return record
+
+    monkeypatch.setattr(keys_service, "_leaked_key", verified_then_revoked_by_the_other_delivery)
+    answer = json.loads(report(leak_report, github, key["api_key"])["body"])
+    assert answer[0]["label"] == "true_positive"
+    assert notifications() == []
+    history = invoke(admin["KeyHistory"], {"key_id": key["key_id"]})["events"]
+    assert [(e["action"], e["actor"]) for e in history if e["action"] == "revoke"] == [("revoke", "the other delivery")]
+
+
+def test_an_alert_of_many_keys_flushes_the_authorizer_cache_once(load, github, issued, admin, monkeypatch):
+    from tests.test_authorizer_cache import CACHED, FLUSH_OPERATIONS
+
+    handler = load("LeakReportFunction", GITHUB_KEYS_URL=github.keys_url, **CACHED)
+    leaked = [issued() for _ in range(3)]
+    calls = []
+    real = botocore.client.BaseClient._make_api_call
+
+    def answering(self, operation, params):
+        if operation in FLUSH_OPERATIONS:  # moto has no authorizer cache: answered as API Gateway does
+            calls.append(operation)
+            return {}
+        return real(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", answering)
+    answer = json.loads(report(handler, github, *(key["api_key"] for key in leaked))["body"])
+    assert [finding["label"] for finding in answer] == ["true_positive"] * 3
+    assert sorted(calls) == sorted(FLUSH_OPERATIONS)  # each cached stage once, not once per key
+    assert all(status(admin, key["key_id"]) == "revoked" for key in leaked)
 
 
 def _forged_signature(body: bytes) -> str:
@@ -232,6 +281,38 @@ def test_a_signed_body_that_is_not_an_alert_is_a_400(body, leak_report, github):
     answer = invoke(leak_report, http_event(body, github.headers(body)))
     assert answer["statusCode"] == 400
     assert json.loads(answer["body"])["message"]
+
+
+def test_control_characters_in_github_s_url_and_source_are_replaced_not_kept_and_not_refused():
+    body = json.dumps([{"token": "t", "url": 'https://x/\n{"level":"ERROR"}\u202e', "source": "a\u0000b"}])
+    (alert,) = parse_alerts(body.encode())
+    assert alert.url == 'https://x/\ufffd{"level":"ERROR"}\ufffd' and alert.source == "a\ufffdb"
+
+
+def test_a_redirect_from_the_keys_url_is_not_followed(github):
+    """A redirect could lead anywhere (a keys document of the attacker's): it is a failed fetch."""
+    redirecting = Flask(__name__)
+    redirecting.add_url_rule("/keys", "keys", lambda: redirect(github.keys_url, code=302))
+    server = Server(lambda _port: FlaskService(redirecting), "127.0.0.1", 0).start()
+    try:
+        keys_ = GitHubPublicKeys(f"{server.url}/keys")
+        with pytest.raises(PublicKeysUnavailable, match="HTTPError"):
+            keys_.verify(b"[]", github.key_identifier, github.sign(b"[]"))
+        GitHubPublicKeys(github.keys_url).verify(b"[]", github.key_identifier, github.sign(b"[]"))  # the target works
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("body", "base64_body"),
+    [("x" * (MAX_BODY_BYTES + 1), False), ("not base64!", True), (base64.b64encode(b"[]" * MAX_BODY_BYTES), True)],
+    ids=["over 1 MB", "base64 flag on a body that is not", "over 1 MB once decoded"],
+)
+def test_a_body_too_big_or_not_decodable_is_a_400_before_its_signature_is_checked(body, base64_body, leak_report):
+    request = http_event(b"", {"Github-Public-Key-Identifier": "ab", "Github-Public-Key-Signature": "AA=="})
+    request |= {"body": body if isinstance(body, str) else body.decode(), "isBase64Encoded": base64_body}
+    answer = invoke(leak_report, request)
+    assert answer["statusCode"] == 400 and len(answer["body"]) < 200
 
 
 def test_too_many_alerts_are_refused_before_any_lookup():
@@ -301,10 +382,25 @@ def test_public_keys_are_cached_and_an_unknown_identifier_refetches_at_most_ever
         with pytest.raises(Unauthenticated):
             keys_.verify(body, "ab" * 32, github.sign(body))
     assert fetches.count == 1  # within five minutes of the last fetch
-    now[0] += REFETCH_AFTER + 1
+    now[0] += REFETCH_AFTER - 1
+    with pytest.raises(Unauthenticated):
+        keys_.verify(body, "ab" * 32, github.sign(body))
+    assert fetches.count == 1
+    now[0] += 2  # five minutes on, and still well within the hour the keys are kept
+    assert now[0] < KEYS_MAX_AGE / 2
     with pytest.raises(Unauthenticated):
         keys_.verify(body, "ab" * 32, github.sign(body))
     assert fetches.count == 2
+
+
+def test_a_key_github_has_just_published_verifies_within_five_minutes():
+    github, now = FakeGitHub(), [0.0]
+    keys_ = GitHubPublicKeys("https://example.test/keys", fetch=_Fetches(github), clock=lambda: now[0])
+    keys_.verify(b"[]", github.key_identifier, github.sign(b"[]"))
+    rotated = FakeGitHub()  # GitHub rotates its signing key: the document now lists the new one
+    github.keys_document["public_keys"] += rotated.keys_document["public_keys"]
+    now[0] += REFETCH_AFTER + 1
+    keys_.verify(b"[]", rotated.key_identifier, rotated.sign(b"[]"))
 
 
 class _FailingFetches(_Fetches):
@@ -344,16 +440,35 @@ def test_with_no_keys_yet_a_failed_fetch_is_a_fault_and_is_not_retried_at_once()
     keys_.verify(b"[]", github.key_identifier, github.sign(b"[]"))
 
 
-def test_a_published_key_that_is_not_p256_is_ignored():
-    github = FakeGitHub()
+def _p384_pem() -> str:
     other = ec.generate_private_key(ec.SECP384R1()).public_key()
-    from cryptography.hazmat.primitives import serialization
+    return other.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
 
-    pem = other.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    github.keys_document["public_keys"][0]["key"] = pem
+
+def test_a_published_entry_that_is_not_a_p256_key_is_skipped_and_the_others_verify():
+    github = FakeGitHub()
+    github.keys_document["public_keys"] += [
+        {"key_identifier": "ab" * 32, "key": _p384_pem()},
+        {"key_identifier": "cd" * 32, "key": "not a PEM"},
+        {"key_identifier": 7, "key": github.keys_document["public_keys"][0]["key"]},
+        "not an object",
+    ]
     keys_ = GitHubPublicKeys("https://example.test/keys", fetch=_Fetches(github))
+    keys_.verify(b"[]", github.key_identifier, github.sign(b"[]"))
     with pytest.raises(Unauthenticated, match="none of GitHub's published keys"):
-        keys_.verify(b"[]", github.key_identifier, github.sign(b"[]"))
+        keys_.verify(b"[]", "ab" * 32, github.sign(b"[]"))
+
+
+def test_a_document_without_a_p256_key_never_empties_the_keys_a_container_has():
+    github, now = FakeGitHub(), [0.0]
+    keys_ = GitHubPublicKeys("https://example.test/keys", fetch=_Fetches(github), clock=lambda: now[0])
+    keys_.verify(b"[]", github.key_identifier, github.sign(b"[]"))
+    github.keys_document["public_keys"] = [{"key_identifier": github.key_identifier, "key": _p384_pem()}]
+    now[0] += KEYS_MAX_AGE + 1
+    keys_.verify(b"[]", github.key_identifier, github.sign(b"[]"))  # the keys it had still verify
+    fresh = GitHubPublicKeys("https://example.test/keys", fetch=_Fetches(github))
+    with pytest.raises(PublicKeysUnavailable, match="no P-256 key"):  # a fault (500): GitHub retries
+        fresh.verify(b"[]", github.key_identifier, github.sign(b"[]"))
 
 
 # --- keygate report-leak: an operator's report ---

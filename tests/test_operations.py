@@ -10,12 +10,13 @@ from keygate.authorize import Reason
 from keygate_local.template import NO_VALUE, Stack
 from tests.test_authorizer import _fail_get_item, log_records, refused_as_a_fault, shaped
 
-ROLES_THAT_READ_THE_PEPPER = [  # the functions that verify or hash secrets
+ROLES_THAT_READ_THE_PEPPER = [  # the functions that verify or hash secrets, and explain
     {"Fn::GetAtt": ["AuthorizerFunctionRole", "Arn"]},
     {"Fn::GetAtt": ["IssueKeyFunctionRole", "Arn"]},
     {"Fn::GetAtt": ["RotateKeyFunctionRole", "Arn"]},
     {"Fn::GetAtt": ["LeakReportFunctionRole", "Arn"]},  # a reported token is Argon2-verified before a revoke
     {"Fn::GetAtt": ["ReportLeakFunctionRole", "Arn"]},
+    {"Fn::GetAtt": ["ExplainKeyFunctionRole", "Arn"]},  # looks the versions a key needs up, as the authorizer does
 ]
 USING_THE_KEY = [
     "kms:Decrypt", "kms:Encrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey",

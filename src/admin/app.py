@@ -176,7 +176,7 @@ def flush_authorizer_cache(request: FlushAuthorizerCache) -> dict:
     if report is None:
         return {"flushed": [], "revocation_bound": "the next request: AuthorizerCacheTtl is 0, nothing is cached"}
     logger.info("authorizer cache flushed", extra={"reason": request.reason, **report.view()})
-    if report.failed:  # an error, so Scheduler retries a scheduled flush and the admin alarm sees it
+    if report.failed:  # an error: Lambda retries a scheduled (asynchronous) flush twice, and the admin alarm sees it
         raise FlushFailed(f"the flush of {', '.join(sorted(report.failed))} failed: {report.failed}")
     return report.view()
 
@@ -187,7 +187,7 @@ def report_leak(request: ReportLeak) -> dict:
     report = LeakReport(  # nosec B106 # token_type is the name of a type of token, not a password
         key, url=request.url, source="operator", token_type="keygate_api_key"
     )
-    finding = KEYS.report_leak(report, actor=request.actor)
+    (finding,) = KEYS.report_leaks([report], actor=request.actor)
     if finding.label is Label.FALSE_POSITIVE:
         logger.info("leak report: not a key of this deployment", extra={"actor": request.actor, **finding.view()})
         return finding.view() | {"message": "not a key of this deployment (or not its secret): nothing revoked"}

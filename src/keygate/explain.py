@@ -14,7 +14,7 @@ from keygate.authorize import Reason, refused_for
 from keygate.authorizer_cache import CachedStage
 from keygate.field_scopes import FieldScopes
 from keygate.records import KeyRecord, Status, format_time, optional_time
-from keygate.routes import CONCRETE_METHODS, PATH_PATTERN, RequestRoute, RouteScopes
+from keygate.routes import CONCRETE_METHODS, RequestRoute, RouteScopes
 
 ROUTE_EXAMPLE = 'METHOD /path, e.g. "GET /orders/7" (a WebSocket connect: "GET /$connect", AppSync: "POST /graphql")'
 
@@ -27,7 +27,11 @@ WHY = {
     Reason.EXPIRED: "refused: the key is past its expires_at",
     Reason.API_NOT_ALLOWED: "refused: the key's apis do not name this API and stage",
     Reason.MISSING_SCOPE: "refused: the key lacks a scope this route needs",
+    Reason.FAULT: "refused: the pepper version its secret was hashed with is missing from the pepper secret, so "
+    "the authorizer cannot verify it and fails closed (add the version back: docs/operations.md)",
 }
+# A path as API Gateway passes one in a method or route ARN: anything but whitespace and control characters.
+_REQUEST_PATH = re.compile(r"/[^\s\x00-\x1f\x7f*]*")
 WEBSOCKET_CONNECT = ("GET", "/$connect")
 
 
@@ -43,8 +47,8 @@ def parse_route(text: str) -> tuple[str, str]:
     method, path = match[1].upper(), match[2]
     if method not in CONCRETE_METHODS:
         raise InvalidQuestion(f"method must be one of {', '.join(CONCRETE_METHODS)}")
-    if not re.fullmatch(PATH_PATTERN, path) or "*" in path:
-        raise InvalidQuestion("path must be / then letters, digits and . _ { } + / - $ (an actual path, no *)")
+    if not _REQUEST_PATH.fullmatch(path):
+        raise InvalidQuestion("path must be / then an actual path (no *, spaces or control characters)")
     return method, path
 
 
@@ -83,12 +87,16 @@ def explain(
     api: ApiStage | None,
     settings: Settings,
     now: datetime,
+    missing_peppers: tuple[str, ...] = (),
 ) -> dict:
     """The decision for a request presenting this key's valid secret, its first reason, and the evidence.
-    Without ``api``, the decision assumes an API the key's apis allow (``apis`` says whether any is named)."""
+    Without ``api``, the decision assumes an API the key's apis allow (``apis`` says whether any is named).
+    ``missing_peppers``: the pepper versions the authorizer would read for this key and not find."""
     route = RequestRoute(api, method, path)
     if record.status is Status.REVOKED:
         reason = Reason.REVOKED
+    elif missing_peppers:
+        reason = Reason.FAULT
     else:
         reason = refused_for(record, route, settings.route_scopes, now, check_api=api is not None) or Reason.ALLOWED
     assumes = "the request presents this key's current secret (or the previous one in its grace period)"
@@ -105,6 +113,7 @@ def explain(
         "state": record.state(now).value,
         "expires_at": optional_time(record.expires_at),
         "grace": _grace(record, now),
+        "pepper_versions_missing": list(missing_peppers),
         "apis": _apis(record, api),
         "route_scopes": _route_scopes(record, method, path, settings.route_scopes),
         "usage_plan": _usage_plan(record),

@@ -91,6 +91,14 @@ class PepperRing:
             ring = self._read(force=True)
         return self._pepper(ring, version)
 
+    def has(self, version: str) -> bool:
+        """Whether the ring holds ``version`` (read afresh before saying no); PepperUnavailable if unreadable."""
+        try:
+            self.get(version)
+        except PepperVersionMissing:
+            return False
+        return True
+
     def _read(self, force: bool) -> dict:
         try:
             raw = self._provider.get(self._secret_arn, max_age=self._max_age, force_fetch=force)

@@ -1,8 +1,9 @@
 """GitHub secret scanning's partner alerts: the signature over the request, its payload, and GitHub's
 published public keys. The keys endpoint allows 60 unauthenticated requests an hour per address, and
 anyone can send an alert naming an identifier GitHub never published, so a container fetches the keys
-once, again when they are an hour old, again for an unknown identifier at most once an hour, and after
-a failed fetch not for a minute, verifying with the keys it has meanwhile.
+once, again when they are an hour old, again for an unknown identifier (GitHub may have just rotated its
+key) at most every five minutes, and after a failed fetch not for a minute, verifying with the keys it has
+meanwhile. A document with no usable P-256 key counts as a failed fetch: it never empties the keys.
 
 GitHub signs the raw body with ECDSA P-256 / SHA-256 and names the key in ``Github-Public-Key-Identifier``;
 ``Github-Public-Key-Signature`` is the base64 DER signature. Nothing here sees Lambda or API Gateway.
@@ -13,6 +14,7 @@ import binascii
 import json
 import re
 import time
+import unicodedata
 import urllib.request
 from collections.abc import Callable
 
@@ -27,7 +29,7 @@ MAX_ALERTS = 1000
 MAX_TOKEN_LENGTH = 1024
 MAX_TEXT_LENGTH = 2048  # url, type, source
 KEYS_MAX_AGE = 3600.0
-REFETCH_AFTER = 3600.0  # an unknown identifier fetches the keys again, but not more often than this
+REFETCH_AFTER = 300.0  # an unknown identifier fetches the keys again, but not more often than this
 RETRY_AFTER_FAILURE = 60.0
 _IDENTIFIER = re.compile(r"[0-9a-fA-F]{1,128}")
 
@@ -103,16 +105,28 @@ class GitHubPublicKeys:
 
     def _load(self) -> dict[str, ec.EllipticCurvePublicKey]:
         try:
-            document = json.loads(self._fetch(self._url))
-            entries = document["public_keys"]
-            keys = {}
-            for entry in entries:
-                key = serialization.load_pem_public_key(entry["key"].encode("ascii"))
-                if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
-                    keys[str(entry["key_identifier"]).lower()] = key
-        except Exception as error:  # unreachable, not JSON, not this shape, a key that does not load
+            entries = json.loads(self._fetch(self._url))["public_keys"]
+            keys = dict(filter(None, (_p256_key(entry) for entry in entries)))
+        except Exception as error:  # unreachable, not JSON, not this shape
             raise PublicKeysUnavailable(f"GitHub's public keys could not be read: {type(error).__name__}") from None
+        if not keys:
+            raise PublicKeysUnavailable("GitHub's public keys document holds no P-256 key")
         return keys
+
+
+def _p256_key(entry: object) -> tuple[str, ec.EllipticCurvePublicKey] | None:
+    """(identifier, key) of a published entry, or None for one that is not a P-256 key: skipped, so one
+    odd entry does not stop the others from verifying."""
+    try:
+        key = serialization.load_pem_public_key(entry["key"].encode("ascii"))
+        identifier = entry["key_identifier"]
+    except Exception:
+        return None
+    if not (isinstance(identifier, str) and _IDENTIFIER.fullmatch(identifier)):
+        return None
+    if not (isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1)):
+        return None
+    return identifier.lower(), key
 
 
 def parse_alerts(body: bytes) -> list[LeakReport]:
@@ -139,5 +153,12 @@ def _alert(index: int, alert: object) -> LeakReport:
         value = alert.get(field)
         if value is not None and (not isinstance(value, str) or len(value) > MAX_TEXT_LENGTH):
             raise MalformedAlert(f"alert {index}: {field} must be a string of at most {MAX_TEXT_LENGTH} characters")
-        texts[field] = value
+        texts[field] = _printable(value) if value is not None else None
     return LeakReport(token, url=texts["url"], source=texts["source"], token_type=texts["type"] or "")
+
+
+def _printable(text: str) -> str:
+    """GitHub's text as the audit record, the notification and the log may carry it: control, format and
+    line-separator characters (a forged log line, a bidi override) replaced by U+FFFD. Refusing the alert
+    instead would leave its key live."""
+    return "".join("\ufffd" if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text)

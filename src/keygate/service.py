@@ -64,6 +64,7 @@ class Changed:
     record: KeyRecord
     usage_plan: dict | None = None
     authorizer_cache: FlushReport | None = None
+    took_effect: bool = True  # False: the key was already as asked (a revoked key revoked again)
 
     def reports(self) -> dict:
         reports = {}
@@ -265,10 +266,16 @@ class KeyService:
         return report
 
     def revoke(
-        self, key_id: str, *, actor: str = audit.UNSPECIFIED_ACTOR, details: dict[str, str] | None = None
+        self,
+        key_id: str,
+        *,
+        actor: str = audit.UNSPECIFIED_ACTOR,
+        details: dict[str, str] | None = None,
+        flush: bool = True,
     ) -> Changed:
         """Revoke a key; revoking a revoked key changes nothing and returns it as it is. ``details`` (why)
-        go into the audit record."""
+        go into the audit record. ``flush=False``: the caller flushes the authorizer cache once, after
+        several revocations."""
 
         def change(record: KeyRecord, now: datetime) -> KeyRecord:
             if record.status is Status.REVOKED:
@@ -281,27 +288,41 @@ class KeyService:
             )
 
         before, after = self._change(key_id, change, lambda before, after: Action.REVOKE, None, actor, details)
-        flushed = self._cache.flush() if before.status is not Status.REVOKED else None
-        return Changed(after, self._sync(after), flushed)
+        took_effect = before.status is not Status.REVOKED  # as the write that won saw it
+        flushed = self._cache.flush() if took_effect and flush else None
+        return Changed(after, self._sync(after), flushed, took_effect)
 
-    def report_leak(self, report: LeakReport, *, actor: str) -> LeakFinding:
-        """A token found in the open: when it is a key of this deployment (a secret that verifies now, as
-        the authorizer would take it), revoke the key with the report in the audit record and notify
-        LeakedKeyTopic (once: a report of a key already revoked notifies nobody); else a false positive."""
-        record = self._leaked_key(report.token)
-        if record is None:
-            return LeakFinding(report.token_hash, report.token_type, Label.FALSE_POSITIVE)
-        revoked = "already" if record.status is Status.REVOKED else "now"
-        changed = self.revoke(record.key_id, actor=actor, details=report.details())
-        notified = None
-        if self._notifier is not None and revoked == "now":
-            try:
-                self._notifier.notify(changed.record, report, revoked, actor)
-                notified = "sent"
-            except Exception as error:
-                notified = f"failed: {explained(error)}"
-        found = (report.token_hash, report.token_type, Label.TRUE_POSITIVE, record.key_id)
-        return LeakFinding(*found, revoked, notified, changed.reports())
+    def report_leaks(self, reports: Sequence[LeakReport], *, actor: str) -> list[LeakFinding]:
+        """Tokens found in the open: each that is a key of this deployment (a secret that verifies now, as
+        the authorizer would take it) revokes the key with its report in the audit record and notifies
+        LeakedKeyTopic, once: only the revocation that took effect notifies, so a report of a revoked key,
+        or a retried delivery racing the first, notifies nobody. Others are false positives. The
+        authorizer cache is flushed once for all of them."""
+        findings, revoked_now = [], []
+        for report in reports:
+            record = self._leaked_key(report.token)
+            if record is None:
+                findings.append(LeakFinding(report.token_hash, report.token_type, Label.FALSE_POSITIVE))
+                continue
+            changed = self.revoke(record.key_id, actor=actor, details=report.details(), flush=False)
+            revoked = "now" if changed.took_effect else "already"
+            notified = self._notify(changed.record, report, actor) if changed.took_effect else None
+            found = (report.token_hash, report.token_type, Label.TRUE_POSITIVE, record.key_id)
+            findings.append(LeakFinding(*found, revoked, notified, changed.reports()))
+            revoked_now += [(len(findings) - 1, changed)] if changed.took_effect else []
+        flushed = self._cache.flush() if revoked_now else None
+        for index, changed in revoked_now:
+            findings[index] = replace(findings[index], effects=replace(changed, authorizer_cache=flushed).reports())
+        return findings
+
+    def _notify(self, record: KeyRecord, report: LeakReport, actor: str) -> str | None:
+        if self._notifier is None:
+            return None
+        try:
+            self._notifier.notify(record, report, "now", actor)
+            return "sent"
+        except Exception as error:
+            return f"failed: {explained(error)}"
 
     def _leaked_key(self, token: str) -> KeyRecord | None:
         """The key whose secret ``token`` is, verified by Argon2: its current secret, or the previous one
@@ -422,7 +443,18 @@ class KeyService:
             config.cached_stages,
             config.appsync_cache_ttl,
         )
-        return explain.explain(self.get(key_id), method, path, stage, settings, self._clock())
+        record, now = self.get(key_id), self._clock()
+        return explain.explain(record, method, path, stage, settings, now, self._missing_peppers(record, now))
+
+    def _missing_peppers(self, record: KeyRecord, now: datetime) -> tuple[str, ...]:
+        """The pepper versions the authorizer reads to verify this key (its secret's, and the previous one's
+        in a grace period) that the pepper secret lacks; a revoked key needs none."""
+        if record.status is Status.REVOKED:
+            return ()
+        needed = [record.pepper_version]
+        if record.previous_secret_valid(now) and record.previous_pepper_version is not None:
+            needed.append(record.previous_pepper_version)
+        return tuple(version for version in dict.fromkeys(needed) if not self._peppers.has(version))
 
     def history(self, key_id: str, limit: int, next_token: str | None) -> tuple[list[AuditRecord], str | None]:
         """A key's audit records, oldest first. Records outlive their key's item (and expire on their own

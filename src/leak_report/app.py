@@ -38,7 +38,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
         metrics.add_metric(name="LeakReportRefused", unit=MetricUnit.Count, value=1)
         logger.warning("leak report refused", extra={"status": status, "reason": str(error)})
         return _answer(status, {"message": str(error)})
-    findings = [KEYS.report_leak(report, actor=ACTOR) for report in reports]
+    findings = KEYS.report_leaks(reports, actor=ACTOR)
     for report, finding in zip(reports, findings, strict=True):
         if finding.label is Label.TRUE_POSITIVE:
             metrics.add_metric(name="LeakedKeyRevoked", unit=MetricUnit.Count, value=1)
