@@ -3,13 +3,23 @@ answer and its log reason, raises nothing but the refusals API Gateway expects, 
 Argon2 when the key is malformed, and leaves log lines that are short and never hold what was sent."""
 
 import json
+from collections.abc import Callable
 
+import boto3
 import pytest
 from argon2 import PasswordHasher
 
 from keygate import keys
 from tests.conftest import invoke, wrong_secret
-from tests.hostile.corpus import SHAPES, event_case_ids, hostile_event, key_cases, shaped_event
+from tests.hostile.corpus import (
+    SHAPES,
+    admin_case,
+    admin_case_ids,
+    event_case_ids,
+    hostile_event,
+    key_cases,
+    shaped_event,
+)
 from tests.test_authorizer import iam_decision, log_records
 
 MAX_LOG_LINE = 4096  # a log line's bound, whatever was sent: one route is logged, cut to 256 characters
@@ -104,3 +114,39 @@ def test_a_hostile_event_is_refused_as_its_shape_expects(case_id, issued, author
     assert max(len(line) for line in out.splitlines()) < MAX_LOG_LINE
     assert api_key not in out and "segment/" * 64 not in out
     json.dumps(out)  # the log is text a log reader can take
+
+
+# --- admin events ---
+
+MAX_ANSWER = 4096  # an error answer's bound, whatever was sent
+
+
+@pytest.fixture
+def written(stack) -> Callable[[], tuple]:
+    """Everything an admin function could write: the keys, the audit records and API Gateway's keys."""
+    dynamodb, apigateway = boto3.client("dynamodb"), boto3.client("apigateway")
+
+    def snapshot() -> tuple:
+        tables = [dynamodb.scan(TableName=stack.physical_ids[name])["Items"] for name in ("KeysTable", "AuditTable")]
+        return *tables, apigateway.get_api_keys()["items"]
+
+    return snapshot
+
+
+@pytest.mark.parametrize("case_id", admin_case_ids())
+def test_a_hostile_admin_event_is_refused_naming_the_field_and_writes_nothing(case_id, issued, admin, written, capsys):
+    key_id = issued()["key_id"]
+    case = admin_case(case_id, key_id)
+    before = written()
+    capsys.readouterr()
+    answer = invoke(admin[case["function"]], case["event"])
+    out = capsys.readouterr().out
+    assert written() == before
+    assert len(json.dumps(answer)) < MAX_ANSWER and max(map(len, out.splitlines()), default=0) < MAX_LOG_LINE
+    if case["error"] is None:
+        assert answer["label"] == case["label"]
+        return
+    assert answer["error"]["type"] == case["error"], answer
+    assert answer["error"]["message"]
+    if case["field"] is not None:
+        assert case["field"] in answer["error"]["fields"], answer

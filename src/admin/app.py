@@ -47,13 +47,20 @@ def _error(kind: str, message: str, fields: dict[str, str] | None = None) -> dic
     return {"error": error}
 
 
+MAX_FIELD_NAME = 64  # an unknown field is named back, cut to this: the caller's name could be any size
+
+
 def _invalid(error: ValidationError) -> dict:
     fields = {}
     for problem in error.errors():
-        field = ".".join(str(part) for part in problem["loc"]) or "(event)"
+        field = ".".join(_cut(str(part)) for part in problem["loc"]) or "(event)"
         fields[field] = problem["msg"].removeprefix("Value error, ")
     summary = "; ".join(f"{field}: {problem}" for field, problem in fields.items())
     return _error("InvalidRequest", f"invalid request: {summary}", fields)
+
+
+def _cut(name: str) -> str:
+    return name if len(name) <= MAX_FIELD_NAME else name[: MAX_FIELD_NAME - 1] + "…"
 
 
 def admin_action[M: AdminEvent](model: type[M]) -> Callable:

@@ -41,7 +41,7 @@ class InvalidQuestion(ValueError):
 
 def parse_route(text: str) -> tuple[str, str]:
     """``"GET /orders/7"`` -> ("GET", "/orders/7")."""
-    match = re.fullmatch(r"(\S+) +(\S+)", text.strip())
+    match = re.fullmatch(r" *(\S+) +(\S+) *", text)
     if match is None:
         raise InvalidQuestion(f"must be {ROUTE_EXAMPLE}")
     method, path = match[1].upper(), match[2]

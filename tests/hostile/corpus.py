@@ -159,3 +159,17 @@ def _at(document: dict, path: str, value, delete: bool = False) -> None:
         document.pop(last, None)
     else:
         document[last] = value
+
+
+HUGE = "x" * (1024 * 1024)
+
+
+def admin_case_ids() -> list[str]:
+    return [raw["id"] for raw in load("admin.json")["cases"]]
+
+
+def admin_case(case_id: str, key_id: str) -> dict:
+    """admin.json's case, its event with ``$KEY_ID`` (a live key's id) and ``$HUGE`` (1 MB) put in."""
+    (raw,) = [raw for raw in load("admin.json")["cases"] if raw["id"] == case_id]
+    text = json.dumps(raw["event"]).replace("$KEY_ID", key_id).replace("$HUGE", HUGE)
+    return raw | {"event": json.loads(text)}
