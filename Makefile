@@ -8,7 +8,7 @@ PYTHON313 ?= $(shell p="$$(pyenv root 2>/dev/null)/versions/3.13.0/bin/python3";
 export SAM_CLI_TELEMETRY := 0
 export PYENV_VERSION := 3.11.7:3.13.0
 
-.PHONY: venv scan-venv demo local test lint build clean bench audit
+.PHONY: venv scan-venv demo local test lint build clean bench audit load
 
 $(VENV)/.installed: requirements-dev.txt src/requirements.txt pyproject.toml
 	@test -n "$(PYTHON313)" || { echo "python3.13 not found (install it with pyenv)"; exit 1; }
@@ -66,6 +66,12 @@ $(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
 bench: $(VENV)/.bench-installed
 	$(PY) -m bench.authorizer
 	$(PY) -m bench.cost
+
+# A bounded load run through the local stack (not a test, not in make test): 8 clients, every protected route
+# of the demo APIs, valid, refused and missing keys, cache off then on. Fails on any wrong decision or 5xx;
+# else writes docs/load.md and docs/load.json. About a minute here.
+load: venv
+	$(PY) -m bench.load_mix
 
 # Known vulnerabilities in the pinned requirements, from PyPI's advisory data. Not in make test: an advisory
 # published today must not fail an unrelated change's CI. --strict: a pin it could not look up fails too.
