@@ -17,10 +17,14 @@ from tests.hostile.corpus import (
     admin_case_ids,
     event_case_ids,
     hostile_event,
+    hostile_leak_event,
     key_cases,
+    leak_case,
+    leak_case_ids,
     shaped_event,
 )
 from tests.test_authorizer import iam_decision, log_records
+from tests.test_leak_report import http_event
 
 MAX_LOG_LINE = 4096  # a log line's bound, whatever was sent: one route is logged, cut to 256 characters
 NO_IO_REASONS = {"MissingKey", "MalformedKey"}  # refused before any AWS call
@@ -150,3 +154,32 @@ def test_a_hostile_admin_event_is_refused_naming_the_field_and_writes_nothing(ca
     assert answer["error"]["message"]
     if case["field"] is not None:
         assert case["field"] in answer["error"]["fields"], answer
+
+
+# --- leak reports ---
+
+
+@pytest.mark.parametrize("case_id", leak_case_ids())
+def test_a_hostile_leak_report_gets_its_status_and_revokes_only_a_verified_key(
+    case_id, load, github, issued, admin, capsys
+):
+    leak_report = load("LeakReportFunction", GITHUB_KEYS_URL=github.keys_url)
+    key = issued()
+    case = leak_case(case_id)
+    tokens = {
+        "$KEY": key["api_key"], "$WRONG_SECRET": wrong_secret(key["api_key"]), "$KEY_ID": key["key_id"],
+        "$OTHER_PREFIX": key["api_key"].replace("kg_", "zz_", 1),
+    }  # fmt: skip
+    body, headers = github.signed_alert(*(tokens[token] for token in case.get("sign", ["$KEY"])))
+    base = http_event(body, headers)
+    request = hostile_leak_event(case, base, base["headers"]["github-public-key-signature"])
+    capsys.readouterr()
+    answer = invoke(leak_report, request)
+    out = capsys.readouterr().out
+    assert answer["statusCode"] == case["status"], answer
+    if "labels" in case:
+        assert [finding["label"] for finding in json.loads(answer["body"])] == case["labels"]
+    state = invoke(admin["GetKey"], {"key_id": key["key_id"]})["status"]
+    assert state == ("revoked" if case.get("revoked") else "active")
+    assert len(answer["body"]) < MAX_ANSWER and max(map(len, out.splitlines()), default=0) < MAX_LOG_LINE
+    assert all(token not in out for name, token in tokens.items() if name != "$KEY_ID")

@@ -72,7 +72,7 @@ class GitHubPublicKeys:
 
     def verify(self, body: bytes, key_identifier: str | None, signature: str | None) -> None:
         """Raises Unauthenticated unless ``signature`` is GitHub's over exactly ``body``."""
-        if not key_identifier or not signature:
+        if not (isinstance(key_identifier, str) and key_identifier and isinstance(signature, str) and signature):
             raise Unauthenticated("the request is not signed: Github-Public-Key-Identifier and -Signature needed")
         if not _IDENTIFIER.fullmatch(key_identifier):
             raise Unauthenticated("Github-Public-Key-Identifier is not a key identifier")

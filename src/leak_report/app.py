@@ -30,7 +30,7 @@ ACTOR = "secret-scanning:github"
 def handler(event: dict, context: LambdaContext) -> dict:
     try:
         body = _raw_body(event)
-        headers = {str(name).lower(): value for name, value in (event.get("headers") or {}).items()}
+        headers = _headers(event)
         GITHUB.verify(body, headers.get("github-public-key-identifier"), headers.get("github-public-key-signature"))
         reports = parse_alerts(body)
     except (Unauthenticated, MalformedAlert) as error:
@@ -63,6 +63,15 @@ def _raw_body(event: dict) -> bytes:
     if len(raw) > MAX_BODY_BYTES:
         raise MalformedAlert(f"the body must be at most {MAX_BODY_BYTES} bytes")
     return raw
+
+
+def _headers(event: dict) -> dict[str, str]:
+    """The request's headers by lower-case name; anything not a string (never sent by API Gateway) is absent,
+    so the request is unsigned."""
+    headers = event.get("headers")
+    if not isinstance(headers, dict):
+        return {}
+    return {name.lower(): value for name, value in headers.items() if isinstance(name, str) and isinstance(value, str)}
 
 
 def _answer(status: int, body: object) -> dict:

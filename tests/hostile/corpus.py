@@ -173,3 +173,29 @@ def admin_case(case_id: str, key_id: str) -> dict:
     (raw,) = [raw for raw in load("admin.json")["cases"] if raw["id"] == case_id]
     text = json.dumps(raw["event"]).replace("$KEY_ID", key_id).replace("$HUGE", HUGE)
     return raw | {"event": json.loads(text)}
+
+
+def leak_case_ids() -> list[str]:
+    return [raw["id"] for raw in load("leak_report.json")["cases"]]
+
+
+def leak_case(case_id: str) -> dict:
+    (raw,) = [raw for raw in load("leak_report.json")["cases"] if raw["id"] == case_id]
+    return raw
+
+
+def hostile_leak_event(raw: dict, base: dict, signature: str) -> object:
+    """The signed alert's event ``base`` changed as leak_report.json's case says."""
+    if "event" in raw:
+        return raw["event"]
+    request = copy.deepcopy(base)
+    if raw.get("upper_headers"):
+        request["headers"] = {name.upper(): value for name, value in request["headers"].items()}
+    request["body"] += raw.get("append_body", "")
+    for path in raw.get("delete", []):
+        _at(request, path, None, delete=True)
+    text = json.dumps(raw.get("set", {})).replace("$HUGE", HUGE).replace("$SIGNATURE", signature)
+    for path, value in json.loads(text).items():
+        *parents, last = path.split(".", 1) if path.startswith("headers.") else [path]
+        (request[parents[0]] if parents else request)[last] = value
+    return request
