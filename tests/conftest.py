@@ -135,21 +135,22 @@ def _forget_logger_setup(service: str) -> None:
             delattr(service_logger, attribute)
 
 
+def load_function(stack: Stack, monkeypatch, logical_id: str, **overrides: str) -> Callable:
+    """A function's handler in a fresh container, with the template's environment and ``overrides``."""
+    environment = stack.function_environment(logical_id) | {"POWERTOOLS_TRACE_DISABLED": "true"} | overrides
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    _forget_logger_setup(environment["POWERTOOLS_SERVICE_NAME"])
+    handler = import_handler(stack, logical_id)
+    for log_handler in logging.getLogger(environment["POWERTOOLS_SERVICE_NAME"]).handlers:
+        log_handler.setStream(_CurrentStdout())  # so capsys sees log lines as Lambda's stdout would
+    return handler
+
+
 @pytest.fixture
 def load(stack, monkeypatch) -> Callable:
     """load("AuthorizerFunction", **env_overrides) -> the handler, in a fresh container."""
-
-    def load_function(logical_id: str, **overrides: str) -> Callable:
-        environment = stack.function_environment(logical_id) | {"POWERTOOLS_TRACE_DISABLED": "true"} | overrides
-        for name, value in environment.items():
-            monkeypatch.setenv(name, value)
-        _forget_logger_setup(environment["POWERTOOLS_SERVICE_NAME"])
-        handler = import_handler(stack, logical_id)
-        for log_handler in logging.getLogger(environment["POWERTOOLS_SERVICE_NAME"]).handlers:
-            log_handler.setStream(_CurrentStdout())  # so capsys sees log lines as Lambda's stdout would
-        return handler
-
-    return load_function
+    return lambda logical_id, **overrides: load_function(stack, monkeypatch, logical_id, **overrides)
 
 
 @pytest.fixture

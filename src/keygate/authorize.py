@@ -19,12 +19,12 @@ from keygate import apis, keys
 from keygate.hashing import Hasher, PepperRing, PepperUnavailable
 from keygate.records import KeyRecord, Status
 from keygate.routes import RequestRoute, RouteScopes
-from keygate.store import CorruptRecord, KeyStore
+from keygate.store import CorruptRecord, DamagedResponse, KeyStore
 from keygate.verified import StoredHash, VerifiedKeys
 
 OPTIONAL_WHITESPACE = " \t"
 _BEARER = re.compile(r"bearer +(\S+)", re.IGNORECASE)
-_EXPLAINED_FAULTS = (ClientError, BotoCoreError, PepperUnavailable, CorruptRecord)
+_EXPLAINED_FAULTS = (ClientError, BotoCoreError, PepperUnavailable, CorruptRecord, DamagedResponse)
 
 
 class Reason(StrEnum):

@@ -44,6 +44,17 @@ class CorruptRecord(ValueError):
     """An item in the table that is not a valid key record."""
 
 
+class DamagedResponse(RuntimeError):
+    """DynamoDB's answer failed its CRC32 check on every attempt. botocore then hands back the last damaged
+    answer, parsed as far as it goes: a cut-off GetItem reads as "no such item", so it must not be read."""
+
+
+def _read(response: dict) -> dict:
+    if response.get("ResponseMetadata", {}).get("MaxAttemptsReached"):
+        raise DamagedResponse("DynamoDB's answer was damaged in transit on every attempt (CRC32 mismatch)")
+    return response
+
+
 def to_item(record: KeyRecord) -> dict:
     item = {
         "key_id": record.key_id,
@@ -181,7 +192,9 @@ class KeyStore:
 
     def get(self, key_id: str) -> KeyRecord | None:
         """Strongly consistent, so a revocation is seen by the very next call."""
-        response = self._client.get_item(TableName=self._table, Key={"key_id": {"S": key_id}}, ConsistentRead=True)
+        response = _read(
+            self._client.get_item(TableName=self._table, Key={"key_id": {"S": key_id}}, ConsistentRead=True)
+        )
         return from_item(response["Item"]) if "Item" in response else None
 
     def create(self, record: KeyRecord, audit: AuditRecord) -> None:
@@ -258,7 +271,7 @@ class KeyStore:
             "Item": audit_item(audit),
             "ConditionExpression": "attribute_not_exists(key_id)",
         }
-        try:
+        try:  # botocore fills in ClientRequestToken and keeps it across retries: a lost answer's retry succeeds
             self._client.transact_write_items(TransactItems=[change, {"Put": record}])
         except ClientError as error:
             if _is_conditional_failure(error):
@@ -299,7 +312,7 @@ class KeyStore:
             names, values = names | {"#owner": "owner"}, values | {":owner": {"S": owner}}
         if names:
             request |= {"ExpressionAttributeNames": names, "ExpressionAttributeValues": values}
-        response = self._client.query(**request) if owner is not None else self._client.scan(**request)
+        response = _read(self._client.query(**request) if owner is not None else self._client.scan(**request))
         records = [from_item(item) for item in response.get("Items", [])]
         return records, _next_token(response)
 
@@ -316,7 +329,7 @@ class KeyStore:
             request["ExclusiveStartKey"] = _decode_token(
                 next_token, {"key_id": "S", "version": "N"}, {"key_id": key_id}
             )
-        response = self._client.query(**request)
+        response = _read(self._client.query(**request))
         return [from_audit_item(item) for item in response.get("Items", [])], _next_token(response)
 
     def pepper_usage(self, limit: int, next_token: str | None) -> tuple[list[dict], str | None]:
@@ -330,7 +343,7 @@ class KeyStore:
         }
         if next_token is not None:
             request["ExclusiveStartKey"] = _decode_token(next_token, {"key_id": "S"}, {})
-        response = self._client.scan(**request)
+        response = _read(self._client.scan(**request))
         return [_deserialized(item) for item in response.get("Items", [])], _next_token(response)
 
 

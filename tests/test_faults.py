@@ -1,0 +1,217 @@
+"""Faults over real HTTP (tests/faults.py: a fault-injecting proxy in front of moto server): the authorizer
+refuses within the bound its client timeouts set, logs the cause and recovers on the next call once the
+fault clears; admin functions report the failure and leave no half-written key, audit record or API
+Gateway key; a write whose answer was lost is neither lost nor made twice."""
+
+import json
+import time
+from collections.abc import Callable
+
+import boto3
+import pytest
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+from keygate.config import AWS_CLIENT_CONFIG
+from keygate_local.template import Stack
+from tests.conftest import invoke, load_function
+from tests.faults import FaultProxy
+from tests.test_authorizer import log_records, shaped
+
+# The longest a refusal may take: every attempt timing out on connect and read, standard mode's backoff
+# (at most 1 s) between them, and a second for a loaded machine.
+ATTEMPTS = AWS_CLIENT_CONFIG.retries["total_max_attempts"]
+BOUND = ATTEMPTS * (AWS_CLIENT_CONFIG.connect_timeout + AWS_CLIENT_CONFIG.read_timeout) + (ATTEMPTS - 1) + 1
+
+
+@pytest.fixture(scope="module")
+def moto_server():
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    yield server.get_host_and_port()
+    server.stop()
+
+
+@pytest.fixture
+def proxy(moto_server):
+    faults = FaultProxy(moto_server)
+    server, url = faults.serve()
+    faults.url = url
+    yield faults
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def served(moto_server, proxy, template, monkeypatch) -> Stack:
+    """The template's tables, pepper and topics on moto server; every function's AWS calls go through the proxy."""
+    for name in ("AWS_PROFILE", "AWS_REGION"):
+        monkeypatch.delenv(name, raising=False)
+    direct = f"http://{moto_server[0]}:{moto_server[1]}"
+    credentials = {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    for name, value in credentials.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    stack = Stack(template)
+    stack.create_tables(boto3.client("dynamodb", endpoint_url=direct))
+    stack.create_pepper_secret(boto3.client("secretsmanager", endpoint_url=direct))
+    stack.create_topics(boto3.client("sns", endpoint_url=direct))
+    stack.direct = direct
+    return stack
+
+
+@pytest.fixture
+def load(served, monkeypatch) -> Callable:
+    return lambda logical_id, **overrides: load_function(served, monkeypatch, logical_id, **overrides)
+
+
+@pytest.fixture
+def written(served) -> Callable[[], tuple]:
+    dynamodb, apigateway = (boto3.client(name, endpoint_url=served.direct) for name in ("dynamodb", "apigateway"))
+
+    def snapshot() -> tuple:
+        tables = [dynamodb.scan(TableName=served.physical_ids[name])["Items"] for name in ("KeysTable", "AuditTable")]
+        return *tables, apigateway.get_api_keys()["items"]
+
+    return snapshot
+
+
+def issue(load, **fields) -> dict:
+    answer = invoke(load("IssueKeyFunction"), {"name": "faults", "owner": "team"} | fields)
+    assert "api_key" in answer, answer
+    return answer
+
+
+def refused_with_fault(authorizer, request: dict, capsys) -> tuple[float, dict]:
+    """(seconds taken, the decision's log record) for a request that must be refused as a fault."""
+    capsys.readouterr()
+    started = time.monotonic()
+    with pytest.raises(Exception) as raised:
+        invoke(authorizer, request)
+    elapsed = time.monotonic() - started
+    assert type(raised.value).__name__ == ("AuthorizerFault" if request.get("version") == "2.0" else "Unauthorized")
+    (record,) = [r for r in log_records(capsys.readouterr().out) if "reason" in r]
+    assert (record["level"], record["reason"]) == ("ERROR", "Fault")
+    return elapsed, record
+
+
+DYNAMODB_FAULTS = {  # kind -> what the log's fault names
+    "500": "InternalServerError",
+    "throttle": "ThrottlingException",
+    "slow": "ReadTimeoutError",
+    "reset": "ConnectionClosedError",
+    "cut": "DamagedResponse",
+}
+
+
+@pytest.mark.parametrize("shape", ["rest-token", "http-api"])
+@pytest.mark.parametrize("kind", DYNAMODB_FAULTS)
+def test_a_failing_dynamodb_is_a_refusal_within_the_bound_and_the_next_call_recovers(kind, shape, load, proxy, capsys):
+    key = issue(load)
+    authorizer = load("AuthorizerFunction")
+    request = shaped(shape, authorization=f"Bearer {key['api_key']}")
+    proxy.fail("GetItem", kind)
+    elapsed, record = refused_with_fault(authorizer, request, capsys)
+    assert DYNAMODB_FAULTS[kind] in record["fault"], record
+    assert elapsed < BOUND
+    assert len(proxy.attempts("GetItem")) == ATTEMPTS  # botocore retried once, no more
+    proxy.clear()
+    response = invoke(authorizer, request)  # the same warm container, the fault gone
+    assert response.get("isAuthorized", True) and "Deny" not in json.dumps(response)
+
+
+@pytest.mark.parametrize("kind", ["secrets-500", "slow", "reset", "cut"])
+def test_a_failing_secrets_manager_is_a_refusal_and_the_next_call_recovers(kind, load, proxy, capsys):
+    key = issue(load)
+    authorizer = load("AuthorizerFunction")  # a fresh container: the pepper is read on its first call
+    request = shaped("rest-token", authorization=f"Bearer {key['api_key']}")
+    proxy.fail("GetSecretValue", kind)
+    elapsed, record = refused_with_fault(authorizer, request, capsys)
+    assert "pepper secret could not be read" in record["fault"] and elapsed < BOUND
+    proxy.clear()
+    assert invoke(authorizer, request)["principalId"] == key["key_id"]
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ['{"current": "v1", "v1": "abcd', "not json", '["v1"]', '{"v1": "%s"}', '{"current": "v1", "v1": "short"}'],
+)
+def test_a_malformed_or_truncated_pepper_secret_is_a_refusal_until_it_is_fixed(secret, served, load, capsys):
+    key = issue(load)
+    secrets = boto3.client("secretsmanager", endpoint_url=served.direct)
+    arn = served.physical_ids["PepperSecret"]
+    good = secrets.get_secret_value(SecretId=arn)["SecretString"]
+    pepper = json.loads(good)["v1"]
+    secrets.put_secret_value(SecretId=arn, SecretString=secret.replace("%s", pepper))
+    authorizer = load("AuthorizerFunction", PEPPER_CACHE_SECONDS="0")
+    request = shaped("http-api", authorization=f"Bearer {key['api_key']}")
+    _, record = refused_with_fault(authorizer, request, capsys)
+    assert pepper not in json.dumps(record) and "abcd" not in json.dumps(record)
+    secrets.put_secret_value(SecretId=arn, SecretString=good)
+    assert invoke(authorizer, request)["isAuthorized"] is True
+
+
+# --- admin functions ---
+
+CHANGES = {
+    "UpdateKeyFunction": lambda key_id: {"key_id": key_id, "name": "renamed", "scopes": ["a"]},
+    "RotateKeyFunction": lambda key_id: {"key_id": key_id, "grace_seconds": 60},
+    "RevokeKeyFunction": lambda key_id: {"key_id": key_id},
+}
+
+
+@pytest.mark.parametrize("kind", ["500", "throttle", "reset", "slow"])
+def test_an_issue_whose_write_fails_reports_it_and_leaves_nothing_not_even_its_api_gateway_key(
+    kind, served, load, proxy, written
+):
+    plan = boto3.client("apigateway", endpoint_url=served.direct).create_usage_plan(name="plan")["id"]
+    before = written()
+    proxy.fail("TransactWriteItems", kind)
+    with pytest.raises(Exception) as raised:
+        invoke(load("IssueKeyFunction"), {"name": "n", "owner": "o", "usage_plan_id": plan})
+    assert "api_key" not in str(raised.value) and "kg_" not in str(raised.value)
+    assert proxy.attempts("CreateApiKey") or proxy.attempts("/apikeys")  # its API Gateway key was made first
+    assert written() == before  # and deleted again: no key, no audit record, no API Gateway key
+
+
+@pytest.mark.parametrize("function", CHANGES)
+def test_a_change_whose_write_fails_reports_it_and_changes_nothing(function, load, proxy, written):
+    key = issue(load)
+    before, earlier = written(), len(proxy.attempts("TransactWriteItems"))
+    proxy.fail("TransactWriteItems", "500")
+    with pytest.raises(Exception, match="InternalServerError"):
+        invoke(load(function), CHANGES[function](key["key_id"]))
+    assert written() == before
+    assert len(proxy.attempts("TransactWriteItems")) - earlier == ATTEMPTS
+
+
+@pytest.mark.parametrize("function", CHANGES)
+def test_a_cancelled_transaction_is_retried_from_a_fresh_read_and_audited_once(function, served, load, proxy):
+    key = issue(load)
+    proxy.fail("TransactWriteItems", "cancel", times=1)
+    answer = invoke(load(function), CHANGES[function](key["key_id"]))
+    assert "error" not in answer, answer
+    history = invoke(load("KeyHistoryFunction"), {"key_id": key["key_id"]})["events"]
+    assert [event["version"] for event in history] == [1, 2]
+
+
+@pytest.mark.parametrize("function", ["IssueKeyFunction", *CHANGES])
+def test_a_write_whose_answer_was_lost_is_retried_with_its_token_and_happens_once(function, served, load, proxy):
+    """DynamoDB wrote it; the answer was lost; botocore retried with the same ClientRequestToken (which it
+    fills in itself), which DynamoDB answers as a success: one key, one audit record, the answer the one
+    written. Without the token the retry would conflict with its own write and an issue would make a
+    second key."""
+    key = issue(load) if function != "IssueKeyFunction" else None
+    proxy.fail("TransactWriteItems", "lost", times=1)
+    answer = invoke(load(function), {"name": "n", "owner": "o"} if key is None else CHANGES[function](key["key_id"]))
+    first, retry = proxy.attempts("TransactWriteItems")[-2:]
+    assert (first.answered, retry.answered) == ("lost", 200)
+    assert first.body["ClientRequestToken"] == retry.body["ClientRequestToken"]
+    dynamodb = boto3.client("dynamodb", endpoint_url=served.direct)
+    items = dynamodb.scan(TableName=served.physical_ids["KeysTable"])["Items"]
+    audit = dynamodb.scan(TableName=served.physical_ids["AuditTable"])["Items"]
+    assert len(items) == 1 and len(audit) == (1 if key is None else 2)
+    assert items[0]["key_id"]["S"] == answer["key_id"]
