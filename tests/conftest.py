@@ -14,10 +14,12 @@ import botocore.client
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from keygate import keys
 from keygate_local.github import FakeGitHub
 from keygate_local.template import Stack, import_handler, load_template
+from tests.faults import FaultProxy
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 API_KEY_PLACEHOLDER = "PASTE_API_KEY_HERE"
@@ -201,3 +203,67 @@ def github():
 def table_items(stack) -> Callable[[], list[dict]]:
     client = boto3.client("dynamodb")
     return lambda: client.scan(TableName=stack.physical_ids["KeysTable"])["Items"]
+
+
+# --- AWS over real HTTP: moto server behind a fault-injecting proxy ---
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """moto server on 127.0.0.1, for tests whose AWS calls must cross real HTTP (tests/faults.py)."""
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    yield server.get_host_and_port()
+    server.stop()
+
+
+@pytest.fixture
+def fault_proxy(moto_server) -> FaultProxy:
+    """A fault-injecting proxy in front of moto server (tests/faults.py)."""
+    faults = FaultProxy(moto_server)
+    server, url = faults.serve()
+    faults.url = url
+    yield faults
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def served(moto_server, fault_proxy, template, monkeypatch) -> Stack:
+    """The template's tables, pepper and topics on moto server; every function's AWS calls go through the proxy."""
+    for name in list(os.environ):
+        if name.startswith("AWS_ENDPOINT_URL") or name in ("AWS_PROFILE", "AWS_REGION"):
+            monkeypatch.delenv(name)
+    direct = f"http://{moto_server[0]}:{moto_server[1]}"
+    credentials = {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    for name, value in credentials.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", fault_proxy.url)
+    stack = Stack(template)
+    stack.create_tables(boto3.client("dynamodb", endpoint_url=direct))
+    stack.create_pepper_secret(boto3.client("secretsmanager", endpoint_url=direct))
+    stack.create_topics(boto3.client("sns", endpoint_url=direct))
+    stack.direct = direct
+    return stack
+
+
+@pytest.fixture
+def served_load(served, monkeypatch) -> Callable:
+    """As ``load``, for the served stack."""
+    return lambda logical_id, **overrides: load_function(served, monkeypatch, logical_id, **overrides)
+
+
+@pytest.fixture
+def served_written(served) -> Callable[[], tuple]:
+    """A snapshot of all an admin function could write on the served stack: keys, audit records, API keys."""
+    dynamodb, apigateway = (boto3.client(name, endpoint_url=served.direct) for name in ("dynamodb", "apigateway"))
+
+    def snapshot() -> tuple:
+        tables = [dynamodb.scan(TableName=served.physical_ids[name])["Items"] for name in ("KeysTable", "AuditTable")]
+        return *tables, apigateway.get_api_keys()["items"]
+
+    return snapshot

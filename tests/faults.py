@@ -1,8 +1,8 @@
 """A fault-injecting proxy in front of moto server, on 127.0.0.1: the functions' AWS calls cross real HTTP
 and fail as AWS fails them (a 500, a throttle, a timeout, a reset or cut connection, a transaction
 cancelled, an answer lost after the write), so the code under test runs unchanged, botocore's retries
-included. It also keeps DynamoDB's documented idempotency for TransactWriteItems' ClientRequestToken (a
-repeat of a token that succeeded succeeds and writes nothing), which moto lacks."""
+included. It also keeps two of DynamoDB's guarantees that moto lacks: a write and its condition are one
+atomic step, and a TransactWriteItems whose ClientRequestToken succeeded succeeds again, writing nothing."""
 
 import http.client
 import json
@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+WRITES = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"}
 HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "content-length", "server", "date"}
 ERRORS = {  # kind -> (status, AWS JSON error type, message)
     "500": (500, "InternalServerError", "Internal server error (injected)"),
@@ -40,6 +41,9 @@ class FaultProxy:
     calls: list[Call] = field(default_factory=list)
     _tokens: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # DynamoDB applies each write atomically, its condition with it; moto server does not lock, so two
+    # concurrent writes could both pass their conditions there. The proxy applies writes one at a time.
+    _writing: threading.Lock = field(default_factory=threading.Lock)
 
     def fail(self, operation: str, kind: str, times: int | None = None, delay: float = 3.0) -> None:
         self.faults[operation] = Fault(kind, times, delay)
@@ -118,7 +122,11 @@ class FaultProxy:
             return handler.connection.close()
         if fault is not None and fault.kind == "slow":
             time.sleep(fault.delay)
-        status, headers, answer = self._forward(handler, body)
+        if operation in WRITES:
+            with self._writing:
+                status, headers, answer = self._forward(handler, body)
+        else:
+            status, headers, answer = self._forward(handler, body)
         if status == 200 and token is not None:
             self._tokens.add(token)
         if fault is not None and fault.kind == "lost":  # written upstream; the answer never arrives

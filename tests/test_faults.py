@@ -9,11 +9,9 @@ from collections.abc import Callable
 
 import boto3
 import pytest
-from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 
 from keygate.config import AWS_CLIENT_CONFIG
-from keygate_local.template import Stack
-from tests.conftest import invoke, load_function
+from tests.conftest import invoke
 from tests.faults import FaultProxy
 from tests.test_authorizer import log_records, shaped
 
@@ -23,60 +21,19 @@ ATTEMPTS = AWS_CLIENT_CONFIG.retries["total_max_attempts"]
 BOUND = ATTEMPTS * (AWS_CLIENT_CONFIG.connect_timeout + AWS_CLIENT_CONFIG.read_timeout) + (ATTEMPTS - 1) + 1
 
 
-@pytest.fixture(scope="module")
-def moto_server():
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    yield server.get_host_and_port()
-    server.stop()
+@pytest.fixture
+def load(served_load) -> Callable:
+    return served_load
 
 
 @pytest.fixture
-def proxy(moto_server):
-    faults = FaultProxy(moto_server)
-    server, url = faults.serve()
-    faults.url = url
-    yield faults
-    server.shutdown()
-    server.server_close()
+def proxy(fault_proxy) -> FaultProxy:
+    return fault_proxy
 
 
 @pytest.fixture
-def served(moto_server, proxy, template, monkeypatch) -> Stack:
-    """The template's tables, pepper and topics on moto server; every function's AWS calls go through the proxy."""
-    for name in ("AWS_PROFILE", "AWS_REGION"):
-        monkeypatch.delenv(name, raising=False)
-    direct = f"http://{moto_server[0]}:{moto_server[1]}"
-    credentials = {
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-    }
-    for name, value in credentials.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
-    stack = Stack(template)
-    stack.create_tables(boto3.client("dynamodb", endpoint_url=direct))
-    stack.create_pepper_secret(boto3.client("secretsmanager", endpoint_url=direct))
-    stack.create_topics(boto3.client("sns", endpoint_url=direct))
-    stack.direct = direct
-    return stack
-
-
-@pytest.fixture
-def load(served, monkeypatch) -> Callable:
-    return lambda logical_id, **overrides: load_function(served, monkeypatch, logical_id, **overrides)
-
-
-@pytest.fixture
-def written(served) -> Callable[[], tuple]:
-    dynamodb, apigateway = (boto3.client(name, endpoint_url=served.direct) for name in ("dynamodb", "apigateway"))
-
-    def snapshot() -> tuple:
-        tables = [dynamodb.scan(TableName=served.physical_ids[name])["Items"] for name in ("KeysTable", "AuditTable")]
-        return *tables, apigateway.get_api_keys()["items"]
-
-    return snapshot
+def written(served_written) -> Callable[[], tuple]:
+    return served_written
 
 
 def issue(load, **fields) -> dict:
@@ -196,6 +153,16 @@ def test_a_cancelled_transaction_is_retried_from_a_fresh_read_and_audited_once(f
     assert "error" not in answer, answer
     history = invoke(load("KeyHistoryFunction"), {"key_id": key["key_id"]})["events"]
     assert [event["version"] for event in history] == [1, 2]
+
+
+@pytest.mark.parametrize("function", CHANGES)
+def test_a_change_outraced_on_every_attempt_is_answered_as_such_and_writes_nothing(function, load, proxy, written):
+    key = issue(load)
+    before = written()
+    proxy.fail("TransactWriteItems", "cancel")
+    answer = invoke(load(function), CHANGES[function](key["key_id"]))
+    assert answer["error"]["type"] == "ConcurrentChange" and "nothing was written" in answer["error"]["message"]
+    assert written() == before
 
 
 @pytest.mark.parametrize("function", ["IssueKeyFunction", *CHANGES])

@@ -30,7 +30,7 @@ from keygate import config, service
 from keygate.leaks import Label, LeakReport
 from keygate.records import format_time
 from keygate.service import Changed, KeyRevoked, Update, VersionConflict
-from keygate.store import InvalidNextToken, KeyNotFound
+from keygate.store import ConcurrentChange, InvalidNextToken, KeyNotFound
 from keygate.usage_plans import UsagePlanNotFound
 
 logger = Logger()
@@ -82,6 +82,8 @@ def admin_action[M: AdminEvent](model: type[M]) -> Callable:
                 return _error("KeyRevoked", str(error))
             except VersionConflict as error:
                 return _error("VersionConflict", str(error))
+            except ConcurrentChange as error:  # others kept changing the key: nothing of this one was written
+                return _error("ConcurrentChange", f"{error}, on every attempt: nothing was written; try again")
             except UsagePlanNotFound as error:
                 return _error("UsagePlanNotFound", str(error), {"usage_plan_id": str(error)})
 
