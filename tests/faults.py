@@ -77,7 +77,10 @@ class FaultProxy:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 operation = self.headers.get("X-Amz-Target", "").rpartition(".")[2] or self.path
-                proxy._handle(self, operation, body)
+                try:
+                    proxy._handle(self, operation, body)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up first (a slow fault)
+                    self.close_connection = True
 
             do_GET = do_PUT = do_DELETE = do_PATCH = do_POST
 
