@@ -42,15 +42,16 @@ def rest_policy(record: KeyRecord, method_arn: str, route_scopes: RouteScopes, m
         record.key_id, method_arn, auth_context(record, matched_scopes), usage_key=record.usage_key_value
     )
     # powertools' builder refuses a path holding "$" (GET /$connect, a WebSocket route; /$batch, an OData
-    # one): those statements are written here, after it.
-    plain = RouteScopes(tuple(rule for rule in route_scopes.rules if "$" not in rule.path))
-    dollar = RouteScopes(tuple(rule for rule in route_scopes.rules if "$" in rule.path))
+    # one), and strips every "/" a path starts with (//orders would name /orders, which no entry lists):
+    # those statements are written here, after it.
+    plain = RouteScopes(tuple(rule for rule in route_scopes.rules if _builder_writes(rule.path)))
+    dollar = RouteScopes(tuple(rule for rule in route_scopes.rules if not _builder_writes(rule.path)))
     dollar_statements = [
         {"Action": "execute-api:Invoke", "Effect": effect, "Resource": arns}
         for effect, rules in zip(("Allow", "Deny"), dollar.split(record.scopes), strict=True)
         if (arns := [_route_arn(method_arn, method, rule.path) for rule in rules for method in _methods(rule.method)])
     ]
-    if route_scopes.rules and not plain.rules:  # every entry a "$" path: no other route is allowed
+    if route_scopes.rules and not plain.rules:  # every entry written here: no other route is allowed
         response.deny_all_routes()
         answer = response.asdict()
         if any(statement["Effect"] == "Allow" for statement in dollar_statements):
@@ -70,10 +71,15 @@ def rest_policy(record: KeyRecord, method_arn: str, route_scopes: RouteScopes, m
     return answer
 
 
+def _builder_writes(path: str) -> bool:
+    return "$" not in path and not path.startswith("//")
+
+
 def _route_arn(method_arn: str, method: str, path: str) -> str:
-    """The ARN of a route of the calling API and stage, as powertools' builder writes one."""
+    """The ARN of a route of the calling API and stage, as powertools' builder writes one (but for the
+    path's every leading "/" after the first, which it would strip)."""
     arn = parse_api_gateway_arn(method_arn)
-    stage = f"{arn.api_id}/{arn.stage}/{method}/{path.lstrip('/')}"
+    stage = f"{arn.api_id}/{arn.stage}/{method}/{path.removeprefix('/')}"
     return f"arn:{arn.partition}:execute-api:{arn.region}:{arn.aws_account_id}:{stage}"
 
 
