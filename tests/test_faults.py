@@ -120,7 +120,7 @@ CHANGES = {
 }
 
 
-@pytest.mark.parametrize("kind", ["500", "throttle", "reset", "slow"])
+@pytest.mark.parametrize("kind", ["500", "throttle", "reset"])  # a timed-out write may still land: docs/security.md
 def test_an_issue_whose_write_fails_reports_it_and_leaves_nothing_not_even_its_api_gateway_key(
     kind, served, load, proxy, written
 ):

@@ -11,6 +11,7 @@ from __future__ import annotations  # a method named list would shadow list[...]
 import base64
 import binascii
 import json
+import zlib
 from datetime import UTC, datetime
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -45,14 +46,15 @@ class CorruptRecord(ValueError):
 
 
 class DamagedResponse(RuntimeError):
-    """DynamoDB's answer failed its CRC32 check on every attempt. botocore then hands back the last damaged
-    answer, parsed as far as it goes: a cut-off GetItem reads as "no such item", so it must not be read."""
+    """DynamoDB's answer does not match its CRC32 (``x-amz-crc32``). botocore retries such an answer but,
+    out of attempts, hands back the damaged one parsed as far as it goes: a cut-off GetItem would read
+    as "no such item"."""
 
 
-def _read(response: dict) -> dict:
-    if response.get("ResponseMetadata", {}).get("MaxAttemptsReached"):
-        raise DamagedResponse("DynamoDB's answer was damaged in transit on every attempt (CRC32 mismatch)")
-    return response
+def _refuse_damaged(http_response, **_) -> None:
+    expected = http_response.headers.get("x-amz-crc32")
+    if expected is not None and zlib.crc32(http_response.content) != int(expected):
+        raise DamagedResponse("DynamoDB's answer was damaged in transit (its CRC32 does not match)")
 
 
 def to_item(record: KeyRecord) -> dict:
@@ -189,12 +191,11 @@ class KeyStore:
         self._table = table_name
         self._audit_table = audit_table
         self._client = client
+        client.meta.events.register("after-call.dynamodb", _refuse_damaged, unique_id="keygate-refuse-damaged")
 
     def get(self, key_id: str) -> KeyRecord | None:
         """Strongly consistent, so a revocation is seen by the very next call."""
-        response = _read(
-            self._client.get_item(TableName=self._table, Key={"key_id": {"S": key_id}}, ConsistentRead=True)
-        )
+        response = self._client.get_item(TableName=self._table, Key={"key_id": {"S": key_id}}, ConsistentRead=True)
         return from_item(response["Item"]) if "Item" in response else None
 
     def create(self, record: KeyRecord, audit: AuditRecord) -> None:
@@ -312,7 +313,7 @@ class KeyStore:
             names, values = names | {"#owner": "owner"}, values | {":owner": {"S": owner}}
         if names:
             request |= {"ExpressionAttributeNames": names, "ExpressionAttributeValues": values}
-        response = _read(self._client.query(**request) if owner is not None else self._client.scan(**request))
+        response = self._client.query(**request) if owner is not None else self._client.scan(**request)
         records = [from_item(item) for item in response.get("Items", [])]
         return records, _next_token(response)
 
@@ -329,7 +330,7 @@ class KeyStore:
             request["ExclusiveStartKey"] = _decode_token(
                 next_token, {"key_id": "S", "version": "N"}, {"key_id": key_id}
             )
-        response = _read(self._client.query(**request))
+        response = self._client.query(**request)
         return [from_audit_item(item) for item in response.get("Items", [])], _next_token(response)
 
     def pepper_usage(self, limit: int, next_token: str | None) -> tuple[list[dict], str | None]:
@@ -343,7 +344,7 @@ class KeyStore:
         }
         if next_token is not None:
             request["ExclusiveStartKey"] = _decode_token(next_token, {"key_id": "S"}, {})
-        response = _read(self._client.scan(**request))
+        response = self._client.scan(**request)
         return [_deserialized(item) for item in response.get("Items", [])], _next_token(response)
 
 
