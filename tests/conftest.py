@@ -21,6 +21,10 @@ from keygate_local.github import FakeGitHub
 from keygate_local.template import Stack, import_handler, load_template
 from tests.faults import FaultProxy
 
+pytest.register_assert_rewrite("tests.secrecy_sweep")  # a plugin, imported here before pytest loads it
+from tests.secrecy_sweep import SWEEP, checked_answer, checked_error  # noqa: E402
+
+pytest_plugins = ["tests.secrecy_sweep"]
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 API_KEY_PLACEHOLDER = "PASTE_API_KEY_HERE"
 KEY_ID_PLACEHOLDER = "PASTE_KEY_ID_HERE"
@@ -57,6 +61,7 @@ def add_pepper_version(stack, version: str = "v2") -> None:
     arn = stack.physical_ids["PepperSecret"]
     ring = json.loads(secrets.get_secret_value(SecretId=arn)["SecretString"])
     ring |= {version: version[0] * 64, "current": version}
+    SWEEP.remember_pepper(ring[version])
     secrets.put_secret_value(SecretId=arn, SecretString=json.dumps(ring))
 
 
@@ -88,7 +93,12 @@ def aws_calls(monkeypatch) -> list[str]:
 
 
 def invoke(handler: Callable, payload) -> dict:
-    return handler(payload, FakeContext())
+    """A handler's answer to ``payload``, swept for secrets (tests/secrecy_sweep.py), as is its error."""
+    try:
+        return checked_answer(handler(payload, FakeContext()))
+    except Exception as error:
+        checked_error(error)
+        raise
 
 
 @pytest.fixture(scope="session")
@@ -113,9 +123,17 @@ def aws(monkeypatch):
 def stack(aws, template) -> Stack:
     stack = Stack(template)
     stack.create_tables(boto3.client("dynamodb"))
-    stack.create_pepper_secret(boto3.client("secretsmanager"))
+    remember_peppers(boto3.client("secretsmanager"), stack.create_pepper_secret(boto3.client("secretsmanager")))
     stack.create_topics(boto3.client("sns"))
     return stack
+
+
+def remember_peppers(secretsmanager, arn: str) -> None:
+    """Every pepper of the secret, for the secrecy sweep."""
+    ring = json.loads(secretsmanager.get_secret_value(SecretId=arn)["SecretString"])
+    for version, value in ring.items():
+        if version != "current":
+            SWEEP.remember_pepper(value)
 
 
 class _CurrentStdout:
@@ -245,7 +263,8 @@ def served(moto_server, fault_proxy, template, monkeypatch) -> Stack:
     monkeypatch.setenv("AWS_ENDPOINT_URL", fault_proxy.url)
     stack = Stack(template)
     stack.create_tables(boto3.client("dynamodb", endpoint_url=direct))
-    stack.create_pepper_secret(boto3.client("secretsmanager", endpoint_url=direct))
+    secretsmanager = boto3.client("secretsmanager", endpoint_url=direct)
+    remember_peppers(secretsmanager, stack.create_pepper_secret(secretsmanager))
     stack.create_topics(boto3.client("sns", endpoint_url=direct))
     stack.direct = direct
     return stack

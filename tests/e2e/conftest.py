@@ -16,6 +16,8 @@ import pytest
 
 from keygate_local.github import FakeGitHub
 from keygate_local.template import ROOT
+from tests.conftest import remember_peppers
+from tests.secrecy_sweep import checked_answer
 
 READY_SECONDS = 60
 
@@ -67,6 +69,9 @@ def running_stack(*options: str):
     started = time.perf_counter()
     process, ready = start_stack(options=options)
     print(f"local stack ready in {time.perf_counter() - started:.1f} s: {ready}")
+    secretsmanager = local_client("secretsmanager", ready["aws"]["secretsmanager"])
+    for secret in secretsmanager.list_secrets()["SecretList"]:
+        remember_peppers(secretsmanager, secret["ARN"])  # for the secrecy sweep (tests/secrecy_sweep.py)
     apis = ready["apis"]
     yield Running(
         apis["DemoRestApi"], apis["DemoHttpApi"], ready["lambda"], ready["aws"], ready["api_stages"],
@@ -125,7 +130,7 @@ def lambda_client(local_stack):
 def invoke(lambda_client):
     def call(function: str, payload: dict) -> dict:
         response = lambda_client.invoke(FunctionName=function, Payload=json.dumps(payload).encode())
-        answer = json.loads(response["Payload"].read())
+        answer = checked_answer(json.loads(response["Payload"].read()))
         assert "FunctionError" not in response, answer
         return answer
 

@@ -15,6 +15,7 @@ from keygate import keys
 from keygate_local.template import Stack, load_template
 from tests.conftest import wrong_secret
 from tests.hostile.corpus import KeyCase, case_ids, key_cases
+from tests.secrecy_sweep import checked_answer
 
 TIMEOUT = 30
 TOO_LARGE = 431  # the gateway's answer to a header over its limit, before any authorizer
@@ -86,7 +87,7 @@ def send(base_url: str, path: str, headers: dict[str, list[str]]) -> int:
 def presented(lambda_client) -> dict[str, str]:
     def call(function: str, payload: dict) -> dict:
         response = lambda_client.invoke(FunctionName=function, Payload=json.dumps(payload).encode())
-        return json.loads(response["Payload"].read())
+        return checked_answer(json.loads(response["Payload"].read()))
 
     key, other, revoked, disabled = (call("IssueKeyFunction", {"name": "hostile", "owner": "e2e"}) for _ in range(4))
     call("RevokeKeyFunction", {"key_id": revoked["key_id"]})

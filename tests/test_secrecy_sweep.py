@@ -1,0 +1,64 @@
+"""The suite-wide secrecy sweep (tests/secrecy_sweep.py) finds what it must, where it must: so a clean
+session means no issued key, secret part or pepper reached any output."""
+
+import secrets
+from types import SimpleNamespace
+
+import pytest
+
+from keygate import keys
+from tests import secrecy_sweep
+from tests.conftest import invoke
+from tests.secrecy_sweep import Sweep
+
+
+@pytest.fixture
+def sweep(monkeypatch) -> Sweep:
+    """A sweep of its own, so the leaks these tests make on purpose do not fail the session."""
+    local = Sweep()
+    monkeypatch.setattr(secrecy_sweep, "SWEEP", local)
+    return local
+
+
+def test_it_finds_a_key_its_secret_part_and_a_pepper_in_any_text():
+    sweep, key, pepper = Sweep(), keys.generate("kg").api_key, secrets.token_hex(32)
+    sweep.remember_key(key)
+    sweep.remember_pepper(pepper)
+    secret = keys.parse(key, "kg").secret
+    assert sweep.found_in(f'{{"message": "x", "key": "{key}"}}') == ["an issued key's secret"]
+    assert sweep.found_in(f"secret={secret};") == ["an issued key's secret"]
+    assert sweep.found_in(f"pepper:{pepper}\n") == ["a pepper"]
+    assert sweep.found_in(f"glued{secret}glued") == ["an issued key's secret"]  # inside a longer run too
+    assert sweep.found_in(keys.generate("kg").api_key + " " + secrets.token_hex(32)) == []
+
+
+def test_what_a_test_reads_with_capsys_is_swept(sweep, capsys):
+    key = keys.generate("kg").api_key
+    sweep.remember_key(key)
+    print(f"oops {key}")
+    capsys.readouterr()
+    assert sweep.findings and "capsys" in sweep.findings[0]
+
+
+def test_what_pytest_captured_is_swept(sweep):
+    sweep.remember_pepper("p" * 64)
+    secrecy_sweep.pytest_runtest_logreport(SimpleNamespace(sections=[("Captured stderr call", "x " + "p" * 64)]))
+    assert sweep.findings == [f"a pepper reached captured stderr call in {sweep.test}"]
+
+
+def test_a_key_is_remembered_from_the_answer_that_shows_it_and_looked_for_in_every_other(sweep):
+    key = keys.generate("kg").api_key
+    invoke(lambda event, context: {"key_id": "K", "api_key": key}, {})
+    assert sweep.secrets and sweep.findings == []  # shown once, where it is meant to be
+    invoke(lambda event, context: {"key_id": "K", "note": f"your key was {key}"}, {})
+    assert sweep.findings == [f"an issued key's secret reached a handler's answer in {sweep.test}"]
+
+
+def test_an_answer_with_a_hash_fails_at_once(sweep):
+    with pytest.raises(AssertionError, match="Argon2 hash"):
+        invoke(lambda event, context: {"hash": "$argon2id$v=19$m=19456,t=2,p=1$salt$hash"}, {})
+
+
+def test_the_session_sweep_is_looking(issued):
+    issued()
+    assert len(secrecy_sweep.SWEEP.secrets) >= 2 and secrecy_sweep.SWEEP.swept > 0
