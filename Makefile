@@ -8,7 +8,7 @@ PYTHON313 ?= $(shell p="$$(pyenv root 2>/dev/null)/versions/3.13.0/bin/python3";
 export SAM_CLI_TELEMETRY := 0
 export PYENV_VERSION := 3.11.7:3.13.0
 
-.PHONY: venv scan-venv demo local test lint build clean bench audit load
+.PHONY: venv scan-venv demo local test lint build clean bench audit load fuzz
 
 $(VENV)/.installed: requirements-dev.txt src/requirements.txt pyproject.toml
 	@test -n "$(PYTHON313)" || { echo "python3.13 not found (install it with pyenv)"; exit 1; }
@@ -72,6 +72,12 @@ bench: $(VENV)/.bench-installed
 # else writes docs/load.md and docs/load.json. About a minute here.
 load: venv
 	$(PY) -m bench.load_mix
+
+# The property tests with the long "fuzz" profile (tests/hypothesis_profiles.py): 20,000 random examples a
+# property, failures kept in .hypothesis/ and replayed first; 30 to 40 minutes here. make test runs the same
+# file with the bounded, derandomized "ci" profile.
+fuzz: venv
+	HYPOTHESIS_PROFILE=fuzz $(VENV)/bin/pytest -q tests/test_properties.py
 
 # Known vulnerabilities in the pinned requirements, from PyPI's advisory data. Not in make test: an advisory
 # published today must not fail an unrelated change's CI. --strict: a pin it could not look up fails too.
