@@ -52,6 +52,7 @@ def wrong_secret(api_key: str) -> str:
     """The same key id with another secret and a valid checksum: well-formed, and wrong."""
     key_id = keys.parse(api_key, "kg").key_id
     body = f"kg_{key_id}_{'x' * keys.SECRET_LENGTH}"
+    SWEEP.remember_key(body + keys.checksum(body))
     return body + keys.checksum(body)
 
 

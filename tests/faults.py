@@ -8,6 +8,7 @@ import http.client
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -22,9 +23,10 @@ ERRORS = {  # kind -> (status, AWS JSON error type, message)
 
 @dataclass
 class Fault:
-    kind: str  # a key of ERRORS, or slow, reset, cut, cancel, lost
+    kind: str  # a key of ERRORS, or slow, reset, cut, cancel, conflict, lost, or race (``first`` runs, then the call)
     times: int | None = None  # how many calls it hits; None: every one until cleared
     delay: float = 3.0  # slow: seconds before forwarding
+    first: Callable[[], None] | None = None  # race: what another caller does just before this call lands
 
 
 @dataclass
@@ -45,8 +47,8 @@ class FaultProxy:
     # concurrent writes could both pass their conditions there. The proxy applies writes one at a time.
     _writing: threading.Lock = field(default_factory=threading.Lock)
 
-    def fail(self, operation: str, kind: str, times: int | None = None, delay: float = 3.0) -> None:
-        self.faults[operation] = Fault(kind, times, delay)
+    def fail(self, operation: str, kind: str, times: int | None = None, delay: float = 3.0, first=None) -> None:
+        self.faults[operation] = Fault(kind, times, delay, first)
 
     def clear(self) -> None:
         self.faults.clear()
@@ -101,23 +103,22 @@ class FaultProxy:
         def record(answered) -> None:
             call.answered = answered
 
-        if fault is None and token is not None and token in self._tokens:
-            record(200)  # DynamoDB: a token's transaction that succeeded succeeds again, writing nothing
-            return _answer(handler, 200, {})
+        if fault is not None and fault.kind == "race":
+            fault.first()
         if fault is not None and fault.kind in ERRORS:
             status, kind, message = ERRORS[fault.kind]
             record(status)
             return _answer(handler, status, {"__type": kind, "message": message})
-        if fault is not None and fault.kind == "cancel":  # the key's write fine, the audit record's condition not
+        if fault is not None and fault.kind in ("cancel", "conflict"):
+            # cancel: the key's write fine, the audit record's condition not; conflict: another transaction
+            # on the same item at the same moment (DynamoDB's TransactionConflict, which botocore does not retry)
             record(400)
-            reasons = [
-                {"Code": "None"},
-                {"Code": "ConditionalCheckFailed", "Message": "The conditional request failed"},
-            ]
+            reason = "ConditionalCheckFailed" if fault.kind == "cancel" else "TransactionConflict"
+            reasons = [{"Code": "None"}, {"Code": reason, "Message": f"{reason} (injected)"}]
             return _answer(handler, 400, {
                 "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
                 "message": "Transaction cancelled, please refer cancellation reasons for specific reasons "
-                "[None, ConditionalCheckFailed]", "CancellationReasons": reasons,
+                f"[None, {reason}]", "CancellationReasons": reasons,
             })  # fmt: skip
         if fault is not None and fault.kind == "reset":
             record("reset")
@@ -126,12 +127,15 @@ class FaultProxy:
         if fault is not None and fault.kind == "slow":
             time.sleep(fault.delay)
         if operation in WRITES:
-            with self._writing:
+            with self._writing:  # a retry of a token in flight waits for it, then finds it done
+                if fault is None and token is not None and token in self._tokens:
+                    record(200)  # DynamoDB: a token's transaction that succeeded succeeds again, writing nothing
+                    return _answer(handler, 200, {})
                 status, headers, answer = self._forward(handler, body)
+                if status == 200 and token is not None:
+                    self._tokens.add(token)
         else:
             status, headers, answer = self._forward(handler, body)
-        if status == 200 and token is not None:
-            self._tokens.add(token)
         if fault is not None and fault.kind == "lost":  # written upstream; the answer never arrives
             record("lost")
             return _answer(handler, 500, {"__type": "InternalServerError", "message": "injected after the write"})

@@ -4,10 +4,12 @@ EMF metrics, whatever a test read with capsys or left for pytest, subprocesses' 
 answer a handler gave after the issue is searched for them; the session fails if one is found, naming the
 test and where, never the secret. Admin answers holding an Argon2 hash fail the test at once (``checked_answer``)."""
 
+import contextlib
 import json
 import re
 from dataclasses import dataclass, field
 
+import botocore.client
 import pytest
 from _pytest.capture import CaptureFixture
 
@@ -57,7 +59,7 @@ def checked_answer(answer: object) -> object:
     any other answer holding a remembered secret is a finding, and an Argon2 hash fails the test now."""
     text = json.dumps(answer, default=str)
     assert "$argon2" not in text, "an answer holds an Argon2 hash"
-    if isinstance(answer, dict) and isinstance(answer.get("api_key"), str):
+    if isinstance(answer, dict) and isinstance(answer.get("api_key"), str) and "notice" in answer:
         SWEEP.remember_key(answer["api_key"])
         text = json.dumps({name: value for name, value in answer.items() if name != "api_key"}, default=str)
     SWEEP.sweep("a handler's answer", text)
@@ -77,9 +79,37 @@ def _teeing_readouterr(self):
     return captured
 
 
+def _remembering_generate(generate):
+    """keys.generate as the tests call it: the keys they make up to present (never issued) count too."""
+
+    def remembered(*args, **kwargs):
+        new_key = generate(*args, **kwargs)
+        SWEEP.remember_key(new_key.api_key)
+        return new_key
+
+    return remembered
+
+
+def _remembering_api_call(make_api_call):
+    """Every pepper a test writes into a pepper secret (CreateSecret, PutSecretValue) counts too."""
+
+    def remembered(self, operation, params):
+        if operation in ("CreateSecret", "PutSecretValue") and isinstance(params.get("SecretString"), str):
+            with contextlib.suppress(ValueError):
+                ring = json.loads(params["SecretString"])
+                for version, value in ring.items() if isinstance(ring, dict) else ():
+                    if version != "current" and isinstance(value, str) and len(value) >= 32:
+                        SWEEP.remember_pepper(value)
+        return make_api_call(self, operation, params)
+
+    return remembered
+
+
 @pytest.hookimpl
 def pytest_configure(config) -> None:
     CaptureFixture.readouterr = _teeing_readouterr
+    keys.generate = _remembering_generate(keys.generate)
+    botocore.client.BaseClient._make_api_call = _remembering_api_call(botocore.client.BaseClient._make_api_call)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -146,22 +146,59 @@ def test_a_change_whose_write_fails_reports_it_and_changes_nothing(function, loa
 
 
 @pytest.mark.parametrize("function", CHANGES)
-def test_a_cancelled_transaction_is_retried_from_a_fresh_read_and_audited_once(function, served, load, proxy):
+def test_a_change_that_loses_a_race_is_retried_from_a_fresh_read_and_keeps_the_other_change(function, load, proxy):
+    """Another admin renames the key between this change's read and its write: the write fails its version
+    condition for real, and the retry, from a fresh read, lands beside the rename, each audited once."""
     key = issue(load)
-    proxy.fail("TransactWriteItems", "cancel", times=1)
+    rename = load("UpdateKeyFunction")
+    proxy.fail(
+        "TransactWriteItems",
+        "race",
+        times=1,
+        first=lambda: invoke(rename, {"key_id": key["key_id"], "name": "renamed-by-other"}),
+    )
+    answer = invoke(load(function), CHANGES[function](key["key_id"]))
+    assert "error" not in answer, answer
+    history = invoke(load("KeyHistoryFunction"), {"key_id": key["key_id"]})["events"]
+    assert [event["version"] for event in history] == [1, 2, 3]
+    assert history[1]["changes"]["name"]["new"] == "renamed-by-other"
+    final = invoke(load("GetKeyFunction"), {"key_id": key["key_id"]})
+    expected = {"UpdateKeyFunction": ("renamed", "active"), "RotateKeyFunction": ("renamed-by-other", "active"),
+                "RevokeKeyFunction": ("renamed-by-other", "revoked")}[function]  # fmt: skip
+    assert (final["name"], final["status"]) == expected  # an update of the name wins, being the later one
+
+
+@pytest.mark.parametrize("function", CHANGES)
+def test_a_transaction_conflict_is_retried_like_a_lost_race_and_audited_once(function, load, proxy):
+    key = issue(load)
+    proxy.fail("TransactWriteItems", "conflict", times=1)
     answer = invoke(load(function), CHANGES[function](key["key_id"]))
     assert "error" not in answer, answer
     history = invoke(load("KeyHistoryFunction"), {"key_id": key["key_id"]})["events"]
     assert [event["version"] for event in history] == [1, 2]
 
 
+@pytest.mark.parametrize("kind", ["cancel", "conflict"])
 @pytest.mark.parametrize("function", CHANGES)
-def test_a_change_outraced_on_every_attempt_is_answered_as_such_and_writes_nothing(function, load, proxy, written):
+def test_a_change_outraced_on_every_attempt_is_answered_as_such_and_writes_nothing(
+    function, kind, load, proxy, written
+):
     key = issue(load)
     before = written()
-    proxy.fail("TransactWriteItems", "cancel")
+    proxy.fail("TransactWriteItems", kind)
     answer = invoke(load(function), CHANGES[function](key["key_id"]))
     assert answer["error"]["type"] == "ConcurrentChange" and "nothing was written" in answer["error"]["message"]
+    assert written() == before
+
+
+@pytest.mark.parametrize("function", ["IssueKeyFunction", "RotateKeyFunction"])
+def test_an_admin_function_that_cannot_read_the_pepper_reports_it_and_writes_nothing(function, load, proxy, written):
+    key = issue(load)
+    before = written()
+    proxy.fail("GetSecretValue", "secrets-500")
+    event = {"name": "n", "owner": "o"} if function == "IssueKeyFunction" else {"key_id": key["key_id"]}
+    with pytest.raises(Exception, match="pepper secret could not be read"):
+        invoke(load(function), event)
     assert written() == before
 
 
@@ -182,3 +219,16 @@ def test_a_write_whose_answer_was_lost_is_retried_with_its_token_and_happens_onc
     audit = dynamodb.scan(TableName=served.physical_ids["AuditTable"])["Items"]
     assert len(items) == 1 and len(audit) == (1 if key is None else 2)
     assert items[0]["key_id"]["S"] == answer["key_id"]
+
+
+def test_the_retries_of_a_lost_race_end_within_the_functions_timeouts(template):
+    """No attempt starts after the retry budget, and the last one (a read and a write, each at most two
+    attempts of a connect and a read timeout, and a backoff) ends before Lambda would cut the function off."""
+    from keygate import service
+
+    per_call = ATTEMPTS * (AWS_CLIENT_CONFIG.connect_timeout + AWS_CLIENT_CONFIG.read_timeout) + (ATTEMPTS - 1)
+    for function in ("IssueKeyFunction", *CHANGES, "LeakReportFunction", "ReportLeakFunction"):
+        timeout = template["Resources"][function]["Properties"].get(
+            "Timeout", template["Globals"]["Function"]["Timeout"]
+        )
+        assert service._RETRY_SECONDS + 2 * per_call < timeout, function

@@ -8,7 +8,7 @@ import pytest
 
 from keygate import keys
 from tests import secrecy_sweep
-from tests.conftest import invoke
+from tests.conftest import add_pepper_version, invoke
 from tests.secrecy_sweep import Sweep
 
 
@@ -48,7 +48,8 @@ def test_what_pytest_captured_is_swept(sweep):
 
 def test_a_key_is_remembered_from_the_answer_that_shows_it_and_looked_for_in_every_other(sweep):
     key = keys.generate("kg").api_key
-    invoke(lambda event, context: {"key_id": "K", "api_key": key}, {})
+    sweep.secrets.clear()  # keys.generate remembers the keys tests make up; here, only the answer may
+    invoke(lambda event, context: {"key_id": "K", "api_key": key, "notice": "shown this once"}, {})
     assert sweep.secrets and sweep.findings == []  # shown once, where it is meant to be
     invoke(lambda event, context: {"key_id": "K", "note": f"your key was {key}"}, {})
     assert sweep.findings == [f"an issued key's secret reached a handler's answer in {sweep.test}"]
@@ -62,3 +63,10 @@ def test_an_answer_with_a_hash_fails_at_once(sweep):
 def test_the_session_sweep_is_looking(issued):
     issued()
     assert len(secrecy_sweep.SWEEP.secrets) >= 2 and secrecy_sweep.SWEEP.swept > 0
+
+
+def test_keys_a_test_makes_up_and_peppers_it_writes_are_remembered_too(sweep, stack):
+    made_up = keys.generate("kg")
+    assert sweep.secrets.get(made_up.secret) == "an issued key's secret"
+    add_pepper_version(stack, "v7")
+    assert sweep.secrets.get("v" * 64) == "a pepper"

@@ -47,16 +47,19 @@ def _error(kind: str, message: str, fields: dict[str, str] | None = None) -> dic
     return {"error": error}
 
 
-MAX_FIELD_NAME = 64  # an unknown field is named back, cut to this: the caller's name could be any size
+MAX_FIELD_NAME = 32  # an unknown field is named back, cut to this: shorter than a key's secret part
+MAX_FIELDS = 20  # fields named back at most: an event of a million unknown fields gets a short answer
 
 
 def _invalid(error: ValidationError) -> dict:
     fields = {}
-    for problem in error.errors():
+    problems = error.errors()
+    for problem in problems[:MAX_FIELDS]:
         field = ".".join(_cut(str(part)) for part in problem["loc"]) or "(event)"
         fields[field] = problem["msg"].removeprefix("Value error, ")
     summary = "; ".join(f"{field}: {problem}" for field, problem in fields.items())
-    return _error("InvalidRequest", f"invalid request: {summary}", fields)
+    more = f" (and {len(problems) - MAX_FIELDS} more)" if len(problems) > MAX_FIELDS else ""
+    return _error("InvalidRequest", f"invalid request: {summary}{more}", fields)
 
 
 def _cut(name: str) -> str:

@@ -29,9 +29,12 @@ from keygate.store import ConcurrentChange, KeyNotFound, KeyStore
 from keygate.usage_plans import UsagePlans
 from keygate.verified import VerifiedKeys
 
-# A key id collision (95 random bits) or a lost race is retried, after a jittered backoff (10 ms doubling,
-# at most 1 s; under 2.6 s in all), so a burst of changes to one key all land; past that, ConcurrentChange.
+# A key id collision (95 random bits) or a lost race is retried, after a jittered backoff (up to 10 ms,
+# doubling: at most 1.3 s in all), so a burst of changes to one key all land; past that, ConcurrentChange.
+# No attempt starts after _RETRY_SECONDS, so the last one (at most two calls of 5 s) ends within the admin
+# functions' 30 s timeout.
 _WRITE_ATTEMPTS = 8
+_RETRY_SECONDS = 15.0
 UNSET = object()  # an update field that was not given (None is a value: expires_at null clears it)
 
 
@@ -84,11 +87,15 @@ def _utc_now() -> datetime:
 
 
 def _retry_on_conflict[T](write: Callable[[], T]) -> T:
+    started = time.monotonic()
     for attempt in range(_WRITE_ATTEMPTS - 1):
         try:
             return write()
         except ConcurrentChange:
-            time.sleep(secrets.randbelow(min(1000, 10 * 2**attempt)) / 1000)
+            pause = secrets.randbelow(10 * 2**attempt) / 1000
+            if time.monotonic() - started + pause > _RETRY_SECONDS:
+                raise
+            time.sleep(pause)
     return write()
 
 

@@ -53,7 +53,7 @@ class DamagedResponse(RuntimeError):
 
 def _refuse_damaged(http_response, **_) -> None:
     expected = http_response.headers.get("x-amz-crc32")
-    if expected is not None and zlib.crc32(http_response.content) != int(expected):
+    if expected is not None and str(zlib.crc32(http_response.content)) != expected.strip():
         raise DamagedResponse("DynamoDB's answer was damaged in transit (its CRC32 does not match)")
 
 
@@ -176,14 +176,18 @@ def _strings(value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
+# Lost races: a condition that no longer holds, or (DynamoDB) another transaction on the same item at the
+# same moment, which botocore does not retry. Either way nothing was written and a fresh read may succeed.
+_RACE_REASONS = ("ConditionalCheckFailed", "TransactionConflict")
+
+
 def _is_conditional_failure(error: ClientError) -> bool:
     code = error.response.get("Error", {}).get("Code")
     if code == "TransactionCanceledException":  # moto and DynamoDB name each item's reason
-        reasons = error.response.get("CancellationReasons") or []
-        return any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons) or (
-            "ConditionalCheckFailed" in error.response.get("Error", {}).get("Message", "")
-        )
-    return code == "ConditionalCheckFailedException"
+        reasons = [reason.get("Code") for reason in error.response.get("CancellationReasons") or []]
+        message = error.response.get("Error", {}).get("Message", "")
+        return any(reason in _RACE_REASONS for reason in reasons) or any(r in message for r in _RACE_REASONS)
+    return code in ("ConditionalCheckFailedException", "TransactionConflictException")
 
 
 class KeyStore:

@@ -171,6 +171,8 @@ def admin_case_ids() -> list[str]:
 def admin_case(case_id: str, key_id: str) -> dict:
     """admin.json's case, its event with ``$KEY_ID`` (a live key's id) and ``$HUGE`` (1 MB) put in."""
     (raw,) = [raw for raw in load("admin.json")["cases"] if raw["id"] == case_id]
+    if raw["event"] == "$MANY_FIELDS":
+        return raw | {"event": {"name": "n", "owner": "o"} | {f"f{n}": n for n in range(1000)}}
     text = json.dumps(raw["event"]).replace("$KEY_ID", key_id).replace("$HUGE", HUGE)
     return raw | {"event": json.loads(text)}
 
