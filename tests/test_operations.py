@@ -37,8 +37,19 @@ def test_every_function_logs_to_a_group_of_its_own_kept_for_the_retention_parame
         assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, function
         groups.append(reference["Ref"])
     assert len(set(groups)) == len(groups)
-    assert set(groups) == set(resources(template, "AWS::Logs::LogGroup"))
+    access_logs = {"LeakReportAccessLogGroup"}
+    assert set(groups) | access_logs == set(resources(template, "AWS::Logs::LogGroup"))
     assert template["Parameters"]["LogRetentionDays"]["Default"] == 90
+
+
+def test_the_unauthenticated_leak_report_api_keeps_an_access_log_of_who_called_without_what_they_sent(template):
+    settings = template["Resources"]["LeakReportApi"]["Properties"]["AccessLogSettings"]
+    assert settings["DestinationArn"] == {"Fn::GetAtt": ["LeakReportAccessLogGroup", "Arn"]}
+    group = template["Resources"]["LeakReportAccessLogGroup"]["Properties"]
+    assert group["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    logged = json.loads(settings["Format"])  # CloudWatch reads each line as JSON
+    assert {"$context.identity.sourceIp", "$context.status", "$context.requestId"} <= set(logged.values())
+    assert not [value for value in logged.values() if value.startswith(("$input", "$request", "$context.authorizer"))]
 
 
 def test_the_fault_alarm_watches_the_metric_the_authorizer_emits(stack, issued, load, monkeypatch, capsys):
