@@ -66,13 +66,17 @@ def add_pepper_version(stack, version: str = "v2") -> None:
     secrets.put_secret_value(SecretId=arn, SecretString=json.dumps(ring))
 
 
-def fail_calls(monkeypatch, operation: str, code: str = "InternalServerError", message: str = "injected") -> None:
-    """Every AWS call of ``operation`` fails from here on, with the error AWS would answer (at botocore's
-    API call, so the code under test runs unchanged)."""
+def fail_calls(
+    monkeypatch, operation: str, code: str = "InternalServerError", message: str = "injected", times: int = -1
+) -> None:
+    """Every AWS call of ``operation`` (or only the next ``times``) fails from here on, with the error AWS
+    would answer (at botocore's API call, so the code under test runs unchanged)."""
     real = botocore.client.BaseClient._make_api_call
+    left = [times]
 
     def failing(self, called, params):
-        if called == operation:
+        if called == operation and left[0] != 0:
+            left[0] -= 1
             raise ClientError({"Error": {"Code": code, "Message": message}}, called)
         return real(self, called, params)
 

@@ -120,6 +120,19 @@ def test_a_failed_write_is_logged_and_the_request_is_answered_as_decided(
     assert [r["reason"] for r in records if r.get("message") == "key allowed"] == ["Allowed"]
 
 
+def test_a_write_that_meets_an_admin_transaction_on_the_key_is_a_lost_race_tried_again_on_the_next_use(
+    issued, authorizer, admin, monkeypatch, capsys
+):
+    key = issued()
+    fail_calls(monkeypatch, "UpdateItem", code="TransactionConflictException", times=1)  # botocore does not retry it
+    capsys.readouterr()
+    assert decide(authorizer, bearer(key))[0]
+    assert not [r for r in log_records(capsys.readouterr().out) if r.get("level") == "WARNING"]
+    assert last_used(admin, key) is None
+    assert decide(authorizer, bearer(key, "http-api"))[0]
+    assert last_used(admin, key) is not None
+
+
 def test_an_interval_of_zero_never_writes(issued, load, updates):
     key = issued()
     assert decide(load("AuthorizerFunction", LAST_USED_INTERVAL_MINUTES="0"), bearer(key))[0]

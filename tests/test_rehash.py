@@ -50,6 +50,22 @@ def test_a_failed_rehash_is_logged_and_the_key_is_still_allowed(stack, issued, l
     assert "ThrottlingException" in warning["fault"] and warning["key_id"] == key["key_id"]
 
 
+def test_a_rehash_that_meets_an_admin_transaction_on_the_key_is_dropped_and_done_on_the_next_use(
+    stack, issued, load, table_items, monkeypatch, capsys
+):
+    key = issued()
+    add_pepper_version(stack, "v2")
+    authorizer = load("AuthorizerFunction", LAST_USED_INTERVAL_MINUTES="0")  # the re-hash is the only write
+    fail_calls(monkeypatch, "UpdateItem", code="TransactionConflictException", times=1)
+    capsys.readouterr()
+    assert decide(authorizer, shaped("rest-token", authorization=f"Bearer {key['api_key']}"))[0]
+    (warning,) = [r for r in log_records(capsys.readouterr().out) if r.get("message", "").startswith("key re-hash")]
+    assert warning["message"].startswith("key re-hash failed") and warning["fault"] == "failed: ConcurrentChange"
+    assert item_of(table_items, key["key_id"])["pepper_version"]["S"] == "v1"
+    assert decide(authorizer, shaped("http-api", authorization=f"Bearer {key['api_key']}"))[0]
+    assert item_of(table_items, key["key_id"])["pepper_version"]["S"] == "v2"
+
+
 def test_a_rehash_never_overwrites_a_rotation_that_came_first(stack, issued, admin, load, table_items):
     key = issued()
     add_pepper_version(stack, "v2")
