@@ -1,8 +1,9 @@
 """The secrecy sweep, over the whole suite: every issued key and its secret part, and every pepper value,
 is remembered (``remember_key``, ``remember_pepper``); every test's output (stdout, stderr, log records,
 EMF metrics, whatever a test read with capsys or left for pytest, subprocesses' output included) and every
-answer a handler gave after the issue is searched for them; the session fails if one is found, naming the
-test and where, never the secret. Admin answers holding an Argon2 hash fail the test at once (``checked_answer``)."""
+answer a handler gave after the issue is searched for them; a test that leaked one fails at its teardown,
+and the session fails too, naming the test and where, never the secret. Admin answers holding an Argon2
+hash fail the test at once (``checked_answer``)."""
 
 import contextlib
 import json
@@ -24,6 +25,7 @@ class Sweep:
     secrets: dict[str, str] = field(default_factory=dict)  # value -> what it is ("a key's secret part"...)
     findings: list[str] = field(default_factory=list)
     test: str = "the session"  # the test running now
+    started: int = 0  # how many findings there were when it started
     swept: int = 0  # characters searched, so a test can see the sweep is looking
 
     def remember_key(self, api_key: str) -> None:
@@ -114,17 +116,30 @@ def pytest_configure(config) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item, nextitem):
-    SWEEP.test = item.nodeid
+    SWEEP.test, SWEEP.started = item.nodeid, len(SWEEP.findings)
     try:
         return (yield)
     finally:
         SWEEP.test = "the session"
 
 
-@pytest.hookimpl
-def pytest_runtest_logreport(report) -> None:
-    for section, text in report.sections:  # what pytest captured and no test read: stdout, stderr, logs
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "teardown":
+        swept_report(report)
+    return report
+
+
+def swept_report(report) -> None:
+    """A test's last report, whose sections hold what pytest captured over the whole test (stdout, stderr,
+    log records) and no test read: swept, and the test fails there if it leaked, naming where."""
+    for section, text in report.sections:
         SWEEP.sweep(section.lower(), text)
+    leaked = sorted(set(SWEEP.findings[SWEEP.started :]))
+    if leaked and report.passed:
+        report.outcome = "failed"
+        report.longrepr = "secrecy sweep: " + "; ".join(leaked)
 
 
 @pytest.hookimpl(trylast=True)

@@ -40,10 +40,16 @@ def test_what_a_test_reads_with_capsys_is_swept(sweep, capsys):
     assert sweep.findings and "capsys" in sweep.findings[0]
 
 
-def test_what_pytest_captured_is_swept(sweep):
+def test_what_pytest_captured_is_swept_and_fails_the_test_that_leaked_it(sweep):
     sweep.remember_pepper("p" * 64)
-    secrecy_sweep.pytest_runtest_logreport(SimpleNamespace(sections=[("Captured stderr call", "x " + "p" * 64)]))
+    report = SimpleNamespace(sections=[("Captured stderr call", "x " + "p" * 64)], passed=True, outcome="passed")
+    secrecy_sweep.swept_report(report)
     assert sweep.findings == [f"a pepper reached captured stderr call in {sweep.test}"]
+    assert report.outcome == "failed" and report.longrepr == f"secrecy sweep: {sweep.findings[0]}"
+    clean = SimpleNamespace(sections=[("Captured stdout call", "nothing")], passed=True, outcome="passed")
+    sweep.started = len(sweep.findings)  # a later test, which leaked nothing
+    secrecy_sweep.swept_report(clean)
+    assert clean.outcome == "passed"
 
 
 def test_a_key_is_remembered_from_the_answer_that_shows_it_and_looked_for_in_every_other(sweep):
