@@ -43,6 +43,8 @@ def _record(decision: Decision, route: RequestRoute | None) -> None:
         details |= {"api": f"{route.api.api_id}/{route.api.stage}", "route": f"{route.method} {route.path[:256]}"}
     if decision.rehash == "rehashed":
         logger.info("key re-hashed with the current pepper and Argon2 parameters", extra=details)
+    elif decision.rehash == "skipped":
+        logger.info("key re-hash skipped: the key changed since it was read", extra=details)
     elif decision.rehash is not None:
         logger.warning("key re-hash failed; the decision stands", extra={**details, "fault": decision.rehash})
     if decision.last_used is not None:

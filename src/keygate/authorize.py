@@ -19,7 +19,7 @@ from keygate import apis, keys
 from keygate.hashing import Hasher, PepperRing, PepperUnavailable
 from keygate.records import KeyRecord, Status
 from keygate.routes import RequestRoute, RouteScopes
-from keygate.store import CorruptRecord, DamagedResponse, KeyStore
+from keygate.store import ConcurrentChange, CorruptRecord, DamagedResponse, KeyStore
 from keygate.verified import StoredHash, VerifiedKeys
 
 OPTIONAL_WHITESPACE = " \t"
@@ -50,7 +50,7 @@ class Decision:
     key_id: str | None = None
     record: KeyRecord | None = None  # once the secret verified
     matched_scopes: tuple[str, ...] = ()  # the key's scopes that satisfied this route's entries
-    rehash: str | None = None  # "rehashed", or "failed: <why>", when the key needed re-hashing
+    rehash: str | None = None  # "rehashed", "skipped" (changed meanwhile) or "failed: <why>", when it needed it
     verified_by: str | None = None  # "cache" or "argon2", once a secret was checked
     last_used: str | None = None  # "failed: <why>" when last_used_at was due and could not be written
     fault: str | None = None  # why, for the log: an error type and AWS error code, never a key or pepper
@@ -204,6 +204,8 @@ class Authorizer:
             self.store.rehash(record, rehashed)
             self.verified.remember_match(digest, (rehashed.phc_hash, version, self.verified.fingerprint(pepper)))
             return "rehashed"
+        except ConcurrentChange:  # an admin change came first; the next use re-hashes if it still must
+            return "skipped"
         except Exception as error:
             return f"failed: {explained(error)}"
 
