@@ -24,7 +24,7 @@ from tests.faults import FaultProxy
 pytest.register_assert_rewrite("tests.secrecy_sweep")  # a plugin, imported here before pytest loads it
 from tests.secrecy_sweep import SWEEP, checked_answer, checked_error  # noqa: E402
 
-pytest_plugins = ["tests.secrecy_sweep"]
+pytest_plugins = ["tests.secrecy_sweep", "pytester"]
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 API_KEY_PLACEHOLDER = "PASTE_API_KEY_HERE"
 KEY_ID_PLACEHOLDER = "PASTE_KEY_ID_HERE"

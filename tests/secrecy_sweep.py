@@ -140,6 +140,8 @@ def swept_report(report) -> None:
     if leaked and report.passed:
         report.outcome = "failed"
         report.longrepr = "secrecy sweep: " + "; ".join(leaked)
+    elif leaked:  # a teardown that failed already: its error shows the findings too
+        report.sections.append(("secrecy sweep", "; ".join(leaked)))
 
 
 @pytest.hookimpl(trylast=True)

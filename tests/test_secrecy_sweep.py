@@ -2,6 +2,7 @@
 session means no issued key, secret part or pepper reached any output."""
 
 import secrets
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -76,3 +77,24 @@ def test_keys_a_test_makes_up_and_peppers_it_writes_are_remembered_too(sweep, st
     assert sweep.secrets.get(made_up.secret) == "an issued key's secret"
     add_pepper_version(stack, "v7")
     assert sweep.secrets.get("v" * 64) == "a pepper"
+
+
+def test_a_pytest_run_fails_the_very_test_that_printed_a_secret_and_no_other(pytester, monkeypatch):
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.setenv("PYTHONPATH", f"{root}:{root / 'src'}")
+    pytester.makepyfile(
+        test_planted="""
+        from tests import secrecy_sweep
+
+        def test_prints_a_pepper():
+            secrecy_sweep.SWEEP.remember_pepper("q" * 64)
+            print("pepper", "q" * 64)
+
+        def test_prints_nothing_secret():
+            print("fine")
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "tests.secrecy_sweep", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2, errors=1)  # the leak is an error at the teardown of the test that leaked
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_prints_a_pepper*", "*secrecy sweep: a pepper reached*"])
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
