@@ -80,6 +80,14 @@ class KeyRecord:
             self.previous_hash is not None and self.previous_expires_at is not None and now < self.previous_expires_at
         )
 
+    def secrets_in_force(self, now: datetime) -> list[tuple[str, str]]:
+        """(hash, pepper version) of each secret that verifies now: the current one, then the previous one
+        while its grace period lasts."""
+        secrets = [(self.phc_hash, self.pepper_version)]
+        if self.previous_secret_valid(now) and self.previous_pepper_version is not None:
+            secrets.append((self.previous_hash, self.previous_pepper_version))
+        return secrets
+
     def state(self, now: datetime) -> State:
         return state_of(self.status, self.expires_at, now)
 

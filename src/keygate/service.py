@@ -309,20 +309,21 @@ class KeyService:
         LeakedKeyTopic, once: only the revocation that took effect notifies, so a report of a revoked key,
         or a retried delivery racing the first, notifies nobody. Others are false positives. The
         authorizer cache is flushed once for all of them."""
-        findings, revoked_now = [], []
+        findings, revoked_now = [], {}  # revoked_now: finding index -> its revocation
         for report in reports:
             record = self._leaked_key(report.token)
             if record is None:
                 findings.append(LeakFinding(report.token_hash, report.token_type, Label.FALSE_POSITIVE))
                 continue
             changed = self.revoke(record.key_id, actor=actor, details=report.details(), flush=False)
-            revoked = "now" if changed.took_effect else "already"
-            notified = self._notify(changed.record, report, actor) if changed.took_effect else None
             found = (report.token_hash, report.token_type, Label.TRUE_POSITIVE, record.key_id)
-            findings.append(LeakFinding(*found, revoked, notified, changed.reports()))
-            revoked_now += [(len(findings) - 1, changed)] if changed.took_effect else []
+            if changed.took_effect:
+                revoked_now[len(findings)] = changed
+                findings.append(LeakFinding(*found, "now", self._notify(changed.record, report, actor)))
+            else:
+                findings.append(LeakFinding(*found, "already", None, changed.reports()))
         flushed = self._cache.flush() if revoked_now else None
-        for index, changed in revoked_now:
+        for index, changed in revoked_now.items():
             findings[index] = replace(findings[index], effects=replace(changed, authorizer_cache=flushed).reports())
         return findings
 
@@ -347,10 +348,7 @@ class KeyService:
         record = self._store.get(parsed.key_id)
         if record is None:
             return None
-        secrets = [(record.phc_hash, record.pepper_version)]
-        if record.previous_secret_valid(self._clock()) and record.previous_pepper_version is not None:
-            secrets.append((record.previous_hash, record.previous_pepper_version))
-        for phc_hash, pepper_version in secrets:
+        for phc_hash, pepper_version in record.secrets_in_force(self._clock()):
             try:  # Secrets Manager failing is a fault (the report is answered 500, and retried): not this
                 pepper = self._peppers.get(pepper_version)
             except PepperVersionMissing:  # a version removed once only revoked keys used it
@@ -462,10 +460,8 @@ class KeyService:
         in a grace period) that the pepper secret lacks; a revoked key needs none."""
         if record.status is Status.REVOKED:
             return ()
-        needed = [record.pepper_version]
-        if record.previous_secret_valid(now) and record.previous_pepper_version is not None:
-            needed.append(record.previous_pepper_version)
-        return tuple(version for version in dict.fromkeys(needed) if not self._peppers.has(version))
+        needed = dict.fromkeys(version for _, version in record.secrets_in_force(now))
+        return tuple(version for version in needed if not self._peppers.has(version))
 
     def history(self, key_id: str, limit: int, next_token: str | None) -> tuple[list[AuditRecord], str | None]:
         """A key's audit records, oldest first. Records outlive their key's item (and expire on their own
