@@ -3,52 +3,35 @@ with one valid key, with the verified-key cache off (VerifiedKeyCacheSize=0, as 
 
 import json
 import os
-import threading
 import time
 
-import boto3
 import requests
 
+from bench.clients import lambda_client, run_concurrently
 from keygate_local.local_stack import LocalStack
 
 CLIENTS = 8
 
 
 def _issue(local: LocalStack) -> str:
-    client = boto3.client(
-        "lambda", endpoint_url=local.urls.lambda_endpoint, region_name="us-east-1",
-        aws_access_key_id="bench", aws_secret_access_key="bench",
-    )  # fmt: skip
-    response = client.invoke(FunctionName="IssueKeyFunction", Payload=b'{"name": "load", "owner": "bench"}')
+    issue = lambda_client(local.urls.lambda_endpoint)
+    response = issue.invoke(FunctionName="IssueKeyFunction", Payload=b'{"name": "load", "owner": "bench"}')
     return json.loads(response["Payload"].read())["api_key"]
 
 
 def _hammer(url: str, api_key: str, requests_per_client: int) -> tuple[float, list[float]]:
-    """(requests a second, latencies in ms) of CLIENTS threads each sending requests_per_client."""
-    latencies: list[float] = []
-    lock = threading.Lock()
-    start = threading.Barrier(CLIENTS + 1)
+    """(requests a second, latencies in ms) of CLIENTS threads sending requests_per_client each, in all."""
 
-    def client() -> None:
-        with requests.Session() as session:
-            start.wait()
-            for _ in range(requests_per_client):
-                began = time.perf_counter()
-                response = session.get(url, headers={"Authorization": f"Bearer {api_key}"}, timeout=60)
-                elapsed = (time.perf_counter() - began) * 1000
-                if response.status_code != 200:
-                    raise RuntimeError(f"{url} answered {response.status_code}")
-                with lock:
-                    latencies.append(elapsed)
+    def get(session: requests.Session, _) -> float:
+        began = time.perf_counter()
+        response = session.get(url, headers={"Authorization": f"Bearer {api_key}"}, timeout=60)
+        elapsed = (time.perf_counter() - began) * 1000
+        if response.status_code != 200:
+            raise RuntimeError(f"{url} answered {response.status_code}")
+        return elapsed
 
-    threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
-    for thread in threads:
-        thread.start()
-    start.wait()
-    began = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    return len(latencies) / (time.perf_counter() - began), latencies
+    latencies, seconds = run_concurrently(range(CLIENTS * requests_per_client), CLIENTS, get)
+    return len(latencies) / seconds, latencies
 
 
 def under_load(requests_per_client: int) -> dict[str, tuple[float, list[float]]]:

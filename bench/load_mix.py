@@ -18,13 +18,11 @@ Run: .venv/bin/python -m bench.load_mix [--rounds N] [--clients N] [--deadline-s
 
 import argparse
 import json
-import math
 import os
 import platform
 import random
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -33,13 +31,13 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 
-import boto3
 import requests
-from botocore.config import Config
 
-from bench.report import publish
+from bench.clients import lambda_client, run_concurrently
+from bench.report import percentile, publish
 from keygate import keys
 from keygate_local.local_stack import DEMO_ROUTE_SCOPES, LocalStack, demo_parameters
+from keygate_local.runtime import MAX_WORKERS_PER_FUNCTION
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 REST, HTTP = "DemoRestApi", "DemoHttpApi"
@@ -198,12 +196,6 @@ def check(expected: int, status: int, body: object, key_id: str | None, route: s
     return None
 
 
-def percentile(samples: list[float], p: float) -> float:
-    """Nearest rank: the smallest sample with at least p% of the samples at or below it."""
-    ordered = sorted(samples)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
 def figures(outcomes: list[Outcome], elapsed_s: float) -> dict:
     """Counts and latency of some outcomes; requests a second over the phase's wall time."""
     answered = [outcome.latency_ms for outcome in outcomes if outcome.status is not None]
@@ -320,8 +312,10 @@ def render(report: dict) -> list[str]:
         "",
         "What these figures are: correctness under concurrency, not AWS's latency. The local stack is one",
         "Python process (SAM CLI's API Gateway emulator on werkzeug, moto for DynamoDB, Secrets Manager and",
-        "API Gateway's keys and plans) plus the functions' worker processes (at most 4 per function), all on",
-        "this shared 2-core machine with the clients; API Gateway, Lambda and DynamoDB answer in other",
+        "API Gateway's keys and plans) plus the functions' worker processes (at most "
+        f"{MAX_WORKERS_PER_FUNCTION} per function), all on",
+        f"this shared {report['machine']['nproc']}-core machine with the clients; API Gateway, Lambda and "
+        "DynamoDB answer in other",
         "times. Other work on the machine (the load average above) moves them: back-to-back runs here have",
         "differed by a factor of two in req/s and latency. docs/load.json holds the raw figures.",
         "",
@@ -343,11 +337,7 @@ class Admin:
     """The admin functions through the stack's Lambda Invoke API, as the CLI calls them."""
 
     def __init__(self, endpoint: str):
-        self._client = boto3.client(
-            "lambda", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="load",
-            aws_secret_access_key="load",
-            config=Config(connect_timeout=5, read_timeout=60, retries={"mode": "standard", "total_max_attempts": 1}),
-        )  # fmt: skip
+        self._client = lambda_client(endpoint)
 
     def __call__(self, function: str, payload: dict) -> dict:
         response = self._client.invoke(FunctionName=function, Payload=json.dumps(payload | {"actor": "bench:load"}))
@@ -413,9 +403,10 @@ def _call(session: requests.Session, urls: dict[str, str], presented: Presented,
         response = session.request(
             route.method, urls[route.api] + route.path, headers=key_headers(route, presented.api_key), timeout=TIMEOUT
         )
-    except requests.RequestException as error:
+    except requests.RequestException as error:  # named by type: its text may hold the header, the key in it
         elapsed = (time.perf_counter() - started) * 1000
-        return Outcome(api, route.label, presented.case.label, expected, None, elapsed, f"no answer: {error!r}")
+        problem = f"no answer: {type(error).__name__}"
+        return Outcome(api, route.label, presented.case.label, expected, None, elapsed, problem)
     elapsed = (time.perf_counter() - started) * 1000
     try:
         body = response.json()
@@ -429,38 +420,13 @@ def _hammer(
     urls: dict[str, str], work: list[tuple[Presented, Route]], clients: int, deadline: float, name: str
 ) -> tuple[list[Outcome], float]:
     """Send the work from ``clients`` threads; (the outcomes, seconds it took). Prints progress."""
-    outcomes: list[Outcome] = []
-    lock = threading.Lock()
-    remaining = iter(work)
-    start = threading.Barrier(clients + 1)
 
-    def client() -> None:
-        with requests.Session() as session:
-            start.wait()
-            while time.monotonic() < deadline:
-                with lock:
-                    item = next(remaining, None)
-                if item is None:
-                    return
-                outcome = _call(session, urls, *item)
-                with lock:
-                    outcomes.append(outcome)
+    def progress(outcomes: list[Outcome], elapsed: float) -> None:
+        wrong = sum(outcome.problem is not None for outcome in outcomes)
+        rate = len(outcomes) / elapsed
+        print(f"   {name}: {len(outcomes)}/{len(work)} requests, {rate:.0f} req/s, {wrong} wrong", flush=True)
 
-    threads = [threading.Thread(target=client, name=f"load-client-{n}", daemon=True) for n in range(clients)]
-    for thread in threads:
-        thread.start()
-    start.wait()
-    began = time.perf_counter()
-    shown = began
-    while alive := [thread for thread in threads if thread.is_alive()]:
-        alive[0].join(timeout=1)
-        if time.perf_counter() - shown >= 5 or not any(thread.is_alive() for thread in threads):
-            shown = time.perf_counter()
-            with lock:
-                done, wrong = len(outcomes), sum(outcome.problem is not None for outcome in outcomes)
-            rate = done / (shown - began)
-            print(f"   {name}: {done}/{len(work)} requests, {rate:.0f} req/s, {wrong} wrong", flush=True)
-    return outcomes, time.perf_counter() - began
+    return run_concurrently(work, clients, lambda session, item: _call(session, urls, *item), deadline, progress)
 
 
 def run_phase(name: str, parameters: dict, rounds: int, clients: int, deadline_s: float, seed: int, log) -> dict:

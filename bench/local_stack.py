@@ -12,9 +12,9 @@ import subprocess
 import sys
 import time
 
-import boto3
 import requests
 
+from bench.clients import lambda_client
 from bench.report import HEADER, measured_on, publish, row
 from keygate_local.local_stack import LocalStack
 from keygate_local.template import ROOT
@@ -55,11 +55,8 @@ def main() -> None:
                 starts.append(local.started_in * 1000)
         commands = [_command_to_ready() for _ in range(arguments.starts)]
         with LocalStack(log=quiet) as local:
-            lambda_client = boto3.client(
-                "lambda", endpoint_url=local.urls.lambda_endpoint, region_name="us-east-1",
-                aws_access_key_id="bench", aws_secret_access_key="bench",
-            )  # fmt: skip
-            response = lambda_client.invoke(FunctionName="IssueKeyFunction", Payload=b'{"name": "b", "owner": "b"}')
+            issue = lambda_client(local.urls.lambda_endpoint)
+            response = issue.invoke(FunctionName="IssueKeyFunction", Payload=b'{"name": "b", "owner": "b"}')
             api_key = json.loads(response["Payload"].read())["api_key"]
             rest, http = local.urls.apis["DemoRestApi"], local.urls.apis["DemoHttpApi"]
             shapes = {

@@ -1,5 +1,6 @@
 """Markdown tables of timings, shared by the benchmarks."""
 
+import math
 import os
 import platform
 import statistics
@@ -9,9 +10,14 @@ from pathlib import Path
 HEADER = ["| what | median ms | p99 ms | runs |", "|---|---:|---:|---:|"]
 
 
-def p99(samples: list[float]) -> float:
+def percentile(samples: list[float], p: float) -> float:
+    """Nearest rank: the smallest sample with at least p% of the samples at or below it."""
     ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def p99(samples: list[float]) -> float:
+    return percentile(samples, 99)
 
 
 def row(label: str, samples_ms: list[float], digits: int = 1) -> str:

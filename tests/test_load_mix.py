@@ -4,6 +4,7 @@ its report. A bug here could make the load run pass whatever the stack answers."
 from collections import Counter
 
 import pytest
+import requests
 
 from bench.load_mix import (
     CASES,
@@ -15,17 +16,19 @@ from bench.load_mix import (
     X_API_KEY,
     Kind,
     Outcome,
+    Presented,
+    _call,
     check,
     expected_status,
     failures,
     forged,
     key_headers,
     mistyped,
-    percentile,
     plan,
     render,
     summarize,
 )
+from bench.report import percentile
 from keygate import keys
 from keygate.routes import parse_route_scopes
 from keygate_local.template import load_template
@@ -136,13 +139,14 @@ def test_a_wrong_decision_fails_the_run_and_is_named_in_the_report():
     found = failures([phase])
     assert found[0].startswith("cache off: 1 wrong decision(s)")
     assert found[1] == "  REST API GET /hello with 'revoked': expected 401, got 200"
-    report = {"date": "2026-01-01", "machine": {"description": "x"}, "command": "make load",
+    report = {"date": "2026-01-01", "machine": {"description": "x", "nproc": 3}, "command": "make load",
               "module_command": "python -m bench.load_mix", "run_seconds": 1, "clients": 8, "rounds": 1,
               "phases": [phase]}  # fmt: skip
     lines = render(report)
     assert "| cache off | both | 3 | 1 | 0 | 0 | 3.0 | 10.0 | 10.0 | 10.0 | 10.0 |" in lines
     assert "| cache off | REST API | 2 | 1 | 0 | 0 | 2.0 | 10.0 | 10.0 | 10.0 | 10.0 |" in lines
     assert "| revoked | 200: 2, 401: 1 |" in lines
+    assert any("this shared 3-core machine" in line for line in lines)  # measured, not assumed
 
 
 def test_a_5xx_or_no_answer_is_a_wrong_decision_and_a_short_phase_fails():
@@ -153,6 +157,19 @@ def test_a_5xx_or_no_answer_is_a_wrong_decision_and_a_short_phase_fails():
     assert failures([summarize("cache on", {}, [outcome(200)], 1.0, planned=2)]) == [
         "cache on: stopped at its deadline, 1 of 2 requests"
     ]
+
+
+def test_a_request_with_no_answer_is_named_by_its_error_type_never_its_text_which_may_hold_the_key():
+    api_key = keys.generate("kg").api_key
+
+    class Refusing:
+        def request(self, method, url, headers, timeout):
+            raise requests.exceptions.InvalidHeader(f"Invalid header value {headers}")  # as requests words it
+
+    presented = Presented(CASES[0], api_key, keys.parse(api_key, "kg").key_id)
+    urls = {route.api: "http://127.0.0.1:9" for route in ROUTE.values()}
+    answer = _call(Refusing(), urls, presented, ROUTE[(HTTP, "GET", "/hello")])
+    assert (answer.status, answer.problem) == (None, "no answer: InvalidHeader")
 
 
 def test_percentiles_are_nearest_rank():
