@@ -1,6 +1,7 @@
 """Fixtures: moto in-process, the template's resources created from template.yaml, and each
 function's handler imported with the template's environment, as a fresh Lambda container would."""
 
+import functools
 import json
 import logging
 import os
@@ -12,6 +13,7 @@ from pathlib import Path
 import boto3
 import botocore.client
 import pytest
+from argon2 import PasswordHasher
 from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
@@ -52,8 +54,9 @@ def wrong_secret(api_key: str) -> str:
     """The same key id with another secret and a valid checksum: well-formed, and wrong."""
     key_id = keys.parse(api_key, "kg").key_id
     body = f"kg_{key_id}_{'x' * keys.SECRET_LENGTH}"
-    SWEEP.remember_key(body + keys.checksum(body))
-    return body + keys.checksum(body)
+    made_up = body + keys.checksum(body)
+    SWEEP.remember_key(made_up)
+    return made_up
 
 
 def add_pepper_version(stack, version: str = "v2") -> None:
@@ -62,7 +65,15 @@ def add_pepper_version(stack, version: str = "v2") -> None:
     arn = stack.physical_ids["PepperSecret"]
     ring = json.loads(secrets.get_secret_value(SecretId=arn)["SecretString"])
     ring |= {version: version[0] * 64, "current": version}
-    SWEEP.remember_pepper(ring[version])
+    secrets.put_secret_value(SecretId=arn, SecretString=json.dumps(ring))
+
+
+def remove_pepper_version(stack, version: str) -> None:
+    """Retire a version as the runbook allows once no live key uses it."""
+    secrets = boto3.client("secretsmanager")
+    arn = stack.physical_ids["PepperSecret"]
+    ring = json.loads(secrets.get_secret_value(SecretId=arn)["SecretString"])
+    del ring[version]
     secrets.put_secret_value(SecretId=arn, SecretString=json.dumps(ring))
 
 
@@ -81,6 +92,39 @@ def fail_calls(
         return real(self, called, params)
 
     monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", failing)
+
+
+FLUSH_OPERATIONS = ("FlushStageAuthorizersCache", "ResetAuthorizersCache")
+
+
+@pytest.fixture
+def flushes(monkeypatch) -> list[tuple[str, dict]]:
+    """Each flush call that reaches AWS, answered as API Gateway answers it (moto has no authorizer cache)."""
+    calls = []
+    real = botocore.client.BaseClient._make_api_call
+
+    def answering(self, operation, params):
+        if operation in FLUSH_OPERATIONS:
+            calls.append((operation, params))
+            return {}
+        return real(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", answering)
+    return calls
+
+
+@pytest.fixture
+def argon2_calls(monkeypatch) -> list[int]:
+    """One entry per Argon2 verify from here on (each still runs)."""
+    calls: list[int] = []
+    real = PasswordHasher.verify
+
+    def counting(self, *args, **kwargs):
+        calls.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(PasswordHasher, "verify", counting)
+    return calls
 
 
 @pytest.fixture
@@ -124,21 +168,31 @@ def aws(monkeypatch):
         yield
 
 
-@pytest.fixture
-def stack(aws, template) -> Stack:
+def create_stack(template: dict, client: Callable = boto3.client) -> Stack:
+    """The template's tables, pepper secret and topics, made with ``client`` (boto3.client, or one bound to
+    an endpoint). The secrecy sweep remembers the pepper as it is written."""
     stack = Stack(template)
-    stack.create_tables(boto3.client("dynamodb"))
-    remember_peppers(boto3.client("secretsmanager"), stack.create_pepper_secret(boto3.client("secretsmanager")))
-    stack.create_topics(boto3.client("sns"))
+    stack.create_tables(client("dynamodb"))
+    stack.create_pepper_secret(client("secretsmanager"))
+    stack.create_topics(client("sns"))
     return stack
 
 
-def remember_peppers(secretsmanager, arn: str) -> None:
-    """Every pepper of the secret, for the secrecy sweep."""
-    ring = json.loads(secretsmanager.get_secret_value(SecretId=arn)["SecretString"])
-    for version, value in ring.items():
-        if version != "current":
-            SWEEP.remember_pepper(value)
+def snapshot_of_writes(stack: Stack, client: Callable = boto3.client) -> Callable[[], tuple]:
+    """A snapshot of everything an admin function could write: the keys, the audit records and API
+    Gateway's keys."""
+    dynamodb, apigateway = client("dynamodb"), client("apigateway")
+
+    def snapshot() -> tuple:
+        tables = [dynamodb.scan(TableName=stack.physical_ids[name])["Items"] for name in ("KeysTable", "AuditTable")]
+        return *tables, apigateway.get_api_keys()["items"]
+
+    return snapshot
+
+
+@pytest.fixture
+def stack(aws, template) -> Stack:
+    return create_stack(template)
 
 
 class _CurrentStdout:
@@ -266,11 +320,7 @@ def served(moto_server, fault_proxy, template, monkeypatch) -> Stack:
     for name, value in credentials.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_ENDPOINT_URL", fault_proxy.url)
-    stack = Stack(template)
-    stack.create_tables(boto3.client("dynamodb", endpoint_url=direct))
-    secretsmanager = boto3.client("secretsmanager", endpoint_url=direct)
-    remember_peppers(secretsmanager, stack.create_pepper_secret(secretsmanager))
-    stack.create_topics(boto3.client("sns", endpoint_url=direct))
+    stack = create_stack(template, functools.partial(boto3.client, endpoint_url=direct))
     stack.direct = direct
     return stack
 
@@ -283,11 +333,5 @@ def served_load(served, monkeypatch) -> Callable:
 
 @pytest.fixture
 def served_written(served) -> Callable[[], tuple]:
-    """A snapshot of all an admin function could write on the served stack: keys, audit records, API keys."""
-    dynamodb, apigateway = (boto3.client(name, endpoint_url=served.direct) for name in ("dynamodb", "apigateway"))
-
-    def snapshot() -> tuple:
-        tables = [dynamodb.scan(TableName=served.physical_ids[name])["Items"] for name in ("KeysTable", "AuditTable")]
-        return *tables, apigateway.get_api_keys()["items"]
-
-    return snapshot
+    """As ``snapshot_of_writes``, of the served stack (read directly, not through the proxy)."""
+    return snapshot_of_writes(served, functools.partial(boto3.client, endpoint_url=served.direct))

@@ -41,6 +41,7 @@ class FaultProxy:
     upstream: tuple[str, int]
     faults: dict[str, Fault] = field(default_factory=dict)
     calls: list[Call] = field(default_factory=list)
+    url: str = ""  # where it serves, once serving
     _tokens: set[str] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     # DynamoDB applies each write atomically, its condition with it; moto server does not lock, so two

@@ -126,6 +126,8 @@ def pytest_runtest_protocol(item, nextitem):
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     report = yield
+    if report.failed and report.longrepr is not None:  # what pytest prints of a failure, an assertion's operands too
+        SWEEP.sweep(f"the {report.when} failure report", str(report.longrepr))
     if report.when == "teardown":
         swept_report(report)
     return report

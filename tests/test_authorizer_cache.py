@@ -4,7 +4,6 @@ retried when throttled, and what the admin answer says when a flush fails or is 
 from datetime import UTC, datetime, timedelta
 
 import boto3
-import botocore.client
 import pytest
 from botocore.awsrequest import AWSResponse
 
@@ -12,29 +11,12 @@ from keygate import config
 from keygate.authorizer_cache import CachedStage, parse_cached_stages
 from keygate_local.control_plane import AuthorizerCache as LocalCache
 from keygate_local.control_plane import ControlPlane
-from tests.conftest import event, fail_calls, invoke
+from tests.conftest import FLUSH_OPERATIONS, event, fail_calls, invoke
 from tests.test_authorizer import service_of
 
 STAGES = "rest:a1b2c3d4e5/prod, http:f6g7h8i9j0/$default"
 CACHED = {"AUTHORIZER_CACHE_TTL": "300", "CACHED_STAGES": STAGES}
 FLUSHED = ["rest:a1b2c3d4e5/prod", "http:f6g7h8i9j0/$default"]
-FLUSH_OPERATIONS = ("FlushStageAuthorizersCache", "ResetAuthorizersCache")
-
-
-@pytest.fixture
-def flushes(monkeypatch) -> list[tuple[str, dict]]:
-    """Each flush call that reaches AWS, answered as API Gateway answers it (moto has no authorizer cache)."""
-    calls = []
-    real = botocore.client.BaseClient._make_api_call
-
-    def answering(self, operation, params):
-        if operation in FLUSH_OPERATIONS:
-            calls.append((operation, params))
-            return {}
-        return real(self, operation, params)
-
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", answering)
-    return calls
 
 
 def test_cached_stages_are_parsed_and_bad_entries_named():

@@ -6,7 +6,6 @@ import contextlib
 import json
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import pytest
 
 from keygate.apis import ApiStage
@@ -14,7 +13,7 @@ from keygate.explain import Settings, explain, parse_route
 from keygate.field_scopes import parse_field_scopes
 from keygate.records import KeyRecord
 from keygate.routes import parse_route_scopes
-from tests.conftest import add_pepper_version, event, invoke
+from tests.conftest import add_pepper_version, event, invoke, remove_pepper_version
 from tests.test_authorizer import service_of, shaped
 from tests.test_authorizer_shapes import APPSYNC_API, appsync, websocket
 
@@ -106,11 +105,11 @@ def test_explain_gives_exactly_the_authorizer_s_reason(
             monkeypatch.setattr(service_of(handler), "_clock", lambda: later)
     elif state == "pepper version removed":
         add_pepper_version(stack, "v2")
-        _remove_pepper_version(stack, "v1")  # the key's secret was hashed with v1
+        remove_pepper_version(stack, "v1")  # the key's secret was hashed with v1
     elif state == "previous secret's pepper removed":  # a grace period whose old secret used a removed version
         add_pepper_version(stack, "v2")
         api_key = invoke(admin["RotateKey"], {"key_id": key["key_id"], "grace_seconds": 3600})["api_key"]
-        _remove_pepper_version(stack, "v1")
+        remove_pepper_version(stack, "v1")
     api, routes, request_for = SHAPES[shape]
     for route in routes:
         method, path = route.split(" ")
@@ -120,18 +119,10 @@ def test_explain_gives_exactly_the_authorizer_s_reason(
         assert answer["decision"] == ("allow" if answer["reason"] == "Allowed" else "refuse")
 
 
-def _remove_pepper_version(stack, version: str) -> None:
-    secrets = boto3.client("secretsmanager")
-    arn = stack.physical_ids["PepperSecret"]
-    ring = json.loads(secrets.get_secret_value(SecretId=arn)["SecretString"])
-    del ring[version]
-    secrets.put_secret_value(SecretId=arn, SecretString=json.dumps(ring))
-
-
 def test_explain_names_the_missing_pepper_version(stack, issued, explain_key):
     key = issued(scopes=["demo"])
     add_pepper_version(stack, "v2")
-    _remove_pepper_version(stack, "v1")
+    remove_pepper_version(stack, "v1")
     answer = invoke(explain_key, {"key_id": key["key_id"], "route": "GET /hello", "api": HTTP_API})
     assert (answer["decision"], answer["reason"], answer["pepper_versions_missing"]) == ("refuse", "Fault", ["v1"])
     assert "pepper version" in answer["why"]

@@ -5,12 +5,10 @@ GitHub does; the functions fetch them over HTTP exactly as they would fetch GitH
 
 import base64
 import hashlib
-import inspect
 import json
 from datetime import UTC, datetime, timedelta
 
 import boto3
-import botocore.client
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -31,7 +29,16 @@ from keygate.secret_scanning import (
 )
 from keygate_local.gateway import FlaskService, Server
 from keygate_local.github import FakeGitHub
-from tests.conftest import add_pepper_version, event, fail_calls, invoke, wrong_secret
+from tests.conftest import (
+    FLUSH_OPERATIONS,
+    add_pepper_version,
+    event,
+    fail_calls,
+    invoke,
+    remove_pepper_version,
+    wrong_secret,
+)
+from tests.test_authorizer import service_of
 
 ALERT_URL = "https://github.com/octocat/app/blob/0123abc/config/.env"
 
@@ -140,7 +147,7 @@ def test_a_rotated_out_secret_revokes_nothing(leak_report, github, issued, admin
     key = issued()
     invoke(admin["RotateKey"], {"key_id": key["key_id"], "grace_seconds": 60})
     later = datetime.now(UTC) + timedelta(seconds=61)  # the grace period is over; the item keeps the old hash
-    monkeypatch.setattr(inspect.unwrap(leak_report).__globals__["KEYS"], "_clock", lambda: later)
+    monkeypatch.setattr(service_of(leak_report), "_clock", lambda: later)
     assert json.loads(report(leak_report, github, key["api_key"])["body"])[0]["label"] == "false_positive"
     assert status(admin, key["key_id"]) == "active"
 
@@ -150,10 +157,8 @@ def test_a_token_hashed_with_a_removed_pepper_version_is_a_false_positive_not_a_
 ):
     revoked, live = issued(), issued()
     invoke(admin["RevokeKey"], {"key_id": revoked["key_id"]})
-    secrets = boto3.client("secretsmanager")
-    arn = stack.physical_ids["PepperSecret"]
-    ring = {"current": "v2", "v2": "w" * 64}  # v1 removed, as the runbook allows once only revoked keys use it
-    secrets.put_secret_value(SecretId=arn, SecretString=json.dumps(ring))
+    add_pepper_version(stack, "v2")
+    remove_pepper_version(stack, "v1")  # as the runbook allows once only revoked keys use it
     answer = report(leak_report, github, revoked["api_key"], live["api_key"])
     assert answer["statusCode"] == 200
     assert [entry["label"] for entry in json.loads(answer["body"])] == ["false_positive", "false_positive"]
@@ -183,7 +188,7 @@ def test_a_delivery_racing_another_notifies_only_if_its_revocation_took_effect(
     """GitHub retries while the first delivery still runs: both verify the key while it is active; only the
     one whose write revoked it notifies."""
     key = issued()
-    keys_service = inspect.unwrap(leak_report).__globals__["KEYS"]
+    keys_service = service_of(leak_report)
     verified = keys_service._leaked_key
 
     def verified_then_revoked_by_the_other_delivery(token):
@@ -199,24 +204,14 @@ def test_a_delivery_racing_another_notifies_only_if_its_revocation_took_effect(
     assert [(e["action"], e["actor"]) for e in history if e["action"] == "revoke"] == [("revoke", "the other delivery")]
 
 
-def test_an_alert_of_many_keys_flushes_the_authorizer_cache_once(load, github, issued, admin, monkeypatch):
-    from tests.test_authorizer_cache import CACHED, FLUSH_OPERATIONS
+def test_an_alert_of_many_keys_flushes_the_authorizer_cache_once(load, github, issued, admin, flushes):
+    from tests.test_authorizer_cache import CACHED
 
     handler = load("LeakReportFunction", GITHUB_KEYS_URL=github.keys_url, **CACHED)
     leaked = [issued() for _ in range(3)]
-    calls = []
-    real = botocore.client.BaseClient._make_api_call
-
-    def answering(self, operation, params):
-        if operation in FLUSH_OPERATIONS:  # moto has no authorizer cache: answered as API Gateway does
-            calls.append(operation)
-            return {}
-        return real(self, operation, params)
-
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", answering)
     answer = json.loads(report(handler, github, *(key["api_key"] for key in leaked))["body"])
     assert [finding["label"] for finding in answer] == ["true_positive"] * 3
-    assert sorted(calls) == sorted(FLUSH_OPERATIONS)  # each cached stage once, not once per key
+    assert sorted(operation for operation, _ in flushes) == sorted(FLUSH_OPERATIONS)  # each stage once, not per key
     assert all(status(admin, key["key_id"]) == "revoked" for key in leaked)
 
 

@@ -67,9 +67,13 @@ def test_an_answer_with_a_hash_fails_at_once(sweep):
         invoke(lambda event, context: {"hash": "$argon2id$v=19$m=19456,t=2,p=1$salt$hash"}, {})
 
 
-def test_the_session_sweep_is_looking(issued):
-    issued()
-    assert len(secrecy_sweep.SWEEP.secrets) >= 2 and secrecy_sweep.SWEEP.swept > 0
+def test_the_session_sweep_is_looking(issued, capsys):
+    key = issued()
+    assert secrecy_sweep.SWEEP.secrets.get(keys.parse(key["api_key"], "kg").secret) == "an issued key's secret"
+    swept = secrecy_sweep.SWEEP.swept
+    print("some output")
+    capsys.readouterr()
+    assert secrecy_sweep.SWEEP.swept > swept
 
 
 def test_keys_a_test_makes_up_and_peppers_it_writes_are_remembered_too(sweep, stack):
@@ -92,9 +96,14 @@ def test_a_pytest_run_fails_the_very_test_that_printed_a_secret_and_no_other(pyt
 
         def test_prints_nothing_secret():
             print("fine")
+
+        def test_fails_showing_a_pepper_in_its_assertion():
+            secrecy_sweep.SWEEP.remember_pepper("r" * 64)
+            assert "r" * 64 == "no pepper"
         """
     )
     result = pytester.runpytest_subprocess("-p", "tests.secrecy_sweep", "-p", "no:cacheprovider")
-    result.assert_outcomes(passed=2, errors=1)  # the leak is an error at the teardown of the test that leaked
+    result.assert_outcomes(passed=2, failed=1, errors=2)  # a leak is an error at the teardown of the test that leaked
     result.stdout.fnmatch_lines(["*ERROR at teardown of test_prints_a_pepper*", "*secrecy sweep: a pepper reached*"])
+    result.stdout.fnmatch_lines(["*a pepper reached the call failure report in *test_fails_showing_a_pepper*"])
     assert result.ret == pytest.ExitCode.TESTS_FAILED

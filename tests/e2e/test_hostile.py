@@ -11,10 +11,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from keygate import keys
 from keygate_local.template import Stack, load_template
-from tests.conftest import wrong_secret
-from tests.hostile.corpus import KeyCase, case_ids, key_cases
+from tests.hostile.corpus import KeyCase, case_ids, key_cases, presented_tokens
 from tests.secrecy_sweep import checked_answer
 
 TIMEOUT = 30
@@ -87,15 +85,11 @@ def send(base_url: str, path: str, headers: dict[str, list[str]]) -> int:
 def presented(lambda_client) -> dict[str, str]:
     def call(function: str, payload: dict) -> dict:
         response = lambda_client.invoke(FunctionName=function, Payload=json.dumps(payload).encode())
-        return checked_answer(json.loads(response["Payload"].read()))
+        answer = checked_answer(json.loads(response["Payload"].read()))
+        assert "FunctionError" not in response, answer
+        return answer
 
-    key, other, revoked, disabled = (call("IssueKeyFunction", {"name": "hostile", "owner": "e2e"}) for _ in range(4))
-    call("RevokeKeyFunction", {"key_id": revoked["key_id"]})
-    call("UpdateKeyFunction", {"key_id": disabled["key_id"], "enabled": False})
-    return {
-        "$KEY": key["api_key"], "$OTHER_KEY": other["api_key"], "$WRONG_SECRET": wrong_secret(key["api_key"]),
-        "$UNKNOWN_ID": keys.generate("kg").api_key, "$REVOKED": revoked["api_key"], "$DISABLED": disabled["api_key"],
-    }  # fmt: skip
+    return presented_tokens(call)
 
 
 @pytest.mark.parametrize("case_id", case_ids(over_http=True))

@@ -5,11 +5,12 @@ import base64
 import copy
 import json
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from keygate import keys
-from tests.conftest import event
+from tests.conftest import event, wrong_secret
 
 HERE = Path(__file__).resolve().parent
 SHAPES = ("rest-token", "rest-request", "http-api", "websocket", "appsync")
@@ -17,6 +18,19 @@ TOKEN_SHAPES = ("rest-token", "appsync")  # one Authorization value, no x-api-ke
 KEY_TOKENS = ("$KEY", "$WRONG_SECRET", "$UNKNOWN_ID", "$REVOKED", "$DISABLED", "$OTHER_KEY")
 CYRILLIC = str.maketrans("aceopxyABCEHKMOPTX", "асеорхуАВСЕНКМОРТХ")
 DIGITS = str.maketrans("01", "０𝟏")
+
+
+def presented_tokens(admin: Callable[[str, dict], dict]) -> dict[str, str]:
+    """The keys KEY_TOKENS name, made through ``admin(function, event)``: two live keys, a revoked and a
+    disabled one, and two well-formed strangers (another secret for the key id, an unknown id)."""
+    issue = {"name": "hostile", "owner": "hostile"}
+    key, other, revoked, disabled = (admin("IssueKeyFunction", issue) for _ in range(4))
+    assert "error" not in admin("RevokeKeyFunction", {"key_id": revoked["key_id"]})
+    assert "error" not in admin("UpdateKeyFunction", {"key_id": disabled["key_id"], "enabled": False})
+    return {
+        "$KEY": key["api_key"], "$OTHER_KEY": other["api_key"], "$WRONG_SECRET": wrong_secret(key["api_key"]),
+        "$UNKNOWN_ID": keys.generate("kg").api_key, "$REVOKED": revoked["api_key"], "$DISABLED": disabled["api_key"],
+    }  # fmt: skip
 
 
 @dataclass(frozen=True)
