@@ -1,5 +1,5 @@
 # The two commands for a fresh machine: `make demo` (the main job) and `make test` (everything CI runs).
-# Both install what they need into .venv first.
+# Both install what they need into .venv first (make test also .venv-scan, for checkov).
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -8,27 +8,26 @@ PYTHON313 ?= $(shell p="$$(pyenv root 2>/dev/null)/versions/3.13.0/bin/python3";
 export SAM_CLI_TELEMETRY := 0
 export PYENV_VERSION := 3.11.7:3.13.0
 
-.PHONY: venv scan-venv demo local test lint build clean bench audit load fuzz
+.PHONY: venv demo local test lint build clean bench audit load fuzz
+
+# $(call make-venv,DIR,REQUIREMENTS): a Python 3.13 venv in DIR with REQUIREMENTS installed, marked done.
+define make-venv
+	@test -n "$(PYTHON313)" || { echo "python3.13 not found (install it with pyenv)"; exit 1; }
+	test -x $(1)/bin/python || $(PYTHON313) -m venv $(1)
+	$(1)/bin/python -m pip install --quiet --upgrade pip
+	$(1)/bin/python -m pip install --quiet -r $(2)
+	touch $@
+endef
 
 $(VENV)/.installed: requirements-dev.txt src/requirements.txt pyproject.toml
-	@test -n "$(PYTHON313)" || { echo "python3.13 not found (install it with pyenv)"; exit 1; }
-	test -x $(PY) || $(PYTHON313) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
-	touch $@
+	$(call make-venv,$(VENV),requirements-dev.txt)
 
 venv: $(VENV)/.installed
 
 # The scanners that cannot share .venv: checkov pins an older boto3 than the project's.
 SCAN_VENV := .venv-scan
 $(SCAN_VENV)/.installed: requirements-scan.txt
-	@test -n "$(PYTHON313)" || { echo "python3.13 not found (install it with pyenv)"; exit 1; }
-	test -x $(SCAN_VENV)/bin/python || $(PYTHON313) -m venv $(SCAN_VENV)
-	$(SCAN_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(SCAN_VENV)/bin/python -m pip install --quiet -r requirements-scan.txt
-	touch $@
-
-scan-venv: $(SCAN_VENV)/.installed
+	$(call make-venv,$(SCAN_VENV),requirements-scan.txt)
 
 demo: venv
 	$(PY) -m keygate_local.demo

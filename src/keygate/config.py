@@ -19,8 +19,9 @@ from keygate.verified import DEFAULT_SIZE
 
 # A slow dependency must not hold an authorizer for long: fail fast, and fail closed. At most two
 # attempts (total_max_attempts counts the first) of 1 s + 1 s, and standard mode's backoff of at most
-# 1 s between them: 5 s per call, two calls on a cold start, inside the authorizer's 12 s timeout, so
-# every fault is logged with its reason before Lambda would cut the function off.
+# 1 s between them: 5 s per call; a refusal makes at most two (the key, the pepper), an allow a third
+# (last_used_at or a re-hash), inside the authorizer's 17 s timeout, so every fault is logged with its
+# reason before Lambda would cut the function off.
 AWS_CLIENT_CONFIG = BotoConfig(connect_timeout=1, read_timeout=1, retries={"mode": "standard", "total_max_attempts": 2})
 # API Gateway's management API allows 10 requests per second per account (burst 40), CreateApiKey 5:
 # an admin function retries a throttled call three more times, with standard mode's backoff.
