@@ -32,9 +32,9 @@ $(SCAN_VENV)/.installed: requirements-scan.txt
 demo: venv
 	$(PY) -m keygate_local.demo
 
-# The local stack, serving until Ctrl-C: REST API :3000, HTTP API :3001, Lambda Invoke API :3002.
+# The local stack with the demo APIs, serving until Ctrl-C: REST API :3000, HTTP API :3001, Lambda Invoke API :3002.
 local: venv
-	$(PY) -m keygate_local
+	$(PY) -m keygate_local --parameter-overrides DeployDemo=true
 
 # The security scanners too: bandit on the code (not tests), cfn-lint with the serverless rules, checkov on
 # both templates. A finding is fixed, or passed over where it stands with its reason: "# nosec BXXX # why"

@@ -8,7 +8,7 @@ import time
 import requests
 
 from bench.clients import lambda_client, run_concurrently
-from keygate_local.local_stack import LocalStack
+from keygate_local.local_stack import DEMO, LocalStack
 
 CLIENTS = 8
 
@@ -39,7 +39,7 @@ def under_load(requests_per_client: int) -> dict[str, tuple[float, list[float]]]
     results = {}
     with open(os.devnull, "w") as quiet:
         for cache, size in (("cache off", "0"), ("cache on", "10000")):
-            with LocalStack(log=quiet, parameters={"VerifiedKeyCacheSize": size}) as local:
+            with LocalStack(log=quiet, parameters=DEMO | {"VerifiedKeyCacheSize": size}) as local:
                 api_key = _issue(local)
                 for api in ("DemoRestApi", "DemoHttpApi"):
                     url = f"{local.urls.apis[api]}/whoami"

@@ -16,14 +16,14 @@ import requests
 
 from bench.clients import lambda_client
 from bench.report import HEADER, measured_on, publish, row
-from keygate_local.local_stack import LocalStack
+from keygate_local.local_stack import DEMO, LocalStack
 from keygate_local.template import ROOT
 
 
 def _command_to_ready() -> tuple[float, float]:
     """(ms from `python -m keygate_local` to its ready line, ms from SIGTERM to its exit)."""
     command = [sys.executable, "-m", "keygate_local", "--ready-json", "--rest-port", "0", "--http-port", "0",
-               "--lambda-port", "0"]  # fmt: skip
+               "--lambda-port", "0", "--parameter-overrides", "DeployDemo=true"]  # fmt: skip
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT)
     process.stdout.readline()
@@ -51,10 +51,10 @@ def main() -> None:
     with open(os.devnull, "w") as quiet:
         starts = []
         for _ in range(arguments.starts):
-            with LocalStack(log=quiet) as local:
+            with LocalStack(log=quiet, parameters=DEMO) as local:
                 starts.append(local.started_in * 1000)
         commands = [_command_to_ready() for _ in range(arguments.starts)]
-        with LocalStack(log=quiet) as local:
+        with LocalStack(log=quiet, parameters=DEMO) as local:
             issue = lambda_client(local.urls.lambda_endpoint)
             response = issue.invoke(FunctionName="IssueKeyFunction", Payload=b'{"name": "b", "owner": "b"}')
             api_key = json.loads(response["Payload"].read())["api_key"]

@@ -2,6 +2,8 @@
 
 python -m keygate_local [--rest-port 3000] [--http-port 3001] [--lambda-port 3002] [--real-aws] [--ready-json]
                         [--parameter-overrides Name=Value ...] [--demo-parameters]
+
+The template's defaults serve no demo API: `make local` passes DeployDemo=true.
 """
 
 import argparse
@@ -15,8 +17,8 @@ from keygate_local.local_stack import LocalStack, demo_parameters
 
 def main(argv: list[str] | None = None) -> int:
     options = argparse.ArgumentParser(prog="python -m keygate_local", description=__doc__.split("\n")[0])
-    options.add_argument("--rest-port", type=int, default=3000, help="DemoRestApi (0: any free port)")
-    options.add_argument("--http-port", type=int, default=3001, help="DemoHttpApi (0: any free port)")
+    options.add_argument("--rest-port", type=int, default=3000, help="DemoRestApi, if deployed (0: any free port)")
+    options.add_argument("--http-port", type=int, default=3001, help="DemoHttpApi, if deployed (0: any free port)")
     options.add_argument("--lambda-port", type=int, default=3002, help="Lambda Invoke API for the CLI")
     options.add_argument("--real-aws", action="store_true", help="use AWS with the ambient credentials, not moto")
     options.add_argument("--ready-json", action="store_true", help="print one JSON line of URLs when ready")
@@ -63,21 +65,25 @@ def main(argv: list[str] | None = None) -> int:
 
 def _banner(local: LocalStack) -> str:
     urls = local.urls
-    rest, http = urls.apis["DemoRestApi"], urls.apis["DemoHttpApi"]
-    on = urls.api_stages
     aws = ", ".join(f"{service} {url}" for service, url in urls.aws_endpoints.items()) or "AWS (ambient credentials)"
-    return f"""keygate local stack up in {local.started_in:.1f} s (Ctrl-C stops it and deletes its table and secret)
+    up = f"keygate local stack up in {local.started_in:.1f} s (Ctrl-C stops it and deletes its table and secret)"
+    endpoints = f"""  Lambda Invoke API             {urls.lambda_endpoint}
+  AWS                           {aws}
+"""
+    issue = f"""  export KEYGATE_ENDPOINT_URL={urls.lambda_endpoint}
+  .venv/bin/keygate issue --name my-client --owner my-team
+"""
+    if "DemoRestApi" not in urls.apis:  # DeployDemo=false: the functions only
+        return f"{up}\n{endpoints}\nIssue a key:\n{issue}"
+    rest, http, on = urls.apis["DemoRestApi"], urls.apis["DemoHttpApi"], urls.api_stages
+    return f"""{up}
   REST API (TOKEN authorizer)   {rest}/hello   {rest}/whoami   (keys: --api {on["DemoRestApi"]})
   REST API (REQUEST, x-api-key) {rest}/x-api-key/whoami
   REST API (usage plan {urls.usage_plans.get("DemoUsagePlan", "-")}) {rest}/metered
   HTTP API (simple responses)   {http}/hello   {http}/whoami   (keys: --api '{on["DemoHttpApi"]}')
-  Lambda Invoke API             {urls.lambda_endpoint}
-  AWS                           {aws}
-
+{endpoints}
 Issue a key, then call a route with it:
-  export KEYGATE_ENDPOINT_URL={urls.lambda_endpoint}
-  .venv/bin/keygate issue --name my-client --owner my-team
-  curl -H "Authorization: Bearer <api_key>" {rest}/whoami
+{issue}  curl -H "Authorization: Bearer <api_key>" {rest}/whoami
 """
 
 

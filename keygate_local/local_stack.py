@@ -31,6 +31,9 @@ SERVICES = {
     "sns": "AWS_ENDPOINT_URL_SNS",
 }
 LOCAL_PARAMETERS = {"TableDeletionProtection": "false"}  # a local table is deleted when the stack stops
+# The demo APIs and their function, which a deploy leaves out by default: make demo, make local, the
+# end-to-end tests, make load and make bench call them.
+DEMO = {"DeployDemo": "true"}
 # The demo's map of scopes to the demo APIs' routes (make demo; --demo-parameters).
 DEMO_ROUTE_SCOPES = (
     "GET /orders*=orders:read orders:write; POST /orders*=orders:write; GET /hello=demo; GET /whoami=demo; "
@@ -39,10 +42,11 @@ DEMO_ROUTE_SCOPES = (
 
 
 def demo_parameters() -> dict[str, str]:
-    """make demo's parameters: its RouteScopes; API Gateway's authorizer cache on (five minutes) with
-    both demo stages in CachedStages, so a change of a key flushes them; a quota of 3 a day on /metered."""
+    """make demo's parameters: the demo APIs, its RouteScopes; API Gateway's authorizer cache on (five
+    minutes) with both demo stages in CachedStages, so a change of a key flushes them; a quota of 3 a day
+    on /metered."""
     cached = f"rest:{gateway.local_api_id('DemoRestApi')}/demo,http:{gateway.local_api_id('DemoHttpApi')}/$default"
-    return {
+    return DEMO | {
         "RouteScopes": DEMO_ROUTE_SCOPES, "AuthorizerCacheTtl": "300", "CachedStages": cached, "DemoQuotaPerDay": "3",
     }  # fmt: skip
 

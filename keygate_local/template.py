@@ -6,6 +6,7 @@ wrong wiring in the template fails them too.
 
 import importlib
 import json
+import re
 import secrets
 import string
 import sys
@@ -32,8 +33,21 @@ def load_template(path: Path = TEMPLATE_PATH) -> dict:
     return yaml_parse(path.read_text())
 
 
+class UnsupportedCondition(ValueError):
+    """A template condition this stack cannot evaluate: it refuses to guess which resources exist."""
+
+
+class InvalidParameter(ValueError):
+    """A parameter value CloudFormation would refuse (AllowedValues, AllowedPattern, MinValue, MaxValue)."""
+
+
+CONDITION_FUNCTIONS = ("Fn::Equals", "Fn::Not", "Fn::And", "Fn::Or", "Condition")
+
+
 class Stack:
-    """One instance of the template: parameter values and the physical ids of created resources."""
+    """One instance of the template, as CloudFormation would deploy it with these parameter values: the
+    resources and outputs whose Condition is false are left out, as if the template never had them. It
+    also holds the physical ids of what the local stack creates."""
 
     def __init__(self, template: dict, parameters: dict[str, Any] | None = None, name: str = "keygate-local"):
         self.template = template
@@ -43,6 +57,9 @@ class Stack:
         if unknown:
             raise KeyError(f"template has no parameters {sorted(unknown)}")
         self.parameters.update(parameters or {})
+        for key, spec in template.get("Parameters", {}).items():
+            _check_parameter(key, spec, self.parameters[key])
+        self.template = self._as_deployed(template)
         self.physical_ids: dict[str, str] = {}
         self.arns: dict[str, str] = {}
         for logical_id in self.functions():  # served by their logical ids (the local Lambda Invoke API)
@@ -53,6 +70,8 @@ class Stack:
                 self.arns[logical_id] = f"arn:aws:iam::{LOCAL_ACCOUNT}:role{path}{logical_id}"
 
     def resource(self, logical_id: str) -> dict:
+        if logical_id not in self.template["Resources"]:
+            raise KeyError(f"{logical_id} is not in this stack (not in the template, or its Condition is false)")
         return self.template["Resources"][logical_id]
 
     def functions(self) -> list[str]:
@@ -101,23 +120,42 @@ class Stack:
             return self.arns[logical_id]
         raise KeyError(f"GetAtt {logical_id}.{attribute}: not created here")
 
-    def _condition(self, name: str) -> bool:
-        return self._truth(self.template["Conditions"][name])
+    def _as_deployed(self, template: dict) -> dict:
+        """The template without the resources and outputs whose Condition is false."""
+        kept = dict(template)
+        for section in ("Resources", "Outputs"):
+            entries = template.get(section, {}).items()
+            kept[section] = {key: spec for key, spec in entries if self._condition(spec.get("Condition"))}
+        return kept
 
-    def _truth(self, condition: dict) -> bool:
-        ((function, argument),) = condition.items()
+    def _condition(self, name: str | None) -> bool:
+        """A named condition's value; no condition (None) is true."""
+        if name is None:
+            return True
+        conditions = self.template.get("Conditions", {})
+        if name not in conditions:
+            raise UnsupportedCondition(f"condition {name!r} is not in the template's Conditions")
+        return self._truth(name, conditions[name])
+
+    def _truth(self, name: str, condition: object) -> bool:
+        function, argument = next(iter(condition.items())) if isinstance(condition, dict) and condition else ("", None)
         if function == "Fn::Equals":
             left, right = self.resolve(argument)
             return str(left) == str(right)
         if function == "Fn::Not":
-            return not self._truth(argument[0])
+            return not self._truth(name, argument[0])
+        if function == "Fn::And":
+            return all(self._truth(name, part) for part in argument)
+        if function == "Fn::Or":
+            return any(self._truth(name, part) for part in argument)
         if function == "Condition":
             return self._condition(argument)
-        raise KeyError(f"condition function {function} is not supported here")
+        raise UnsupportedCondition(
+            f"condition {name!r}: {function or condition!r} cannot be evaluated by the local stack, which knows "
+            f"{', '.join(CONDITION_FUNCTIONS)}; it will not guess which resources exist"
+        )
 
     def _sub(self, text: str) -> str:
-        import re
-
         def replace(match: re.Match) -> str:
             name = match[1]
             if "." in name:
@@ -191,12 +229,7 @@ class Stack:
         return arn
 
     def topics(self) -> list[str]:
-        """The template's SNS topics that this stack's conditions create."""
-        return [
-            key
-            for key, spec in self.template["Resources"].items()
-            if spec["Type"] == "AWS::SNS::Topic" and ("Condition" not in spec or self._condition(spec["Condition"]))
-        ]
+        return [key for key, spec in self.template["Resources"].items() if spec["Type"] == "AWS::SNS::Topic"]
 
     def create_topics(self, sns) -> None:
         """Create each SNS topic (its subscriptions are left out: nobody reads mail here)."""
@@ -243,6 +276,23 @@ class Stack:
         code_dir = (ROOT / self._function_property(logical_id, "CodeUri")).resolve()
         module, _, attribute = self._function_property(logical_id, "Handler").rpartition(".")
         return code_dir, module, attribute
+
+
+def _check_parameter(name: str, spec: dict, value: Any) -> None:
+    """Refuse, as CloudFormation does, a value outside the parameter's AllowedValues, AllowedPattern or range."""
+    text = str(value)
+    if "AllowedValues" in spec and text not in [str(allowed) for allowed in spec["AllowedValues"]]:
+        raise InvalidParameter(f"parameter {name}: {text[:64]!r} is not one of {spec['AllowedValues']}")
+    if "AllowedPattern" in spec and re.fullmatch(spec["AllowedPattern"], text) is None:
+        raise InvalidParameter(f"parameter {name}: {text[:64]!r} does not match its AllowedPattern")
+    if spec.get("Type") == "Number":
+        try:
+            number = float(text)
+        except ValueError:
+            raise InvalidParameter(f"parameter {name}: {text[:64]!r} is not a number") from None
+        if not spec.get("MinValue", number) <= number <= spec.get("MaxValue", number):
+            bounds = f"{spec.get('MinValue', '')}..{spec.get('MaxValue', '')}"
+            raise InvalidParameter(f"parameter {name}: {text} is outside {bounds}")
 
 
 def wait_for_table(dynamodb, name: str) -> None:

@@ -168,10 +168,11 @@ def aws(monkeypatch):
         yield
 
 
-def create_stack(template: dict, client: Callable = boto3.client) -> Stack:
+def create_stack(template: dict, client: Callable = boto3.client, parameters: dict | None = None) -> Stack:
     """The template's tables, pepper secret and topics, made with ``client`` (boto3.client, or one bound to
-    an endpoint). The secrecy sweep remembers the pepper as it is written."""
-    stack = Stack(template)
+    an endpoint), with ``parameters`` overriding the defaults. The secrecy sweep remembers the pepper as it
+    is written."""
+    stack = Stack(template, parameters)
     stack.create_tables(client("dynamodb"))
     stack.create_pepper_secret(client("secretsmanager"))
     stack.create_topics(client("sns"))

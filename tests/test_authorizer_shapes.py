@@ -538,19 +538,6 @@ def test_the_demo_websocket_api_guards_connect_with_the_authorizer(template):
     assert template["Outputs"]["DemoWebSocketUrl"]["Value"]["Fn::Sub"].startswith("wss://${DemoWebSocketApi}.")
 
 
-def test_the_demo_function_accepts_a_connect_and_echoes_the_caller_to_a_message(load):
-    demo = load("DemoFunction")
-    context = {"key_id": "AAAAAAAAAAAAAAAA", "owner": "team-a", "scopes": "chat", "principalId": "AAAAAAAAAAAAAAAA"}
-    base = {"isBase64Encoded": False, "requestContext": {"connectionId": "c", "authorizer": context}}
-    connect = copy.deepcopy(base)
-    connect["requestContext"] |= {"routeKey": "$connect", "eventType": "CONNECT"}
-    assert invoke(demo, connect)["statusCode"] == 200
-    message = copy.deepcopy(base) | {"body": "hello"}
-    message["requestContext"] |= {"routeKey": "$default", "eventType": "MESSAGE"}
-    body = json.loads(invoke(demo, message)["body"])
-    assert (body["route"], body["key_id"], body["owner"]) == ("$default", "AAAAAAAAAAAAAAAA", "team-a")
-
-
 def test_the_websocket_and_appsync_answers_are_pure():
     record = KeyRecord("K", "$argon2id$x", "v1", "n", "o", datetime(2026, 1, 1, tzinfo=UTC), scopes=("a",))
     assert policy.appsync_refusal() == {"isAuthorized": False, "ttlOverride": 0}

@@ -30,7 +30,7 @@ def resources(template: dict, kind: str) -> dict[str, dict]:
 
 def test_every_function_logs_to_a_group_of_its_own_kept_for_the_retention_parameter(template):
     groups = []
-    for function in Stack(template).functions():
+    for function in Stack(template, {"DeployDemo": "true"}).functions():
         reference = template["Resources"][function]["Properties"]["LoggingConfig"]["LogGroup"]
         group = template["Resources"][reference["Ref"]]
         assert group["Type"] == "AWS::Logs::LogGroup", function

@@ -34,12 +34,17 @@ class Running:
 
 
 def start_stack(
-    extra_environment: dict[str, str] | None = None, options: tuple[str, ...] = ()
+    extra_environment: dict[str, str] | None = None,
+    options: tuple[str, ...] = (),
+    parameters: dict[str, str] | None = None,
 ) -> tuple[subprocess.Popen, dict]:
+    """The local stack as `make local` starts it, with the demo APIs (DeployDemo=true), on free ports;
+    ``parameters`` override the template's (and ``options``' --demo-parameters)."""
     environment = {name: value for name, value in os.environ.items() if not name.startswith("AWS_ENDPOINT_URL")}
     environment |= {"SAM_CLI_TELEMETRY": "0", "PYTHONUNBUFFERED": "1"} | (extra_environment or {})
     command = [sys.executable, "-m", "keygate_local", "--rest-port", "0", "--http-port", "0", "--lambda-port", "0"]
-    command += options
+    overrides = {"DeployDemo": "true"} | (parameters or {})
+    command += [*options, "--parameter-overrides", *(f"{name}={value}" for name, value in overrides.items())]
     process = subprocess.Popen(
         [*command, "--ready-json"], stdout=subprocess.PIPE, stderr=None, cwd=ROOT, env=environment, text=True
     )
@@ -64,9 +69,9 @@ def stop_stack(process: subprocess.Popen) -> int:
         return process.wait()
 
 
-def running_stack(*options: str):
+def running_stack(*options: str, parameters: dict[str, str] | None = None):
     started = time.perf_counter()
-    process, ready = start_stack(options=options)
+    process, ready = start_stack(options=options, parameters=parameters)
     print(f"local stack ready in {time.perf_counter() - started:.1f} s: {ready}")
     secretsmanager = local_client("secretsmanager", ready["aws"]["secretsmanager"])
     for secret in secretsmanager.list_secrets()["SecretList"]:  # made by the stack's process: not seen written
@@ -101,7 +106,7 @@ def scoped_stack(github):
     """A second local stack, with make demo's parameters: its RouteScopes, API Gateway's authorizer cache
     with both stages in CachedStages, and a quota of 3 a day on the demo usage plan; and GitHub's secret
     scanning keys served by this process."""
-    yield from running_stack("--demo-parameters", "--parameter-overrides", f"GitHubPublicKeysUrl={github.keys_url}")
+    yield from running_stack("--demo-parameters", parameters={"GitHubPublicKeysUrl": github.keys_url})
 
 
 def free_port() -> int:

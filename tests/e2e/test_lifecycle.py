@@ -9,7 +9,9 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 import requests
+from botocore.exceptions import ClientError
 
 from keygate import keys
 from keygate_local.template import ROOT
@@ -82,8 +84,15 @@ def test_two_quick_signals_still_stop_the_stack_and_its_workers():
     assert all(gone(pid) for pid in workers)
 
 
+def make_local_command() -> list[str]:
+    """The Makefile's `local` recipe, on free ports."""
+    recipe = re.search(r"^local:.*\n\t(.+)$", (ROOT / "Makefile").read_text(), re.MULTILINE)[1]
+    command = recipe.replace("$(PY)", sys.executable).split()
+    return [*command, "--rest-port", "0", "--http-port", "0", "--lambda-port", "0"]
+
+
 def test_make_local_prints_the_urls_and_how_to_issue_a_key():
-    command = [sys.executable, "-m", "keygate_local", "--rest-port", "0", "--http-port", "0", "--lambda-port", "0"]
+    command = make_local_command()
     environment = {name: value for name, value in os.environ.items() if not name.startswith("AWS_ENDPOINT_URL")}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT, env=environment)
     banner = []
@@ -101,3 +110,17 @@ def test_make_local_prints_the_urls_and_how_to_issue_a_key():
     assert lambda_url and "keygate issue --name" in text, text
     assert re.search(r"http://127\.0\.0\.1:\d+/x-api-key/whoami", text)
     assert exit_code == 0
+
+
+def test_with_the_templates_defaults_the_stack_serves_no_demo_api():
+    process, ready = start_stack(parameters={"DeployDemo": "false"})
+    try:
+        assert set(ready["apis"]) == {"LeakReportApi"}
+        functions = local_client("lambda", ready["lambda"])
+        response = functions.invoke(FunctionName="IssueKeyFunction", Payload=b'{"name": "n", "owner": "o"}')
+        assert "FunctionError" not in response
+        with pytest.raises(ClientError, match="Function not found"):
+            functions.invoke(FunctionName="DemoFunction", Payload=b"{}")
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
