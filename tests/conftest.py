@@ -50,10 +50,10 @@ def event(name: str, api_key: str | None = None, key_id: str | None = None) -> d
     return json.loads(text)
 
 
-def wrong_secret(api_key: str) -> str:
-    """The same key id with another secret and a valid checksum: well-formed, and wrong."""
+def wrong_secret(api_key: str, n: int = 0) -> str:
+    """The same key id with another secret (the n-th) and a valid checksum: well-formed, and wrong."""
     key_id = keys.parse(api_key, "kg").key_id
-    body = f"kg_{key_id}_{'x' * keys.SECRET_LENGTH}"
+    body = f"kg_{key_id}_{(str(n) if n else '').rjust(keys.SECRET_LENGTH, 'x')}"
     made_up = body + keys.checksum(body)
     SWEEP.remember_key(made_up)
     return made_up

@@ -9,6 +9,7 @@ from botocore.awsrequest import AWSResponse
 
 from keygate import config
 from keygate.authorizer_cache import CachedStage, parse_cached_stages
+from keygate.records import format_time
 from keygate_local.control_plane import AuthorizerCache as LocalCache
 from keygate_local.control_plane import ControlPlane
 from tests.conftest import FLUSH_OPERATIONS, event, fail_calls, invoke
@@ -75,12 +76,91 @@ def test_a_cache_with_no_stage_listed_says_revocation_waits_for_the_ttl(issued, 
     assert answer["authorizer_cache"]["revocation_bound"].startswith("up to 120 s")
 
 
-def test_revoking_a_revoked_key_flushes_nothing_more(issued, load, flushes):
+def _lost_access_ago(stack, key_id: str, seconds: int) -> None:
+    """Date the key's last loss of access (its revocation or narrowing) ``seconds`` back."""
+    moment = {"S": format_time(datetime.now(UTC) - timedelta(seconds=seconds))}
+    boto3.client("dynamodb").update_item(
+        TableName=stack.physical_ids["KeysTable"],
+        Key={"key_id": {"S": key_id}},
+        UpdateExpression="SET revoked_at = :moment, narrowed_at = :moment",
+        ExpressionAttributeValues={":moment": moment},
+    )
+
+
+def test_revoking_a_key_revoked_over_a_ttl_ago_flushes_nothing_more(issued, load, flushes, stack):
     key = issued()
     revoke = load("RevokeKeyFunction", **CACHED)
     invoke(revoke, {"key_id": key["key_id"]})
+    _lost_access_ago(stack, key["key_id"], 301)  # AuthorizerCacheTtl is 300: no allow cached before it is left
     flushes.clear()
     assert "authorizer_cache" not in invoke(revoke, {"key_id": key["key_id"]}) and flushes == []
+
+
+# A change that takes access away, asked for twice: the second is a retry of the first.
+RETRIED = [
+    ("RevokeKey", lambda key_id: {"key_id": key_id}),
+    ("UpdateKey", lambda key_id: {"key_id": key_id, "enabled": False}),
+    ("UpdateKey", lambda key_id: {"key_id": key_id, "scopes": ["other"]}),
+    ("UpdateKey", lambda key_id: {"key_id": key_id, "expires_at": "2030-01-01T00:00:00Z"}),
+]
+
+
+@pytest.mark.parametrize(("function", "request_for"), RETRIED)
+def test_a_change_whose_flush_failed_is_flushed_again_by_its_retry(
+    function, request_for, issued, load, flushes, monkeypatch
+):
+    key = issued(scopes=["orders:read"])
+    handler = load(f"{function}Function", **CACHED)
+    for operation in FLUSH_OPERATIONS:
+        fail_calls(monkeypatch, operation, code="TooManyRequestsException", times=1)
+    first = invoke(handler, request_for(key["key_id"]))
+    assert set(first["authorizer_cache"]["failed"]) == set(FLUSHED) and flushes == []
+    retry = invoke(handler, request_for(key["key_id"]))  # changes nothing: the key is as asked already
+    assert retry["version"] == first["version"]
+    assert retry["authorizer_cache"]["flushed"] == FLUSHED and len(flushes) == 2
+
+
+class InvocationEnds(BaseException):
+    """Lambda ending an invocation (its timeout): nothing after this point of the handler runs."""
+
+    @classmethod
+    def raised(cls, *_, **__):
+        raise cls()
+
+
+@pytest.mark.parametrize(("function", "request_for"), RETRIED)
+def test_a_change_cut_off_between_its_write_and_its_flush_is_flushed_by_its_retry(
+    function, request_for, issued, load, flushes, monkeypatch
+):
+    key = issued(scopes=["orders:read"])
+    handler = load(f"{function}Function", **CACHED)
+    cache = service_of(handler)._cache
+    with monkeypatch.context() as cut:
+        cut.setattr(cache, "flush", InvocationEnds.raised)
+        with pytest.raises(InvocationEnds):
+            invoke(handler, request_for(key["key_id"]))
+    assert flushes == []
+    retry = invoke(handler, request_for(key["key_id"]))
+    assert retry["authorizer_cache"]["flushed"] == FLUSHED and len(flushes) == 2
+
+
+@pytest.mark.parametrize(("function", "request_for"), RETRIED)
+def test_a_retry_after_a_whole_ttl_flushes_nothing_more(function, request_for, issued, load, flushes, stack):
+    key = issued(scopes=["orders:read"])
+    handler = load(f"{function}Function", **CACHED)
+    invoke(handler, request_for(key["key_id"]))
+    _lost_access_ago(stack, key["key_id"], 301)
+    flushes.clear()
+    assert "authorizer_cache" not in invoke(handler, request_for(key["key_id"])) and flushes == []
+
+
+def test_a_change_that_takes_nothing_away_flushes_nothing_even_right_after_one_that_did(issued, load, flushes):
+    key = issued(scopes=["orders:read"])
+    update = load("UpdateKeyFunction", **CACHED)
+    invoke(update, {"key_id": key["key_id"], "enabled": False})
+    flushes.clear()
+    assert "authorizer_cache" not in invoke(update, {"key_id": key["key_id"], "name": "renamed"})
+    assert flushes == []
 
 
 class _Raw:

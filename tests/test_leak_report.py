@@ -5,11 +5,17 @@ GitHub does; the functions fetch them over HTTP exactly as they would fetch GitH
 
 import base64
 import hashlib
+import inspect
 import json
+import sys
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import boto3
+import botocore.client
+import botocore.exceptions
 import pytest
+from argon2 import PasswordHasher
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask, redirect
@@ -161,7 +167,9 @@ def test_a_token_hashed_with_a_removed_pepper_version_is_a_false_positive_not_a_
     remove_pepper_version(stack, "v1")  # as the runbook allows once only revoked keys use it
     answer = report(leak_report, github, revoked["api_key"], live["api_key"])
     assert answer["statusCode"] == 200
-    assert [entry["label"] for entry in json.loads(answer["body"])] == ["false_positive", "false_positive"]
+    # the revoked key's token needs no pepper: revoked whatever it is
+    assert [entry["label"] for entry in json.loads(answer["body"])] == ["true_positive", "false_positive"]
+    assert status(admin, live["key_id"]) == "active"
 
 
 def test_a_key_hashed_under_an_older_pepper_is_verified_with_it(leak_report, github, issued, admin, stack):
@@ -213,6 +221,149 @@ def test_an_alert_of_many_keys_flushes_the_authorizer_cache_once(load, github, i
     assert [finding["label"] for finding in answer] == ["true_positive"] * 3
     assert sorted(operation for operation, _ in flushes) == sorted(FLUSH_OPERATIONS)  # each stage once, not per key
     assert all(status(admin, key["key_id"]) == "revoked" for key in leaked)
+
+
+def test_a_delivery_that_faults_flushes_for_what_it_revoked_before_answering(
+    load, github, issued, admin, flushes, monkeypatch
+):
+    """The first key is revoked, then the second token's lookup fails: the delivery answers 500, after the
+    flush for the first key. GitHub's retry revokes the second, and flushes again for both."""
+    from tests.test_authorizer_cache import CACHED
+
+    handler = load("LeakReportFunction", GITHUB_KEYS_URL=github.keys_url, **CACHED)
+    first, second = issued(), issued()
+    body, headers = github.signed_alert(first["api_key"], second["api_key"], url=ALERT_URL)
+    real = botocore.client.BaseClient._make_api_call
+
+    def second_lookup_fails(self, operation, params):
+        if operation == "GetItem" and params["Key"]["key_id"]["S"] == second["key_id"]:
+            raise botocore.exceptions.ClientError({"Error": {"Code": "InternalServerError"}}, operation)
+        return real(self, operation, params)
+
+    with monkeypatch.context() as faulty:
+        faulty.setattr(botocore.client.BaseClient, "_make_api_call", second_lookup_fails)
+        with pytest.raises(botocore.exceptions.ClientError):
+            invoke(handler, http_event(body, headers))
+    assert status(admin, first["key_id"]) == "revoked" and status(admin, second["key_id"]) == "active"
+    assert sorted(operation for operation, _ in flushes) == sorted(FLUSH_OPERATIONS)
+    answer = invoke(handler, http_event(body, headers))
+    assert [finding["label"] for finding in json.loads(answer["body"])] == ["true_positive"] * 2
+    assert status(admin, second["key_id"]) == "revoked" and len(flushes) == 4
+
+
+def test_a_delivery_cut_off_before_its_flush_is_flushed_by_github_s_retry(load, github, issued, admin, flushes):
+    from tests.test_authorizer_cache import CACHED, InvocationEnds
+
+    handler = load("LeakReportFunction", GITHUB_KEYS_URL=github.keys_url, **CACHED)
+    key = issued()
+    body, headers = github.signed_alert(key["api_key"], url=ALERT_URL)
+    cache = service_of(handler)._cache
+    with pytest.MonkeyPatch.context() as cut:
+        cut.setattr(cache, "flush", InvocationEnds.raised)
+        with pytest.raises(InvocationEnds):
+            invoke(handler, http_event(body, headers))
+    assert status(admin, key["key_id"]) == "revoked" and flushes == []
+    answer = json.loads(invoke(handler, http_event(body, headers))["body"])
+    assert answer[0]["label"] == "true_positive"  # revoked already, a moment ago: flushed again
+    assert sorted(operation for operation, _ in flushes) == sorted(FLUSH_OPERATIONS)
+
+
+# --- bounded work: an alert of up to 1000 tokens, any of them made up by anyone ---
+
+
+def test_each_distinct_token_is_checked_once_per_alert(load, github, issued, argon2_calls, aws_calls):
+    handler = load("LeakReportFunction", GITHUB_KEYS_URL=github.keys_url, VERIFIED_KEY_CACHE_SIZE="0")
+    key, other = issued(), issued()
+    made_up = wrong_secret(other["api_key"])
+    tokens = [key["api_key"], made_up] * 5
+    argon2_calls.clear()
+    aws_calls.clear()
+    findings = json.loads(report(handler, github, *tokens)["body"])
+    assert [finding["label"] for finding in findings] == ["true_positive", "false_positive"] * 5  # one per entry
+    assert len(argon2_calls) == 2  # not 10: the verified-key cache is off, so only dedup keeps it at 2
+    assert aws_calls.count("GetItem") < 10
+
+
+def test_a_token_of_a_revoked_key_costs_no_argon2_and_is_a_true_positive(
+    leak_report, github, issued, admin, argon2_calls
+):
+    key = issued()
+    invoke(admin["RevokeKey"], {"key_id": key["key_id"]})
+    argon2_calls.clear()
+    findings = json.loads(report(leak_report, github, key["api_key"], wrong_secret(key["api_key"]))["body"])
+    assert [finding["label"] for finding in findings] == ["true_positive"] * 2  # the key is revoked, whatever they are
+    assert argon2_calls == []
+
+
+class _FakeTime:
+    """The alert's clock: it moves only when Argon2 runs, one second a verify."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def argon2_takes_a_second(monkeypatch) -> Callable[[str], Callable]:
+    """load_slow(function) -> its handler, in a container whose alert clock moves a second per Argon2 verify."""
+    fake = _FakeTime()
+    real = PasswordHasher.verify
+
+    def slow(self, *args, **kwargs):
+        fake.now += 1.0
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(PasswordHasher, "verify", slow)
+
+    def on_this_clock(handler: Callable) -> Callable:
+        monkeypatch.setattr(sys.modules["keygate.leak_reports"], "time", fake)  # the container's own module
+        return handler
+
+    return on_this_clock
+
+
+def test_an_alert_past_its_budget_answers_503_with_what_it_checked_done_and_the_retry_goes_on(
+    load, github, issued, admin, flushes, argon2_takes_a_second, monkeypatch, capsys
+):
+    from tests.test_authorizer_cache import CACHED
+
+    handler = argon2_takes_a_second(load("LeakReportFunction", GITHUB_KEYS_URL=github.keys_url, **CACHED))
+    monkeypatch.setattr("leak_report.app.ALERT_BUDGET_SECONDS", 3.0)  # the module as this container loaded it
+    leaked = [issued() for _ in range(5)]
+    body, headers = github.signed_alert(*(key["api_key"] for key in leaked), url=ALERT_URL)
+    capsys.readouterr()
+    answer = invoke(handler, http_event(body, headers))
+    assert answer["statusCode"] == 503 and "3 of 5 distinct tokens" in json.loads(answer["body"])["message"]
+    assert [status(admin, key["key_id"]) for key in leaked] == ["revoked"] * 3 + ["active"] * 2
+    assert len(flushes) == 2  # what it revoked is flushed before it answers
+    logged = capsys.readouterr().out
+    assert logged.count("leaked key revoked") == 3 and "leak report unfinished" in logged
+    retry = invoke(handler, http_event(body, headers))  # the three revoked cost no Argon2: the rest fit
+    assert retry["statusCode"] == 200
+    assert [finding["label"] for finding in json.loads(retry["body"])] == ["true_positive"] * 5
+    assert [status(admin, key["key_id"]) for key in leaked] == ["revoked"] * 5
+
+
+def test_a_retry_skips_what_argon2_refused_in_this_container(load, github, issued, argon2_takes_a_second, monkeypatch):
+    """Made-up tokens naming a live key: the first delivery checks what its budget allows; the retry, in the
+    same warm container, finds those refusals in the verified-key cache and checks the rest."""
+    handler = argon2_takes_a_second(load("LeakReportFunction", GITHUB_KEYS_URL=github.keys_url))
+    monkeypatch.setattr("leak_report.app.ALERT_BUDGET_SECONDS", 4.0)
+    key = issued()
+    made_up = [wrong_secret(key["api_key"], n) for n in range(6)]
+    body, headers = github.signed_alert(*made_up, url=ALERT_URL)
+    assert invoke(handler, http_event(body, headers))["statusCode"] == 503
+    done = invoke(handler, http_event(body, headers))
+    assert done["statusCode"] == 200
+    assert {finding["label"] for finding in json.loads(done["body"])} == {"false_positive"}
+
+
+def test_the_function_answers_before_github_and_the_http_api_give_up(template, leak_report):
+    timeout = template["Resources"]["LeakReportFunction"]["Properties"]["Timeout"]
+    budget = inspect.unwrap(leak_report).__globals__["ALERT_BUDGET_SECONDS"]
+    assert budget + 5 <= timeout < 30  # the token in progress and the flush finish inside it
 
 
 def _forged_signature(body: bytes) -> str:

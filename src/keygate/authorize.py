@@ -151,6 +151,12 @@ class Authorizer:
         matched = self.route_scopes.matched_scopes(record.scopes, route.method, route.path)
         return Decision(Reason.ALLOWED, matched_scopes=matched, last_used=last_used, **proven)
 
+    def verifies(self, record: KeyRecord, parsed: keys.ParsedKey, now: datetime) -> bool:
+        """Whether ``parsed`` holds one of the key's secrets in force now, checked as ``decide`` checks it:
+        from this container's verified-key cache, else Argon2. Raises PepperUnavailable as ``decide`` would."""
+        which, _ = self._verify(record, parsed.secret, self.verified.digest(parsed), now)
+        return which is not None
+
     def _note_use(self, record: KeyRecord, now: datetime) -> str | None:
         """Write last_used_at when it is older than the interval, once across all containers (the write
         is conditional). Never changes the decision: a failure is only reported, for the log."""

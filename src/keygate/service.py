@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import boto3
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-from keygate import audit, explain, keys
+from keygate import audit, explain, keys, leak_reports
 from keygate.apis import ApiStage
 from keygate.audit import Action, AuditRecord
 from keygate.authorize import Authorizer, Decision, explained
@@ -72,6 +72,7 @@ class Changed:
     usage_plan: dict | None = None
     authorizer_cache: FlushReport | None = None
     took_effect: bool = True  # False: the key was already as asked (a revoked key revoked again)
+    flush_due: bool = False  # the caller asked not to flush (flush=False), and a flush is due
 
     def reports(self) -> dict:
         reports = {}
@@ -213,6 +214,8 @@ class KeyService:
             changed = replace(record, **fields)
             if "expires_at" in fields:
                 changed = replace(changed, purge_at=self._purge_after(changed.expires_at))
+            if _narrows(record, changed):
+                changed = replace(changed, narrowed_at=now)
             return changed
 
         try:
@@ -223,8 +226,13 @@ class KeyService:
             raise
         if new_usage_key is not None and after.usage_key_id != new_usage_key.id:  # another update gave it one
             self._gateway().delete_key(new_usage_key)
-        narrowed = any(getattr(before, name) != getattr(after, name) for name in _NARROWING)
-        return Changed(after, self._sync(after), self._cache.flush() if narrowed else None)
+        # Asked again for what narrowed the key a moment ago (a retry), the flush runs again: the first one
+        # may have failed, or its invocation ended before it ran.
+        asks_to_narrow = update.enabled is False or any(
+            getattr(update, name) is not UNSET for name in _NARROWING if name != "status"
+        )
+        flush = _narrows(before, after) or (asks_to_narrow and self._lost_access_lately(before))
+        return Changed(after, self._sync(after), self._cache.flush() if flush else None)
 
     def _sync(self, record: KeyRecord) -> dict | None:
         """API Gateway's key made to match the record as stored now (not as this change left it: a later
@@ -300,32 +308,41 @@ class KeyService:
 
         before, after = self._change(key_id, change, lambda before, after: Action.REVOKE, None, actor, details)
         took_effect = before.status is not Status.REVOKED  # as the write that won saw it
-        flushed = self._cache.flush() if took_effect and flush else None
-        return Changed(after, self._sync(after), flushed, took_effect)
+        # A key revoked a moment ago (by anyone) is flushed again: that revocation's flush may have failed,
+        # or its invocation ended before it ran, and a cached allow would outlive it by the TTL.
+        due = took_effect or self._lost_access_lately(before)
+        flushed = self._cache.flush() if due and flush else None
+        return Changed(after, self._sync(after), flushed, took_effect, flush_due=due and not flush)
 
-    def report_leaks(self, reports: Sequence[LeakReport], *, actor: str) -> list[LeakFinding]:
-        """Tokens found in the open: each that is a key of this deployment (a secret that verifies now, as
-        the authorizer would take it) revokes the key with its report in the audit record and notifies
-        LeakedKeyTopic, once: only the revocation that took effect notifies, so a report of a revoked key,
+    def _lost_access_lately(self, record: KeyRecord) -> bool:
+        """Access was taken from the key less than one AuthorizerCacheTtl ago: an allow API Gateway cached
+        before then may still be answering, unless that change's flush ran."""
+        window = timedelta(seconds=self._cache.ttl)
+        return self._cache.in_use and record.lost_access_after(self._clock() - window)
+
+    def report_leaks(
+        self, reports: Sequence[LeakReport], *, actor: str, budget: float | None = None
+    ) -> list[LeakFinding]:
+        """Tokens found in the open, worked through within ``budget`` seconds if given (leak_reports): each
+        that is a key of this deployment revokes it, with its report in the audit record, and notifies
+        LeakedKeyTopic once: only the revocation that took effect notifies, so a report of a revoked key,
         or a retried delivery racing the first, notifies nobody. Others are false positives. The
         authorizer cache is flushed once for all of them."""
-        findings, revoked_now = [], {}  # revoked_now: finding index -> its revocation
-        for report in reports:
-            record = self._leaked_key(report.token)
-            if record is None:
-                findings.append(LeakFinding(report.token_hash, report.token_type, Label.FALSE_POSITIVE))
-                continue
-            changed = self.revoke(record.key_id, actor=actor, details=report.details(), flush=False)
-            found = (report.token_hash, report.token_type, Label.TRUE_POSITIVE, record.key_id)
-            if changed.took_effect:
-                revoked_now[len(findings)] = changed
-                findings.append(LeakFinding(*found, "now", self._notify(changed.record, report, actor)))
-            else:
-                findings.append(LeakFinding(*found, "already", None, changed.reports()))
-        flushed = self._cache.flush() if revoked_now else None
-        for index, changed in revoked_now.items():
-            findings[index] = replace(findings[index], effects=replace(changed, authorizer_cache=flushed).reports())
-        return findings
+        return leak_reports.work_through(
+            reports, lambda report: self._revoke_if_leaked(report, actor), self._cache.flush, budget
+        )
+
+    def _revoke_if_leaked(self, report: LeakReport, actor: str) -> leak_reports.Checked:
+        record = self._leaked_key(report.token)
+        if record is None:
+            return leak_reports.Checked(LeakFinding(report.token_hash, report.token_type, Label.FALSE_POSITIVE))
+        changed = self.revoke(record.key_id, actor=actor, details=report.details(), flush=False)
+        found = (report.token_hash, report.token_type, Label.TRUE_POSITIVE, record.key_id)
+        if changed.took_effect:
+            finding = LeakFinding(*found, "now", self._notify(changed.record, report, actor), changed.reports())
+        else:
+            finding = LeakFinding(*found, "already", None, changed.reports())
+        return leak_reports.Checked(finding, changed)
 
     def _notify(self, record: KeyRecord, report: LeakReport, actor: str) -> str | None:
         if self._notifier is None:
@@ -337,25 +354,22 @@ class KeyService:
             return f"failed: {explained(error)}"
 
     def _leaked_key(self, token: str) -> KeyRecord | None:
-        """The key whose secret ``token`` is, verified by Argon2: its current secret, or the previous one
-        while its grace period lasts. A secret that no longer verifies (rotated out, or hashed with a
-        pepper version since removed) grants nothing: it revokes nothing either, so whoever holds a dead
-        secret cannot take the live key down."""
+        """The key ``token`` names, if the token is one of its secrets in force now, checked as the authorizer
+        checks one (this container's verified-key cache, then Argon2), or if the key is revoked already: it is
+        revoked whatever the token is, and that costs no Argon2. A secret that no longer verifies (rotated
+        out, or hashed with a pepper version since removed) revokes nothing, so whoever holds a dead secret
+        cannot take the live key down."""
         try:
             parsed = keys.parse(token, self.config.key_prefix)
         except keys.MalformedKey:
             return None
         record = self._store.get(parsed.key_id)
-        if record is None:
+        if record is None or record.status is Status.REVOKED:
+            return record
+        try:  # Secrets Manager failing is a fault (the report is answered 500, and retried): not this
+            return record if self.authorizer.verifies(record, parsed, self._clock()) else None
+        except PepperVersionMissing:  # a version removed once only revoked keys used it
             return None
-        for phc_hash, pepper_version in record.secrets_in_force(self._clock()):
-            try:  # Secrets Manager failing is a fault (the report is answered 500, and retried): not this
-                pepper = self._peppers.get(pepper_version)
-            except PepperVersionMissing:  # a version removed once only revoked keys used it
-                continue
-            if self._hasher.verify(phc_hash, parsed.secret, pepper):
-                return record
-        return None
 
     def flush_authorizer_cache(self) -> FlushReport | None:
         return self._cache.flush()
@@ -487,6 +501,11 @@ class KeyService:
 
     def now(self) -> datetime:
         return self._clock()
+
+
+def _narrows(before: KeyRecord, after: KeyRecord) -> bool:
+    """A change of a field that can take access away: API Gateway's cached answers for the key must go."""
+    return any(getattr(before, name) != getattr(after, name) for name in _NARROWING)
 
 
 def _update_action(before: KeyRecord, after: KeyRecord) -> Action:

@@ -78,7 +78,7 @@ def to_item(record: KeyRecord) -> dict:
     for name in ("usage_plan_id", "usage_key_id", "usage_key_value"):
         if (value := getattr(record, name)) is not None:
             item[name] = value
-    for name in ("expires_at", "revoked_at", "last_used_at", "rotated_at", "previous_expires_at"):
+    for name in ("expires_at", "revoked_at", "last_used_at", "rotated_at", "previous_expires_at", "narrowed_at"):
         if (moment := getattr(record, name)) is not None:
             item[name] = format_time(moment)
     if record.purge_at is not None:
@@ -111,6 +111,7 @@ def from_item(item: dict) -> KeyRecord:
             previous_hash=values.get("previous_hash"),
             previous_pepper_version=values.get("previous_pepper_version"),
             previous_expires_at=optional_time("previous_expires_at"),
+            narrowed_at=optional_time("narrowed_at"),
             purge_at=datetime.fromtimestamp(int(values["purge_at"]), UTC) if "purge_at" in values else None,
             usage_plan_id=values.get("usage_plan_id"),
             usage_key_id=values.get("usage_key_id"),

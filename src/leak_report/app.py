@@ -1,5 +1,6 @@
 """GitHub secret scanning's partner endpoint: a signed alert of leaked tokens in, each real keygate key
-revoked, GitHub's feedback (token_hash, token_type, label) out.
+revoked, GitHub's feedback (token_hash, token_type, label) out. An alert that cannot be worked through
+within ALERT_BUDGET_SECONDS gets 503 once what was checked is done, and GitHub's retry goes on from there.
 
 Behind its own HTTP API route with no authorizer: GitHub's signature is the authentication. An unsigned
 or badly signed request gets 401 and a signed body that is not an alert payload 400; neither changes
@@ -9,15 +10,20 @@ anything. The tokens are never logged: a finding is logged by key id and token h
 import base64
 import binascii
 import json
+from collections.abc import Iterable
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from keygate import config, service
-from keygate.leaks import Label
+from keygate.leak_reports import BudgetSpent
+from keygate.leaks import Label, LeakFinding, LeakReport
 from keygate.secret_scanning import MAX_BODY_BYTES, GitHubPublicKeys, MalformedAlert, Unauthenticated, parse_alerts
 
+# Seconds an alert may spend checking tokens: GitHub and the HTTP API give up at 30 s, and the function's
+# Timeout (template.yaml) leaves the token in progress and the flush room to finish.
+ALERT_BUDGET_SECONDS = 20.0
 logger = Logger()
 metrics = Metrics()
 KEYS = service.from_config(config.load())
@@ -38,14 +44,24 @@ def handler(event: dict, context: LambdaContext) -> dict:
         metrics.add_metric(name="LeakReportRefused", unit=MetricUnit.Count, value=1)
         logger.warning("leak report refused", extra={"status": status, "reason": str(error)})
         return _answer(status, {"message": str(error)})
-    findings = KEYS.report_leaks(reports, actor=ACTOR)
-    for report, finding in zip(reports, findings, strict=True):
+    try:
+        findings = KEYS.report_leaks(reports, actor=ACTOR, budget=ALERT_BUDGET_SECONDS)
+    except BudgetSpent as spent:  # what was checked is done; GitHub retries a 5xx, and the retry goes on
+        _record(spent.findings)
+        metrics.add_metric(name="LeakReportUnfinished", unit=MetricUnit.Count, value=1)
+        logger.warning("leak report unfinished", extra={"reason": str(spent), "tokens": len(reports)})
+        return _answer(503, {"message": str(spent)})
+    _record(zip(reports, findings, strict=True))
+    return _answer(200, [finding.feedback() for finding in findings])
+
+
+def _record(findings: Iterable[tuple[LeakReport, LeakFinding]]) -> None:
+    for report, finding in findings:
         if finding.label is Label.TRUE_POSITIVE:
             metrics.add_metric(name="LeakedKeyRevoked", unit=MetricUnit.Count, value=1)
             logger.warning("leaked key revoked", extra={**finding.view(), "url": report.url, "source": report.source})
         else:
             logger.info("leak report: not a key of this deployment", extra=finding.view())
-    return _answer(200, [finding.feedback() for finding in findings])
 
 
 def _raw_body(event: dict) -> bytes:
