@@ -5,6 +5,7 @@ from the function's own policies and from resource policies that name its role."
 import re
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
+from urllib.parse import quote
 
 import boto3
 import botocore.client
@@ -38,8 +39,9 @@ def granted(stack, function: str) -> dict[tuple[str, str], list[dict]]:
         for action in actions:
             for resource in resources:
                 conditions = grants.setdefault((action, resource), [])
-                assert statement.get("Condition", {}) not in conditions, f"{action} on {resource} is granted twice"
-                conditions.append(statement.get("Condition", {}))
+                condition = stack.resolve(statement.get("Condition", {}))
+                assert condition not in conditions, f"{action} on {resource} is granted twice"
+                conditions.append(condition)
 
     for policy in stack.resource(function)["Properties"]["Policies"]:
         assert set(policy) == {"Statement"}, "a SAM policy template this test cannot read"
@@ -97,10 +99,21 @@ def recorded(monkeypatch, stack) -> list[tuple[str, str, dict]]:
     table_arns = {stack.physical_ids[table]: stack.arns[table] for table in stack.tables()}
     region = "us-east-1"
 
-    def apigateway_call(operation: str, params: dict) -> tuple[str, str, dict]:
-        """API Gateway's IAM action is the HTTP method, its resource the request's path."""
+    def apigateway_calls(client, operation: str, params: dict) -> list[tuple[str, str, dict]]:
+        """API Gateway's IAM action is the HTTP method, its resource the request's path. Tags given to a new
+        API key are authorized as tagging it too; an API key's own tags are the context of a change to it."""
         method, path = APIGATEWAY_ROUTES[operation]
-        return f"apigateway:{method}", f"arn:aws:apigateway:{region}::{path.format(**params)}", {}
+        action, resource = f"apigateway:{method}", f"arn:aws:apigateway:{region}::{path.format(**params)}"
+        if operation == "CreateApiKey":
+            tags = params.get("tags", {})
+            context = {f"aws:RequestTag/{name}": value for name, value in tags.items()} | {"aws:TagKeys": set(tags)}
+            new_key = quote(f"arn:aws:apigateway:{region}::/apikeys/*", safe="*")
+            tagging = [("apigateway:PUT", f"arn:aws:apigateway:{region}::/tags/{new_key}", context)] if tags else []
+            return [(action, resource, context), *tagging]
+        if operation in ("UpdateApiKey", "DeleteApiKey"):
+            tags = real(client, "GetApiKey", {"apiKey": params["apiKey"]}).get("tags", {})
+            return [(action, resource, {f"aws:ResourceTag/{name}": value for name, value in tags.items()})]
+        return [(action, resource, {})]
 
     def dynamodb_call(operation: str, params: dict) -> tuple[str, str, dict]:
         resource = table_arns[params["TableName"]]
@@ -119,7 +132,7 @@ def recorded(monkeypatch, stack) -> list[tuple[str, str, dict]]:
         elif service == "dynamodb":
             calls.append(dynamodb_call(operation, params))
         elif service in ("apigateway", "apigatewayv2"):
-            calls.append(apigateway_call(operation, params))
+            calls.extend(apigateway_calls(self, operation, params))
             if operation in ("FlushStageAuthorizersCache", "ResetAuthorizersCache"):
                 return {}  # moto has no authorizer cache: the call is recorded, and answered as API Gateway does
         elif service == "scheduler":
@@ -158,7 +171,6 @@ APIGATEWAY_ROUTES = {
 ONLY_ON_FAILURE = {
     ("IssueKeyFunction", "apigateway:DELETE", "arn:aws:apigateway:us-east-1::/apikeys/*"),
     ("IssueKeyFunction", "apigateway:DELETE", "arn:aws:apigateway:us-east-1::/usageplans/*/keys/*"),
-    ("IssueKeyFunction", "apigateway:GET", "arn:aws:apigateway:us-east-1::/usageplans"),
     ("UpdateKeyFunction", "apigateway:DELETE", "arn:aws:apigateway:us-east-1::/apikeys/*"),
 }
 
@@ -313,10 +325,66 @@ def test_every_function_is_checked_here(stack):
 
 
 def test_revoke_may_not_write_other_attributes_or_read_back(stack):
-    grants = granted(stack, "RevokeKeyFunction").values()
-    (condition,) = [condition for conditions in grants for condition in conditions if condition]
+    (condition,) = granted(stack, "RevokeKeyFunction")["dynamodb:UpdateItem", stack.arns["KeysTable"]]
     change_owner = {"dynamodb:Attributes": {"key_id", "owner", "version"}}
     read_back = {"dynamodb:Attributes": {"key_id", "status"}, "dynamodb:ReturnValues": "ALL_NEW"}
     revoke = {"dynamodb:Attributes": {"key_id", "status", "version"}}  # as revoke sends it: no ReturnValues
     assert not satisfies(condition, change_owner) and not satisfies(condition, read_back)
     assert satisfies(condition, revoke) and satisfies(condition, revoke | {"dynamodb:ReturnValues": "NONE"})
+
+
+def _api_gateway(path: str) -> str:
+    return f"arn:aws:apigateway:us-east-1::{path}"
+
+
+OTHER_APPLICATIONS_SECRETS = ["/usageplans/p1/keys", "/usageplans/p1/keys/k1", "/apikeys", "/apikeys/k1"]
+
+
+def test_no_role_may_read_a_usage_plan_s_keys_or_an_api_key_s_value(stack):
+    for function in stack.functions():
+        for action, pattern in granted(stack, function):
+            if action in ("apigateway:GET", "apigateway:*"):
+                readable = [path for path in OTHER_APPLICATIONS_SECRETS if fnmatchcase(_api_gateway(path), pattern)]
+                assert not readable, f"{function} may read {readable} through {pattern}"
+
+
+def test_only_keygate_s_own_api_keys_may_be_changed_or_deleted(stack):
+    ours = {"aws:ResourceTag/keygate:keys-table": stack.physical_ids["KeysTable"]}
+    foreign = [{}, {"aws:ResourceTag/keygate:keys-table": "another-table"}, {"aws:ResourceTag/owner": "x"}]
+    checked = set()
+    for function in stack.functions():
+        for (action, pattern), conditions in granted(stack, function).items():
+            if action in ("apigateway:PATCH", "apigateway:DELETE") and fnmatchcase(
+                _api_gateway("/apikeys/k1"), pattern
+            ):
+                checked.add(function)
+                for condition in conditions:
+                    assert satisfies(condition, ours), (function, action)
+                    assert not any(satisfies(condition, context) for context in foreign), (function, action)
+    assert checked == {
+        "IssueKeyFunction",
+        "UpdateKeyFunction",
+        "RevokeKeyFunction",
+        "LeakReportFunction",
+        "ReportLeakFunction",
+    }
+
+
+@pytest.mark.parametrize("function", ["IssueKeyFunction", "UpdateKeyFunction"])
+def test_api_keys_are_made_with_keygate_s_tag_and_no_other_and_nothing_else_is_tagged(stack, function):
+    table = stack.physical_ids["KeysTable"]
+
+    def made_with(tags: dict) -> dict:
+        return {f"aws:RequestTag/{name}": value for name, value in tags.items()} | {"aws:TagKeys": set(tags)}
+
+    grants = granted(stack, function)
+    tagging = [(pattern, conditions) for (action, pattern), conditions in grants.items() if action == "apigateway:PUT"]
+    (create,) = grants["apigateway:POST", _api_gateway("/apikeys")]
+    ((tags_pattern, (tag,)),) = tagging
+    for condition in (create, tag):
+        assert satisfies(condition, made_with({"keygate:keys-table": table}))
+        for wrong in ({}, {"keygate:keys-table": "another-table"}, {"keygate:keys-table": table, "extra": "x"}):
+            assert not satisfies(condition, made_with(wrong)), wrong
+    assert fnmatchcase(_api_gateway("/tags/" + quote(_api_gateway("/apikeys/*"), safe="*")), tags_pattern)
+    for other in ("/restapis/a1", "/usageplans/p1", "/domainnames/x"):
+        assert not fnmatchcase(_api_gateway("/tags/" + quote(_api_gateway(other), safe="")), tags_pattern)

@@ -44,6 +44,11 @@ def test_a_key_issued_on_a_plan_has_an_api_gateway_key_on_that_plan(issued, apig
     assert "usage_key_value" not in key  # an identifier for API Gateway, not for admins or clients
 
 
+def test_its_api_gateway_key_is_tagged_as_this_keygate_s_so_only_it_may_be_changed(issued, apigateway, plan, stack):
+    key = issued(usage_plan_id=plan)
+    assert api_key(apigateway, key["usage_key_id"])["tags"] == {"keygate:keys-table": stack.physical_ids["KeysTable"]}
+
+
 def test_the_rest_authorizer_names_the_key_s_api_gateway_key_to_meter_it(issued, authorizer, apigateway, plan):
     key = issued(usage_plan_id=plan)
     value = api_key(apigateway, key["usage_key_id"])["value"]

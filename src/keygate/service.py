@@ -551,7 +551,7 @@ def from_config(config: Config) -> KeyService:
         store=KeyStore(config.keys_table, dynamodb, config.audit_table),
         hasher=Hasher(Argon2Params(config.argon2_memory_kib, config.argon2_time_cost, config.argon2_parallelism)),
         peppers=PepperRing(config.pepper_secret_arn, secrets, max_age=config.pepper_cache_seconds),
-        usage_plans=UsagePlans(_ClientOnFirstUse("apigateway")),
+        usage_plans=UsagePlans(_ClientOnFirstUse("apigateway"), config.keys_table),
         authorizer_cache=AuthorizerCache(
             config.authorizer_cache_ttl,
             config.cached_stages,

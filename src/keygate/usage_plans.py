@@ -5,6 +5,10 @@ Each metered keygate key has an API Gateway API key of its own, whose value is a
 only the authorizer hands to API Gateway (``usageIdentifierKey``): clients never see it, and it is not
 the keygate secret. The keys table is the truth; ``sync`` makes API Gateway match a record (its plan,
 enabled while the key is active) and can be run again after any failure.
+
+Each such API key is tagged with the keys table's name (``TAG``): the functions' roles may change or
+delete only API keys carrying it, never another application's. No role reads a usage plan's keys (that
+would show every API key value in the Region); a plan is looked up in the list of plans.
 """
 
 import contextlib
@@ -19,6 +23,7 @@ from keygate.records import KeyRecord, Status
 _VALUE_ALPHABET = string.ascii_letters + string.digits
 _VALUE_LENGTH = 40  # API Gateway wants at least 20 characters
 _PAGE = 500
+TAG = "keygate:keys-table"  # on each API key keygate makes; its value, the keys table's name
 
 
 class UsagePlanNotFound(LookupError):
@@ -36,17 +41,14 @@ def _code(error: ClientError) -> str:
 
 
 class UsagePlans:
-    def __init__(self, client):
+    def __init__(self, client, keys_table: str):
         self._client = client
+        self._tags = {TAG: keys_table}
 
     def check_plan(self, plan_id: str) -> None:
         """Raises UsagePlanNotFound before anything is written for a plan that does not exist."""
-        try:
-            self._client.get_usage_plan(usagePlanId=plan_id)
-        except ClientError as error:
-            if _code(error) == "NotFoundException":
-                raise UsagePlanNotFound(f"no usage plan {plan_id!r} in this account and Region") from None
-            raise
+        if plan_id not in self._plans():
+            raise UsagePlanNotFound(f"no usage plan {plan_id!r} in this account and Region")
 
     def new_key(self, key_id: str, plan_id: str) -> UsageKey:
         """An API Gateway API key for a keygate key, on its plan. Nothing is left behind on failure."""
@@ -56,6 +58,7 @@ class UsagePlans:
             description=f"keygate key {key_id}: an identifier for usage plans, not a credential",
             enabled=True,
             value=value,
+            tags=self._tags,
         )
         usage_key = UsageKey(created["id"], value)
         try:
@@ -94,10 +97,14 @@ class UsagePlans:
         )
 
     def _plans_of(self, usage_key_id: str) -> set[str]:
+        return self._plans(keyId=usage_key_id)
+
+    def _plans(self, **only) -> set[str]:
+        """The ids of the Region's usage plans (``keyId``: those holding that API key)."""
         plans, position = set(), None
         while True:
             after = {"position": position} if position else {}
-            page = self._client.get_usage_plans(keyId=usage_key_id, limit=_PAGE, **after)
+            page = self._client.get_usage_plans(limit=_PAGE, **only, **after)
             plans |= {plan["id"] for plan in page.get("items", [])}
             position = page.get("position")
             if not position:
