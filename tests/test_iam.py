@@ -51,8 +51,8 @@ def granted(stack, function: str) -> dict[tuple[str, str], list[dict]]:
     role = {"Fn::GetAtt": [f"{function}Role", "Arn"]}
     for resource in stack.template["Resources"].values():
         if resource["Type"] == "AWS::SecretsManager::ResourcePolicy":
-            for statement in resource["Properties"]["ResourcePolicy"]["Statement"]:
-                if role in statement["Principal"]["AWS"]:
+            for statement in resource["Properties"]["ResourcePolicy"]["Statement"]:  # its Deny: test_operations.py
+                if statement["Effect"] == "Allow" and role in statement["Principal"]["AWS"]:
                     add(statement, [stack.resolve(resource["Properties"]["SecretId"])])
     return grants
 

@@ -111,12 +111,48 @@ def test_alarms_notify_a_topic_only_when_an_address_is_given(template, email, no
             assert alarm["Properties"][actions] == expected, name
 
 
-def test_only_the_roles_that_verify_or_hash_secrets_may_read_the_pepper(template):
+def _pepper_policy(template) -> tuple[dict, dict]:
+    """The secret's resource policy: (its Allow, its Deny)."""
     (policy,) = resources(template, "AWS::SecretsManager::ResourcePolicy").values()
     assert policy["Properties"]["SecretId"] == {"Ref": "PepperSecret"} and policy["Properties"]["BlockPublicPolicy"]
-    (statement,) = policy["Properties"]["ResourcePolicy"]["Statement"]
-    assert statement["Principal"]["AWS"] == ROLES_THAT_READ_THE_PEPPER
-    assert statement["Action"] == "secretsmanager:GetSecretValue"
+    allow, deny = policy["Properties"]["ResourcePolicy"]["Statement"]
+    assert (allow["Effect"], deny["Effect"]) == ("Allow", "Deny")
+    return allow, deny
+
+
+def test_only_the_roles_that_verify_or_hash_secrets_may_read_the_pepper(template):
+    allow, deny = _pepper_policy(template)
+    assert allow["Principal"]["AWS"] == ROLES_THAT_READ_THE_PEPPER
+    assert allow["Action"] == deny["Action"] == "secretsmanager:GetSecretValue"
+    assert deny["Principal"] == "*"
+    assert deny["Condition"] == {"ArnNotEquals": {"aws:PrincipalArn": allow["Principal"]["AWS"]}}
+
+
+def _secret_policy_allows(allow: dict, deny: dict, principal: str, own_policy_allows: bool) -> bool:
+    """Secrets Manager's decision on GetSecretValue in one account: an explicit Deny wins; else the resource
+    policy's or the principal's own Allow."""
+    (arns,) = deny["Condition"]["ArnNotEquals"].values()
+    if principal not in arns:
+        return False
+    return principal in allow["Principal"]["AWS"] or own_policy_allows
+
+
+def test_no_other_principal_reads_the_pepper_whatever_its_own_policies_allow(template):
+    stack = Stack(template)
+    for role in ROLES_THAT_READ_THE_PEPPER:  # SAM makes each function's role; an ARN of the shape it gets
+        name = role["Fn::GetAtt"][0]
+        stack.arns[name] = f"arn:aws:iam::123456789012:role/keygate-{name}-A1B2C3"
+    allow, deny = (stack.resolve(statement) for statement in _pepper_policy(template))
+    for role in ROLES_THAT_READ_THE_PEPPER:
+        assert _secret_policy_allows(allow, deny, stack.resolve(role), own_policy_allows=False)
+    others = [
+        "arn:aws:iam::123456789012:role/Administrator",  # secretsmanager:* in its own policy
+        "arn:aws:iam::123456789012:root",
+        "arn:aws:iam::123456789012:role/keygate-GetKeyFunctionRole-x",  # another keygate role
+        "arn:aws:iam::210987654321:role/elsewhere",
+    ]
+    for principal in others:
+        assert not _secret_policy_allows(allow, deny, principal, own_policy_allows=True), principal
 
 
 def test_the_pepper_key_lets_only_those_roles_decrypt_and_only_through_secrets_manager(template):
