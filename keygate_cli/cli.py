@@ -3,7 +3,8 @@ leaked one, and flush the authorizer cache, by invoking the admin functions.
 
 Against the local stack (``--endpoint-url``, printed by ``make local``) the functions are called by
 their template names; against a deployed stack (``--stack-name``) by the names in its outputs.
-Prints the function's JSON answer; exits 1 when the function refuses the request, 3 on a fault.
+Prints the function's JSON answer; exits 1 when the function refuses the request, 2 on a usage error, 3 on
+a fault, 4 when `history --verify` finds the trail does not match its copy.
 Every change is recorded with who asked: ``--actor``, else your AWS identity (STS GetCallerIdentity),
 else, on a local stack, your user name.
 """
@@ -34,11 +35,11 @@ FIELDS = {
     ),
     "disable": ("key_id",), "enable": ("key_id",), "rotate": ("key_id", "grace_seconds"),
     "revoke": ("key_id",), "get": ("key_id",), "list": ("owner", "status", "unused_since", "limit", "next_token"),
-    "history": ("key_id", "limit", "next_token"), "pepper-status": (), "flush-cache": ("reason",),
+    "history": ("key_id", "limit", "next_token", "verify"), "pepper-status": (), "flush-cache": ("reason",),
     "report-leak": ("url",), "explain": ("key_id", "route", "api"),
 }  # fmt: skip
 PEPPER_STATUS_PAGES = 1000  # a bound on the pages pepper-status follows (1000 keys each)
-EXIT_REFUSED, EXIT_FAULT = 1, 3
+EXIT_REFUSED, EXIT_FAULT, EXIT_UNVERIFIED = 1, 3, 4  # 2: argparse's usage error
 NO_EXPIRY = object()
 NO_USAGE_PLAN = object()
 
@@ -106,6 +107,10 @@ def parser() -> argparse.ArgumentParser:
     history.add_argument("key_id")
     history.add_argument("--limit", type=int)
     history.add_argument("--next-token")
+    history.add_argument(
+        "--verify", action="store_const", const=True,
+        help="check the whole trail against its tamper-evident copy; exit 4 if it does not match",
+    )  # fmt: skip
 
     commands.add_parser("pepper-status", help="how many keys each pepper version still hashes, by state")
     flush = commands.add_parser("flush-cache", help="flush API Gateway's authorizer cache on every CachedStages stage")
@@ -269,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(answer, indent=2), file=sys.stderr)
         return EXIT_REFUSED
     print(json.dumps(answer, indent=2))
-    return 0
+    verification = answer.get("verification", {}) if isinstance(answer, dict) else {}
+    return EXIT_UNVERIFIED if verification.get("verified") is False else 0
 
 
 if __name__ == "__main__":

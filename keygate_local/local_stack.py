@@ -21,6 +21,7 @@ from keygate_local import gateway
 from keygate_local.control_plane import AuthorizerCache, ControlPlane, UsageMeter
 from keygate_local.github import FakeGitHub
 from keygate_local.runtime import WorkerRuntime
+from keygate_local.streams import StreamPoller, StreamReader
 from keygate_local.template import ROOT, Stack, load_template, wait_for_table
 
 SERVICES = {
@@ -29,6 +30,7 @@ SERVICES = {
     "apigateway": "AWS_ENDPOINT_URL_API_GATEWAY",  # the functions get the control plane in front of it
     "scheduler": "AWS_ENDPOINT_URL_SCHEDULER",
     "sns": "AWS_ENDPOINT_URL_SNS",
+    "logs": "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS",
 }
 LOCAL_PARAMETERS = {"TableDeletionProtection": "false"}  # a local table is deleted when the stack stops
 # The demo APIs and their function, which a deploy leaves out by default: make demo, make local, the
@@ -105,6 +107,7 @@ class LocalStack:
         self._sam_log = _SamCliLog(log)
         self._moto: ThreadedMotoServer | None = None
         self._servers: list[gateway.Server] = []
+        self._pollers: list[StreamPoller] = []
         self._runtime: WorkerRuntime | None = None
         self.stack: Stack | None = None
         self.urls: Urls | None = None
@@ -132,12 +135,12 @@ class LocalStack:
 
     def stop(self) -> None:
         """Stop what was started and delete what was created, each step even if an earlier one failed."""
-        steps = [server.stop for server in self._servers]
+        steps = [poller.stop for poller in self._pollers] + [server.stop for server in self._servers]
         steps += [self._runtime.close] if self._runtime is not None else []
         steps += [self._delete_resources]
         steps += [self._moto.stop] if self._moto is not None else []
         steps += [self._sam_log.detach]
-        self._servers, self._runtime, self._moto = [], None, None
+        self._servers, self._pollers, self._runtime, self._moto = [], [], None, None
         errors = []
         for step in steps:
             try:
@@ -182,6 +185,7 @@ class LocalStack:
         self.stack.create_tables(self._client("dynamodb", endpoints))
         self.stack.create_pepper_secret(self._client("secretsmanager", endpoints))
         self.stack.create_topics(self._client("sns", endpoints))
+        self.stack.create_log_groups(self._client("logs", endpoints))
 
     def _delete_resources(self) -> None:
         if self.stack is None:
@@ -197,6 +201,9 @@ class LocalStack:
         for logical_id in self.stack.topics():
             if topic := self.stack.physical_ids.pop(logical_id, None):
                 self._client("sns", self._endpoints).delete_topic(TopicArn=topic)
+        for logical_id in self.stack.log_groups():
+            if group := self.stack.physical_ids.pop(logical_id, None):
+                self._client("logs", self._endpoints).delete_log_group(logGroupName=group)
         if secret := self.stack.physical_ids.pop("PepperSecret", None):
             self._client("secretsmanager", self._endpoints).delete_secret(
                 SecretId=secret, ForceDeleteWithoutRecovery=True
@@ -240,8 +247,28 @@ class LocalStack:
                 cached_stages[api_id] = f"{kind}:{server.api_stage}"
         lambda_server = gateway.lambda_server(runner, self.host, self._lambda_port, stderr)
         self._servers.append(lambda_server.start())
+        self._pollers = [poller.start() for poller in self._stream_pollers(endpoints, lambda_server.url)]
         topics = {logical_id: self.stack.physical_ids[logical_id] for logical_id in self.stack.topics()}
         self.urls = Urls(apis, api_stages, lambda_server.url, endpoints, usage_plans, cached_stages, topics)
+
+    def _stream_pollers(self, endpoints: dict[str, str], lambda_url: str) -> list[StreamPoller]:
+        """Lambda's event source mapping for each function's DynamoDB stream event."""
+        streams = boto3.client("dynamodbstreams", region_name=self.region, endpoint_url=endpoints.get("dynamodb"))
+        functions = boto3.client("lambda", region_name=self.region, endpoint_url=lambda_url)
+
+        def invoker(function: str):
+            def invoke(payload: bytes) -> bool:
+                return "FunctionError" not in functions.invoke(FunctionName=function, Payload=payload)
+
+            return invoke
+
+        pollers = []
+        for function in self.stack.functions():
+            for event in self.stack.resource(function)["Properties"].get("Events", {}).values():
+                if event["Type"] == "DynamoDB":
+                    reader = StreamReader(streams, self.stack.resolve(event["Properties"]["Stream"]))
+                    pollers.append(StreamPoller(reader, invoker(function)))
+        return pollers
 
     def _cache_ttls(self, api_id: str) -> dict[str, int]:
         """Each of the API's authorizers' ReauthorizeEvery, resolved with the stack's parameters."""

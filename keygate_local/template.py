@@ -18,10 +18,10 @@ from samcli.yamlhelper import yaml_parse
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_PATH = ROOT / "template.yaml"
-HANDLER_PACKAGES = ("keygate", "authorizer", "admin", "demo", "leak_report")
+HANDLER_PACKAGES = ("keygate", "authorizer", "admin", "demo", "leak_report", "audit_copy")
 _TABLE_PROPERTIES = {
     "AttributeDefinitions", "KeySchema", "BillingMode", "GlobalSecondaryIndexes", "SSESpecification",
-    "TimeToLiveSpecification", "PointInTimeRecoverySpecification", "DeletionProtectionEnabled",
+    "TimeToLiveSpecification", "PointInTimeRecoverySpecification", "DeletionProtectionEnabled", "StreamSpecification",
 }  # fmt: skip
 
 
@@ -62,6 +62,7 @@ class Stack:
         self.template = self._as_deployed(template)
         self.physical_ids: dict[str, str] = {}
         self.arns: dict[str, str] = {}
+        self.stream_arns: dict[str, str] = {}  # table logical id -> its stream's ARN
         for logical_id in self.functions():  # served by their logical ids (the local Lambda Invoke API)
             self.arns[logical_id] = f"arn:aws:lambda:{self._ref('AWS::Region')}:{LOCAL_ACCOUNT}:function:{logical_id}"
         for logical_id, spec in template["Resources"].items():
@@ -118,6 +119,8 @@ class Stack:
     def _get_att(self, logical_id: str, attribute: str) -> str:
         if attribute == "Arn" and logical_id in self.arns:
             return self.arns[logical_id]
+        if attribute == "StreamArn" and logical_id in self.stream_arns:
+            return self.stream_arns[logical_id]
         raise KeyError(f"GetAtt {logical_id}.{attribute}: not created here")
 
     def _as_deployed(self, template: dict) -> dict:
@@ -186,6 +189,9 @@ class Stack:
             if "GlobalSecondaryIndexes" in properties
             else {}
         )
+        if "StreamSpecification" in properties:
+            view = properties["StreamSpecification"]["StreamViewType"]
+            indexes["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": view}
         table = dynamodb.create_table(
             TableName=name,
             AttributeDefinitions=properties["AttributeDefinitions"],
@@ -197,6 +203,8 @@ class Stack:
         )["TableDescription"]
         self.physical_ids[logical_id] = name  # from here on, whoever cleans up must delete it
         self.arns[logical_id] = table["TableArn"]
+        if "LatestStreamArn" in table:
+            self.stream_arns[logical_id] = table["LatestStreamArn"]
         wait_for_table(dynamodb, name)
         ttl = properties["TimeToLiveSpecification"]
         dynamodb.update_time_to_live(
@@ -227,6 +235,17 @@ class Stack:
         self.physical_ids["PepperSecret"] = arn
         self.arns["PepperSecret"] = arn
         return arn
+
+    def log_groups(self) -> list[str]:
+        return [key for key, spec in self.template["Resources"].items() if spec["Type"] == "AWS::Logs::LogGroup"]
+
+    def create_log_groups(self, logs) -> None:
+        """Create each log group the functions read or write (their own logs go to the local stack's output)."""
+        for logical_id in self.log_groups():
+            name = f"{self.name}-{logical_id}-{secrets.token_hex(4)}"
+            logs.create_log_group(logGroupName=name)
+            self.physical_ids[logical_id] = name
+            self.arns[logical_id] = f"arn:aws:logs:{self._ref('AWS::Region')}:{LOCAL_ACCOUNT}:log-group:{name}:*"
 
     def topics(self) -> list[str]:
         return [key for key, spec in self.template["Resources"].items() if spec["Type"] == "AWS::SNS::Topic"]

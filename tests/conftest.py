@@ -176,6 +176,7 @@ def create_stack(template: dict, client: Callable = boto3.client, parameters: di
     stack.create_tables(client("dynamodb"))
     stack.create_pepper_secret(client("secretsmanager"))
     stack.create_topics(client("sns"))
+    stack.create_log_groups(client("logs"))
     return stack
 
 

@@ -13,6 +13,7 @@ import botocore.exceptions
 import pytest
 
 from keygate import keys
+from keygate_local.streams import StreamReader
 from tests.conftest import add_pepper_version, invoke
 from tests.test_authorizer import decide, shaped
 from tests.test_leak_report import http_event
@@ -143,6 +144,12 @@ def recorded(monkeypatch, stack) -> list[tuple[str, str, dict]]:
             )
         elif service == "sns":
             calls.append((f"sns:{operation}", params["TopicArn"], {}))
+        elif service == "dynamodbstreams":  # the event source mapping's reads: SAM grants them with the event
+            pass
+        elif service == "logs":
+            group, log_stream = params["logGroupName"], params["logStreamName"]
+            resource = f"arn:aws:logs:{region}:123456789012:log-group:{group}:log-stream:{log_stream}"
+            calls.append((f"logs:{operation}", resource, {}))
         else:
             calls.append((f"{service}:{operation}", params["SecretId"], {}))
         return real(self, operation, params)
@@ -254,7 +261,11 @@ ADMIN_JOBS = {
     "RevokeKeyFunction": lambda key_id, plan, plain: [{"key_id": key_id}],
     "GetKeyFunction": lambda key_id, plan, plain: [{"key_id": key_id}],
     "ListKeysFunction": lambda key_id, plan, plain: [{"owner": "team-test"}, {"unused_since": "2026-01-01T00:00:00Z"}],
-    "KeyHistoryFunction": lambda key_id, plan, plain: [{"key_id": key_id}, {"key_id": NEVER_ISSUED}],  # then a GetItem
+    "KeyHistoryFunction": lambda key_id, plan, plain: [
+        {"key_id": key_id},
+        {"key_id": NEVER_ISSUED},  # then a GetItem
+        {"key_id": key_id, "verify": True},  # the whole trail, and its copy
+    ],
     "PepperStatusFunction": lambda key_id, plan, plain: [{}],
     "FlushAuthorizerCacheFunction": lambda key_id, plan, plain: [{"reason": "test"}],
     "ExplainKeyFunction": lambda key_id, plan, plain: [{"key_id": key_id, "route": "GET /x", "api": "a1/b"}],
@@ -319,9 +330,20 @@ def test_leak_reports_are_granted_exactly_what_they_call(stack, issued, load, re
         assert_exactly_granted(stack, function, recorded)
 
 
+def test_the_audit_copy_is_granted_exactly_what_it_calls(stack, issued, load, recorded):
+    key = issued()
+    records = StreamReader(boto3.client("dynamodbstreams"), stack.stream_arns["AuditTable"]).pending()
+    copy_function = load("AuditCopyFunction")
+    recorded.clear()
+    invoke(copy_function, {"Records": records})  # its key's log stream made, then written
+    assert [action for action, _, _ in recorded] == ["logs:PutLogEvents", "logs:CreateLogStream", "logs:PutLogEvents"]
+    assert key["key_id"] in recorded[-1][1]
+    assert_exactly_granted(stack, "AuditCopyFunction", recorded)
+
+
 def test_every_function_is_checked_here(stack):
-    leak_reports = {"LeakReportFunction", "ReportLeakFunction"}
-    assert set(stack.functions()) == set(ADMIN_JOBS) | {"AuthorizerFunction"} | leak_reports  # DeployDemo=false
+    others = {"AuthorizerFunction", "LeakReportFunction", "ReportLeakFunction", "AuditCopyFunction"}
+    assert set(stack.functions()) == set(ADMIN_JOBS) | others  # DeployDemo=false
 
 
 def test_revoke_may_not_write_other_attributes_or_read_back(stack):

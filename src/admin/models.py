@@ -157,6 +157,7 @@ class KeyHistory(AdminEvent):
     key_id: KeyId
     limit: Limit = 50
     next_token: NextToken | None = None
+    verify: StrictBool = False  # also check the whole trail against its tamper-evident copy
 
 
 class PepperStatus(AdminEvent):

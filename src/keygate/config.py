@@ -60,6 +60,7 @@ class Config:
     appsync_field_scopes: FieldScopes = FieldScopes()  # empty: an allowed key may read every field
     leak_topic_arn: str = ""  # LeakedKeyTopic: a leaked key's revocation is announced there
     github_keys_url: str = GITHUB_KEYS_URL  # GitHub secret scanning's public keys (GitHubPublicKeysUrl)
+    audit_copy_log_group: str = ""  # AuditCopyLogGroup: the audit trail's tamper-evident copy
 
 
 def _int(env: dict, name: str, default: int, low: int, high: int) -> int:
@@ -152,4 +153,5 @@ def load(env: dict | None = None) -> Config:
         ),
         leak_topic_arn=env.get("LEAK_TOPIC_ARN", ""),
         github_keys_url=_keys_url(env, "GITHUB_KEYS_URL"),
+        audit_copy_log_group=env.get("AUDIT_COPY_LOG_GROUP", ""),
     )

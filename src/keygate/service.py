@@ -15,9 +15,10 @@ from datetime import UTC, datetime, timedelta
 import boto3
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-from keygate import audit, explain, keys, leak_reports
+from keygate import audit, audit_copy, explain, keys, leak_reports
 from keygate.apis import ApiStage
 from keygate.audit import Action, AuditRecord
+from keygate.audit_copy import AuditCopyLog
 from keygate.authorize import Authorizer, Decision, explained
 from keygate.authorizer_cache import AuthorizerCache, FlushReport
 from keygate.config import AWS_CLIENT_CONFIG, GATEWAY_CLIENT_CONFIG, Config
@@ -111,6 +112,7 @@ class KeyService:
         usage_plans: UsagePlans | None = None,
         authorizer_cache: AuthorizerCache | None = None,
         notifier: LeakNotifier | None = None,
+        audit_copy_log: AuditCopyLog | None = None,
     ):
         self.config = config
         self._store = store
@@ -120,6 +122,7 @@ class KeyService:
         self._usage_plans = usage_plans
         self._cache = authorizer_cache or AuthorizerCache(0, ())
         self._notifier = notifier
+        self._audit_copy = audit_copy_log
         self._retention = timedelta(days=config.retention_days) if config.retention_days else None
         self.authorizer = Authorizer(
             config.key_prefix,
@@ -485,6 +488,15 @@ class KeyService:
             raise KeyNotFound(f"no key with key_id {key_id!r} and no history")
         return events, token
 
+    def verify_history(self, key_id: str) -> dict:
+        """The key's whole audit trail checked against its tamper-evident copy (audit_copy): each record
+        that was changed, removed, duplicated or not copied."""
+        if self._audit_copy is None:
+            raise RuntimeError("this function has no audit copy (AUDIT_COPY_LOG_GROUP) to verify against")
+        table = self._store.audit_items(key_id)
+        findings = audit_copy.verify(table, self._audit_copy.read(key_id))
+        return {"verified": not findings, "records": len(table), "findings": [finding.view() for finding in findings]}
+
     def pepper_usage(self, limit: int, next_token: str | None) -> tuple[dict[str, dict[str, int]], str | None]:
         """Keys per pepper version and state, for one page of the table. A key in a rotation's grace
         period counts under its previous secret's version too, while that secret still verifies."""
@@ -561,4 +573,7 @@ def from_config(config: Config) -> KeyService:
             config.flush_target,
         ),
         notifier=LeakNotifier(config.leak_topic_arn, _ClientOnFirstUse("sns")) if config.leak_topic_arn else None,
+        audit_copy_log=AuditCopyLog(_ClientOnFirstUse("logs"), config.audit_copy_log_group)
+        if config.audit_copy_log_group
+        else None,
     )

@@ -338,6 +338,22 @@ class KeyStore:
         response = self._client.query(**request)
         return [from_audit_item(item) for item in response.get("Items", [])], _next_token(response)
 
+    def audit_items(self, key_id: str) -> dict[int, dict]:
+        """Every audit record of a key as stored (DynamoDB's typed JSON), by version: to compare with its copy."""
+        items, start = {}, None
+        while True:
+            request = {
+                "TableName": self._audit_table,
+                "KeyConditionExpression": "key_id = :key_id",
+                "ExpressionAttributeValues": {":key_id": {"S": key_id}},
+                "ConsistentRead": True,
+            }
+            response = self._client.query(**request, **({"ExclusiveStartKey": start} if start else {}))
+            items |= {int(item["version"]["N"]): item for item in response.get("Items", [])}
+            start = response.get("LastEvaluatedKey")
+            if start is None:
+                return items
+
     def pepper_usage(self, limit: int, next_token: str | None) -> tuple[list[dict], str | None]:
         """One page of every key's pepper versions and state, read without its hashes."""
         request: dict = {

@@ -3,9 +3,10 @@
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from tests.e2e.conftest import free_port
+from tests.e2e.conftest import free_port, local_client
 
 KEYGATE = str(Path(sys.executable).parent / "keygate")  # the console script pip installed
 
@@ -56,3 +57,24 @@ def test_a_missing_profile_exits_3_without_a_traceback(local_stack):
 def test_usage_errors_exit_2():
     done = subprocess.run([KEYGATE, "issue", "--name", "only"], capture_output=True, text=True, timeout=30)
     assert done.returncode == 2 and "--owner" in done.stderr
+
+
+def test_history_verify_names_a_record_changed_in_the_table(local_stack):
+    """Through the local stack's own stream poller and AuditCopyFunction: the copy catches up within
+    seconds, then a record overwritten in the table is named and the CLI exits 4."""
+    key = json.loads(keygate(local_stack, "issue", "--name", "cli", "--owner", "team-cli").stdout)
+    assert keygate(local_stack, "update", key["key_id"], "--name", "renamed").returncode == 0
+    deadline = time.monotonic() + 30
+    while (done := keygate(local_stack, "history", key["key_id"], "--verify")).returncode != 0:
+        assert done.returncode == 4 and time.monotonic() < deadline, done.stdout + done.stderr  # the copy lags
+        time.sleep(0.2)
+    assert json.loads(done.stdout)["verification"] == {"verified": True, "records": 2, "findings": []}
+    dynamodb = local_client("dynamodb", local_stack.aws["dynamodb"])
+    (table,) = [name for name in dynamodb.list_tables()["TableNames"] if "-AuditTable-" in name]
+    record = {"key_id": {"S": key["key_id"]}, "version": {"N": "2"}}
+    item = dynamodb.get_item(TableName=table, Key=record)["Item"]
+    dynamodb.put_item(TableName=table, Item=item | {"actor": {"S": "somebody else"}})
+    done = keygate(local_stack, "history", key["key_id"], "--verify")
+    assert done.returncode == 4
+    findings = json.loads(done.stdout)["verification"]["findings"]
+    assert [(finding["version"], finding["problem"]) for finding in findings] == [(2, "changed")]

@@ -1,0 +1,195 @@
+"""The audit trail's tamper-evident copy: every write to the audit table reaches AuditCopyLogGroup through
+the table's stream, and `history --verify` names each record that was changed, removed, written twice or
+never copied, whoever did it and however they try to cover it."""
+
+import json
+import time
+
+import boto3
+import pytest
+
+from keygate_local.streams import StreamReader
+from tests.conftest import invoke
+
+READ = {"key_id", "verify"}
+
+
+@pytest.fixture
+def copy_trail(stack, load):
+    """copy_trail(): deliver what the audit table's stream holds since the last call to AuditCopyFunction,
+    as Lambda's event source mapping does, and return how many records it copied."""
+    reader = StreamReader(boto3.client("dynamodbstreams"), stack.stream_arns["AuditTable"])
+    copy_function = load("AuditCopyFunction")
+
+    def deliver() -> int:
+        records = reader.pending()
+        if records:
+            invoke(copy_function, {"Records": records})
+            reader.done()
+        return len(records)
+
+    return deliver
+
+
+@pytest.fixture
+def verify(admin):
+    def verified(key_id: str) -> dict:
+        return invoke(admin["KeyHistory"], {"key_id": key_id, "verify": True})["verification"]
+
+    return verified
+
+
+@pytest.fixture
+def audit_table(stack):
+    client, table = boto3.client("dynamodb"), stack.physical_ids["AuditTable"]
+
+    class AuditTable:
+        def get(self, key_id: str, version: int) -> dict:
+            return client.get_item(TableName=table, Key=self.key(key_id, version))["Item"]
+
+        def put(self, item: dict) -> None:  # as a compromised role's PutItem would: no condition
+            client.put_item(TableName=table, Item=item)
+
+        def delete(self, key_id: str, version: int) -> None:
+            client.delete_item(TableName=table, Key=self.key(key_id, version))
+
+        @staticmethod
+        def key(key_id: str, version: int) -> dict:
+            return {"key_id": {"S": key_id}, "version": {"N": str(version)}}
+
+    return AuditTable()
+
+
+@pytest.fixture
+def changed_key(issued, admin, copy_trail) -> str:
+    """A key issued, updated, rotated and revoked (four records), its trail copied."""
+    key_id = issued()["key_id"]
+    invoke(admin["UpdateKey"], {"key_id": key_id, "name": "renamed"})
+    invoke(admin["RotateKey"], {"key_id": key_id, "grace_seconds": 0})
+    invoke(admin["RevokeKey"], {"key_id": key_id})
+    assert copy_trail() == 4
+    return key_id
+
+
+def problems(verification: dict) -> list[tuple]:
+    return [(finding["version"], finding["problem"]) for finding in verification["findings"]]
+
+
+def test_every_write_of_the_trail_is_copied_and_the_trail_verifies(changed_key, verify, stack):
+    verification = verify(changed_key)
+    assert verification == {"verified": True, "records": 4, "findings": []}
+    events = boto3.client("logs").get_log_events(
+        logGroupName=stack.physical_ids["AuditCopyLogGroup"], logStreamName=changed_key, startFromHead=True
+    )["events"]
+    assert [json.loads(event["message"])["version"] for event in events] == [1, 2, 3, 4]
+
+
+def test_a_record_overwritten_in_the_table_is_named_changed(changed_key, verify, audit_table, copy_trail):
+    record = audit_table.get(changed_key, 2)
+    audit_table.put(record | {"actor": {"S": "somebody else"}})
+    copy_trail()
+    assert problems(verify(changed_key)) == [(2, "changed")]
+
+
+def test_a_record_changed_and_put_back_is_still_named_changed(changed_key, verify, audit_table, copy_trail):
+    record = audit_table.get(changed_key, 3)
+    audit_table.put(record | {"actor": {"S": "somebody else"}})
+    audit_table.put(record)
+    copy_trail()
+    assert problems(verify(changed_key)) == [(3, "changed")]
+
+
+def test_a_record_written_again_unchanged_is_named_duplicated(changed_key, verify, audit_table, copy_trail):
+    audit_table.put(audit_table.get(changed_key, 1))
+    copy_trail()
+    assert problems(verify(changed_key)) == [(1, "duplicated")]
+
+
+def test_a_record_deleted_by_a_principal_is_named_removed(changed_key, verify, audit_table, copy_trail):
+    audit_table.delete(changed_key, 4)
+    copy_trail()
+    assert problems(verify(changed_key)) == [(4, "removed")]
+    audit_table.put(audit_table.get(changed_key, 3) | {"version": {"N": "4"}})  # a forged v4 in its place
+    copy_trail()
+    assert problems(verify(changed_key)) == [(4, "changed"), (4, "removed")]
+
+
+def test_a_record_deleted_by_the_table_s_ttl_is_no_problem(changed_key, verify, audit_table, stack, load):
+    """DynamoDB's TTL deletes a record RetentionDays after it was written; its stream record names DynamoDB."""
+    reader = StreamReader(boto3.client("dynamodbstreams"), stack.stream_arns["AuditTable"])
+    reader.pending()
+    reader.done()  # what changed_key wrote was copied already
+    audit_table.delete(changed_key, 1)
+    (removal,) = reader.pending()
+    removal["userIdentity"] = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}  # moto sends none
+    invoke(load("AuditCopyFunction"), {"Records": [removal]})
+    assert verify(changed_key) == {"verified": True, "records": 3, "findings": []}
+
+
+def test_a_record_not_copied_yet_is_named_so(issued, verify, copy_trail, admin):
+    key_id = issued()["key_id"]
+    copy_trail()
+    invoke(admin["UpdateKey"], {"key_id": key_id, "name": "renamed"})
+    assert problems(verify(key_id)) == [(2, "not copied")]
+    copy_trail()
+    assert verify(key_id)["verified"]
+
+
+def test_a_batch_delivered_twice_by_lambda_s_retries_counts_once(issued, verify, stack, load):
+    key_id = issued()["key_id"]
+    records = StreamReader(boto3.client("dynamodbstreams"), stack.stream_arns["AuditTable"]).pending()
+    copy_function = load("AuditCopyFunction")
+    for _ in range(2):
+        invoke(copy_function, {"Records": records})
+    assert verify(key_id) == {"verified": True, "records": 1, "findings": []}
+
+
+def test_lines_appended_to_the_copy_later_cannot_cover_a_change(changed_key, verify, audit_table, copy_trail, stack):
+    """Every function role may append to any log group: a later copy of a forged record, or a line that is no
+    copy at all, is evidence too, never a cover, as the first copy CloudWatch Logs received wins."""
+    group = stack.physical_ids["AuditCopyLogGroup"]
+    logs = boto3.client("logs")
+    first = json.loads(logs.get_log_events(logGroupName=group, logStreamName=changed_key)["events"][0]["message"])
+    forged = audit_table.get(changed_key, 1) | {"actor": {"S": "somebody else"}}
+    audit_table.put(forged)
+    forged_copy = first | {"event_id": "forged", "image": forged}
+    a_day_ago = int((time.time() - 86400) * 1000)  # dated before the real copies (received after them)
+    answer = logs.put_log_events(
+        logGroupName=group,
+        logStreamName=changed_key,
+        logEvents=[
+            {"timestamp": a_day_ago, "message": json.dumps(forged_copy)},
+            {"timestamp": a_day_ago, "message": "hi"},
+        ],
+    )  # and the stream's MODIFY never copied
+    assert "rejectedLogEventsInfo" not in answer
+    assert problems(verify(changed_key)) == [(None, "not a copy"), (1, "changed")]
+
+
+def test_history_without_verify_reads_no_copy(changed_key, admin):
+    answer = invoke(admin["KeyHistory"], {"key_id": changed_key})
+    assert "verification" not in answer and len(answer["events"]) == 4
+
+
+def test_verify_covers_the_whole_trail_whatever_the_page(changed_key, admin, audit_table, copy_trail):
+    audit_table.put(audit_table.get(changed_key, 4) | {"actor": {"S": "somebody else"}})
+    copy_trail()
+    answer = invoke(admin["KeyHistory"], {"key_id": changed_key, "limit": 1, "verify": True})
+    assert len(answer["events"]) == 1 and problems(answer["verification"]) == [(4, "changed")]
+
+
+def test_no_keygate_role_may_delete_or_rewrite_the_copy(stack):
+    """CloudWatch Logs events cannot be edited; deleting one takes deleting its stream or group, or a shorter
+    retention. No role is granted any of that, and only the copy function writes to the group on purpose."""
+    destructive = ("logs:Delete", "logs:PutRetentionPolicy", "logs:Untag", "logs:*", "*")
+    writers = set()
+    for function in stack.functions():
+        for policy in stack.resource(function)["Properties"].get("Policies", []):
+            for statement in policy["Statement"]:
+                actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+                assert not [action for action in actions if action.startswith(destructive)], function
+                if "logs:PutLogEvents" in actions:
+                    writers.add(function)
+    assert writers == {"AuditCopyFunction"}
+    group = stack.template["Resources"]["AuditCopyLogGroup"]
+    assert group["DeletionPolicy"] == "Retain" and "RetentionInDays" not in group.get("Properties", {})
