@@ -63,16 +63,13 @@ class Config:
 
 
 def _int(env: dict, name: str, default: int, low: int, high: int) -> int:
+    """Plain digits, as the template's Number parameter sends a whole number: not int()'s "1_0", " 1" or "١"."""
     raw = env.get(name, "")
     if raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}")
-    return value
+    if not re.fullmatch("[0-9]+", raw) or not low <= int(raw) <= high:
+        raise ConfigError(f"{name} must be a whole number from {low} to {high}")
+    return int(raw)
 
 
 def _api_list(env: dict, name: str) -> tuple[str, ...] | None:
