@@ -32,6 +32,10 @@ GATEWAY_CLIENT_CONFIG = BotoConfig(
 
 
 GITHUB_KEYS_URL = "https://api.github.com/meta/public_keys/secret_scanning"
+# GitHubPublicKeysUrl's AllowedPattern: https, or http to this machine only (tests serve their own keys); printable
+# ASCII without a space (not \S, which Java and Python read differently), so never file:, a control character
+# or another scheme.
+KEYS_URL_PATTERN = r"^(https://[!-~]+|http://(127\.0\.0\.1|localhost)(:[0-9]{1,5})?/[!-~]*)$"
 
 
 class ConfigError(ValueError):
@@ -92,9 +96,8 @@ def _flush_target(env: dict) -> tuple[str, str] | None:
 
 
 def _keys_url(env: dict, name: str) -> str:
-    """https, or http to this machine only (tests serve their own keys): never file: or another scheme."""
     url = env.get(name) or GITHUB_KEYS_URL
-    if not re.fullmatch(r"https://[^\s]+|http://(127\.0\.0\.1|localhost)(:[0-9]{1,5})?/[^\s]*", url):
+    if not re.fullmatch(KEYS_URL_PATTERN, url):
         raise ConfigError(f"{name} must be an https:// URL (or http://127.0.0.1 for a local test)")
     return url
 
