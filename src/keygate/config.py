@@ -13,9 +13,9 @@ from botocore.config import Config as BotoConfig
 
 from keygate.apis import API_LIST_PATTERN, parse_api_list
 from keygate.authorizer_cache import CACHED_STAGES_PATTERN, CachedStage, parse_cached_stages
-from keygate.field_scopes import FieldScopes, parse_field_scopes
+from keygate.field_scopes import FIELD_PATTERN, FieldScopes, parse_field_scopes
 from keygate.keys import PREFIX_PATTERN
-from keygate.routes import RouteScopes, parse_route_scopes
+from keygate.routes import SCOPE_PATTERN, RouteScopes, parse_route_scopes
 from keygate.verified import DEFAULT_SIZE
 
 # A slow dependency must not hold an authorizer for long: fail fast, and fail closed. At most two
@@ -36,6 +36,10 @@ GITHUB_KEYS_URL = "https://api.github.com/meta/public_keys/secret_scanning"
 # ASCII without a space (not \S, which Java and Python read differently), so never file:, a control character
 # or another scheme.
 KEYS_URL_PATTERN = r"^(https://[!-~]+|http://(127\.0\.0\.1|localhost)(:[0-9]{1,5})?/[!-~]*)$"
+
+# AppSyncFieldScopes' AllowedPattern: "Type.field=scope [scope...]" entries separated by ";", spaces around them.
+_FIELD_ENTRY = rf"{FIELD_PATTERN} *= *{SCOPE_PATTERN}( +{SCOPE_PATTERN})*"
+FIELD_SCOPES_PATTERN = rf"^ *({_FIELD_ENTRY} *)?(; *({_FIELD_ENTRY} *)?)*$"
 
 
 class ConfigError(ValueError):
@@ -127,7 +131,7 @@ def load(env: dict | None = None) -> Config:
         default_key_apis=_parsed(env, "DEFAULT_KEY_APIS", parse_api_list, API_LIST_PATTERN),
         route_scopes=_parsed(env, "ROUTE_SCOPES", parse_route_scopes),  # no AllowedPattern: the parser is the rule
         appsync_cache_ttl=_int(env, "APPSYNC_CACHE_TTL", Config.appsync_cache_ttl, 0, 3600),
-        appsync_field_scopes=_parsed(env, "APPSYNC_FIELD_SCOPES", parse_field_scopes),
+        appsync_field_scopes=_parsed(env, "APPSYNC_FIELD_SCOPES", parse_field_scopes, FIELD_SCOPES_PATTERN),
         verified_key_cache_size=_int(env, "VERIFIED_KEY_CACHE_SIZE", Config.verified_key_cache_size, 0, 1_000_000),
         tracing=env.get("POWERTOOLS_TRACE_DISABLED", "").strip().lower() not in ("true", "1"),
         authorizer_cache_ttl=_int(env, "AUTHORIZER_CACHE_TTL", Config.authorizer_cache_ttl, 0, 3600),
