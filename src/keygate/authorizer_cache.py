@@ -15,6 +15,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 from keygate.authorize import explained
 
 _ENTRY = re.compile(r"(rest|http):([A-Za-z0-9]{1,64})/([A-Za-z0-9_$-]{1,128})")
+# The template's CachedStages: empty, or entries separated by commas (spaces allowed around them).
+CACHED_STAGES_PATTERN = rf"^ *({_ENTRY.pattern} *(, *{_ENTRY.pattern} *)*)?$"
 EXAMPLE = "rest:API_ID/STAGE or http:API_ID/STAGE, e.g. rest:a1b2c3d4e5/prod"
 SCHEDULE_GROUP = "default"
 AUTHORIZER_TIMEOUT_SECONDS = 17  # AuthorizerFunction's Timeout in template.yaml

@@ -6,15 +6,16 @@ rather than at the first request.
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from botocore.config import Config as BotoConfig
 
-from keygate.apis import parse_api_list
-from keygate.authorizer_cache import CachedStage, parse_cached_stages
-from keygate.field_scopes import FieldScopes, InvalidFieldScopes, parse_field_scopes
+from keygate.apis import API_LIST_PATTERN, parse_api_list
+from keygate.authorizer_cache import CACHED_STAGES_PATTERN, CachedStage, parse_cached_stages
+from keygate.field_scopes import FIELD_PATTERN, FieldScopes, parse_field_scopes
 from keygate.keys import PREFIX_PATTERN
-from keygate.routes import InvalidRouteScopes, RouteScopes, parse_route_scopes
+from keygate.routes import SCOPE_PATTERN, RouteScopes, parse_route_scopes
 from keygate.verified import DEFAULT_SIZE
 
 # A slow dependency must not hold an authorizer for long: fail fast, and fail closed. At most two
@@ -31,6 +32,14 @@ GATEWAY_CLIENT_CONFIG = BotoConfig(
 
 
 GITHUB_KEYS_URL = "https://api.github.com/meta/public_keys/secret_scanning"
+# GitHubPublicKeysUrl's AllowedPattern: https, or http to this machine only (tests serve their own keys); printable
+# ASCII without a space (not \S, which Java and Python read differently), so never file:, a control character
+# or another scheme.
+KEYS_URL_PATTERN = r"^(https://[!-~]+|http://(127\.0\.0\.1|localhost)(:[0-9]{1,5})?/[!-~]*)$"
+
+# AppSyncFieldScopes' AllowedPattern: "Type.field=scope [scope...]" entries separated by ";", spaces around them.
+_FIELD_ENTRY = rf"{FIELD_PATTERN} *= *{SCOPE_PATTERN}( +{SCOPE_PATTERN})*"
+FIELD_SCOPES_PATTERN = rf"^ *({_FIELD_ENTRY} *)?(; *({_FIELD_ENTRY} *)?)*$"
 
 
 class ConfigError(ValueError):
@@ -64,44 +73,26 @@ class Config:
 
 
 def _int(env: dict, name: str, default: int, low: int, high: int) -> int:
+    """Plain digits, as the template's Number parameter sends a whole number: not int()'s "1_0", " 1" or "١"."""
     raw = env.get(name, "")
     if raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be an integer") from None
-    if not low <= value <= high:
-        raise ConfigError(f"{name} must be between {low} and {high}")
-    return value
+    if not re.fullmatch("[0-9]+", raw) or not low <= int(raw) <= high:
+        raise ConfigError(f"{name} must be a whole number from {low} to {high}")
+    return int(raw)
 
 
-def _api_list(env: dict, name: str) -> tuple[str, ...] | None:
+def _parsed[T](env: dict, name: str, parse: Callable[[str], T], allowed_pattern: str | None = None) -> T:
+    """The parser names a bad entry; the parameter's AllowedPattern, which CloudFormation checks too, then
+    refuses what the parser would forgive and the template never sends (a tab, an empty entry)."""
+    text = env.get(name, "")
     try:
-        return parse_api_list(env.get(name, ""))
-    except ValueError as error:
+        parsed = parse(text)
+    except ValueError as error:  # InvalidRouteScopes and InvalidFieldScopes included
         raise ConfigError(f"{name}: {error}") from None
-
-
-def _route_scopes(env: dict, name: str) -> RouteScopes:
-    try:
-        return parse_route_scopes(env.get(name, ""))
-    except InvalidRouteScopes as error:
-        raise ConfigError(f"{name}: {error}") from None
-
-
-def _field_scopes(env: dict, name: str) -> FieldScopes:
-    try:
-        return parse_field_scopes(env.get(name, ""))
-    except InvalidFieldScopes as error:
-        raise ConfigError(f"{name}: {error}") from None
-
-
-def _cached_stages(env: dict, name: str) -> tuple[CachedStage, ...]:
-    try:
-        return parse_cached_stages(env.get(name, ""))
-    except ValueError as error:
-        raise ConfigError(f"{name}: {error}") from None
+    if allowed_pattern is not None and not re.fullmatch(allowed_pattern, text):
+        raise ConfigError(f"{name} must match its parameter's AllowedPattern, {allowed_pattern}")
+    return parsed
 
 
 def _flush_target(env: dict) -> tuple[str, str] | None:
@@ -110,9 +101,8 @@ def _flush_target(env: dict) -> tuple[str, str] | None:
 
 
 def _keys_url(env: dict, name: str) -> str:
-    """https, or http to this machine only (tests serve their own keys): never file: or another scheme."""
     url = env.get(name) or GITHUB_KEYS_URL
-    if not re.fullmatch(r"https://[^\s]+|http://(127\.0\.0\.1|localhost)(:[0-9]{1,5})?/[^\s]*", url):
+    if not re.fullmatch(KEYS_URL_PATTERN, url):
         raise ConfigError(f"{name} must be an https:// URL (or http://127.0.0.1 for a local test)")
     return url
 
@@ -139,14 +129,14 @@ def load(env: dict | None = None) -> Config:
         argon2_parallelism=_int(env, "ARGON2_PARALLELISM", Config.argon2_parallelism, 1, 16),
         pepper_cache_seconds=_int(env, "PEPPER_CACHE_SECONDS", Config.pepper_cache_seconds, 0, 86400),
         retention_days=_int(env, "RETENTION_DAYS", Config.retention_days, 0, 3650),
-        default_key_apis=_api_list(env, "DEFAULT_KEY_APIS"),
-        route_scopes=_route_scopes(env, "ROUTE_SCOPES"),
+        default_key_apis=_parsed(env, "DEFAULT_KEY_APIS", parse_api_list, API_LIST_PATTERN),
+        route_scopes=_parsed(env, "ROUTE_SCOPES", parse_route_scopes),  # no AllowedPattern: the parser is the rule
         appsync_cache_ttl=_int(env, "APPSYNC_CACHE_TTL", Config.appsync_cache_ttl, 0, 3600),
-        appsync_field_scopes=_field_scopes(env, "APPSYNC_FIELD_SCOPES"),
+        appsync_field_scopes=_parsed(env, "APPSYNC_FIELD_SCOPES", parse_field_scopes, FIELD_SCOPES_PATTERN),
         verified_key_cache_size=_int(env, "VERIFIED_KEY_CACHE_SIZE", Config.verified_key_cache_size, 0, 1_000_000),
         tracing=env.get("POWERTOOLS_TRACE_DISABLED", "").strip().lower() not in ("true", "1"),
         authorizer_cache_ttl=_int(env, "AUTHORIZER_CACHE_TTL", Config.authorizer_cache_ttl, 0, 3600),
-        cached_stages=_cached_stages(env, "CACHED_STAGES"),
+        cached_stages=_parsed(env, "CACHED_STAGES", parse_cached_stages, CACHED_STAGES_PATTERN),
         flush_target=_flush_target(env),
         last_used_interval_minutes=_int(
             env, "LAST_USED_INTERVAL_MINUTES", Config.last_used_interval_minutes, 0, 7 * 24 * 60
