@@ -23,7 +23,8 @@ DECISIONS = [
     (["orders:write"], "POST", "/orders/42", True),
     (["orders:read"], "DELETE", "/orders/42", False),  # no entry lists DELETE /orders: refused
     (["admin"], "DELETE", "/admin/users/7", True),
-    (["admin"], "GET", "/admin", False),  # /admin/* needs the slash
+    (["admin"], "GET", "/admin", True),  # /admin/* matches /admin/, and so /admin: one "/" more at its end
+    (["orders:read"], "GET", "/admin", False),
     (["orders:read", "admin"], "GET", "/orders", True),
     ([], "GET", "/orders", False),
     (["home"], "GET", "/", True),
@@ -36,6 +37,10 @@ DECISIONS = [
 ]
 # Overlapping entries: a request matching both needs a scope of each.
 OVERLAP = "GET /reports*=reports; GET /reports/finance*=finance"
+# Issue 21's map: API Gateway is reported to route /admin/ to /admin, so /admin/ needs what /admin needs.
+SLASHED = "GET /*=read; * /admin=admin"
+# (map, path): the path differs from the admin entry's only by one "/" at its end.
+TWINS = [(SLASHED, "/admin/"), ("GET /*=read; * /admin/=admin", "/admin"), ("GET /*=read; * /admin/*=admin", "/admin")]
 
 
 @pytest.mark.parametrize(("scopes", "method", "path", "allowed"), DECISIONS)
@@ -50,6 +55,12 @@ def test_a_request_needs_a_scope_of_every_entry_that_matches_it(scopes, method, 
 )  # fmt: skip
 def test_overlapping_entries_all_apply(scopes, path, allowed):
     assert parse_route_scopes(OVERLAP).allows(scopes, "GET", path) is allowed
+
+
+@pytest.mark.parametrize(("text", "path"), TWINS)
+def test_a_path_with_one_slash_more_or_fewer_at_its_end_needs_what_the_entry_needs(text, path):
+    assert not parse_route_scopes(text).allows(["read"], "GET", path)
+    assert parse_route_scopes(text).allows(["read", "admin"], "GET", path)
 
 
 def test_an_empty_map_allows_every_route():
@@ -172,3 +183,21 @@ def test_a_deny_statement_keeps_an_overlapping_entry_from_allowing(issued, load)
     _, policy = decide(authorizer, routed("rest-token", key["api_key"], "GET", "/reports/sales"))
     assert iam_decision(policy, f"{API}/GET/reports/sales") == "Allow"
     assert iam_decision(policy, f"{API}/GET/reports/finance/q3") == "Deny"  # the Allow of /reports* matches too
+
+
+@pytest.mark.parametrize(("text", "path"), TWINS)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_slash_more_or_fewer_at_the_end_of_the_path_does_not_escape_an_entry(shape, text, path, issued, load):
+    authorizer = load("AuthorizerFunction", ROUTE_SCOPES=text)
+    assert decide(authorizer, routed(shape, issued(scopes=["read"])["api_key"], "GET", path))[0] is False
+    assert decide(authorizer, routed(shape, issued(scopes=["read", "admin"])["api_key"], "GET", path))[0] is True
+
+
+@pytest.mark.parametrize(("text", "path"), TWINS)
+def test_a_cached_rest_policy_gives_a_slash_more_or_fewer_what_the_entry_needs(text, path, issued, load):
+    """The policy answered for another route decides the twin path as the authorizer does."""
+    authorizer = load("AuthorizerFunction", ROUTE_SCOPES=text)
+    for scopes, effect in ((["read"], "Deny"), (["read", "admin"], "Allow")):
+        _, policy = decide(authorizer, routed("rest-token", issued(scopes=scopes)["api_key"], "GET", "/hello"))
+        assert iam_decision(policy, f"{API}/GET{path}") == effect, scopes
+        assert iam_decision(policy, f"{API}/GET/hello/") == "Allow", "/* covers /hello/"

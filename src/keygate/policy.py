@@ -41,33 +41,39 @@ def rest_policy(record: KeyRecord, method_arn: str, route_scopes: RouteScopes, m
     response = _for_this_stage(
         record.key_id, method_arn, auth_context(record, matched_scopes), usage_key=record.usage_key_value
     )
-    # powertools' builder refuses a path holding "$" (GET /$connect, a WebSocket route; /$batch, an OData
-    # one), and strips every "/" a path starts with (//orders would name /orders, which no entry lists):
-    # those statements are written here, after it.
-    plain = RouteScopes(tuple(rule for rule in route_scopes.rules if _builder_writes(rule.path)))
-    dollar = RouteScopes(tuple(rule for rule in route_scopes.rules if not _builder_writes(rule.path)))
-    dollar_statements = [
-        {"Action": "execute-api:Invoke", "Effect": effect, "Resource": arns}
-        for effect, rules in zip(("Allow", "Deny"), dollar.split(record.scopes), strict=True)
-        if (arns := [_route_arn(method_arn, method, rule.path) for rule in rules for method in _methods(rule.method)])
-    ]
-    if route_scopes.rules and not plain.rules:  # every entry written here: no other route is allowed
-        response.deny_all_routes()
-        answer = response.asdict()
-        if any(statement["Effect"] == "Allow" for statement in dollar_statements):
-            answer["policyDocument"]["Statement"] = dollar_statements  # the rest: denied by no Allow
-        return answer
     if not route_scopes.rules:
         response.allow_all_routes()
-    satisfied, unsatisfied = plain.split(record.scopes)
-    for rule in satisfied:
-        for method in _methods(rule.method):
-            response.allow_route(method, rule.path)
-    for rule in unsatisfied:
-        for method in _methods(rule.method):
-            response.deny_route(method, rule.path)
+        return response.asdict()
+    # Each entry's statements name its trailing-slash twins too (RouteRule.paths). powertools' builder refuses
+    # a path holding "$" (GET /$connect, a WebSocket route; /$batch, an OData one), and strips every "/" a path
+    # starts with (//orders would name /orders, which no entry lists; the twin of / is //): those statements
+    # are written here.
+    routes = [
+        (effect, method, path)
+        for effect, rules in zip(("Allow", "Deny"), route_scopes.split(record.scopes), strict=True)
+        for rule in rules
+        for method in _methods(rule.method)
+        for path in rule.paths
+    ]
+    by_hand: dict[str, list[str]] = {"Allow": [], "Deny": []}
+    for effect, method, path in routes:
+        if not _builder_writes(path):
+            by_hand[effect].append(_route_arn(method_arn, method, path))
+        elif effect == "Allow":
+            response.allow_route(method, path)
+        else:
+            response.deny_route(method, path)
+    statements = [
+        {"Action": "execute-api:Invoke", "Effect": effect, "Resource": arns} for effect, arns in by_hand.items() if arns
+    ]
+    if not any(_builder_writes(path) for _, _, path in routes):  # every statement written here
+        response.deny_all_routes()  # the builder's answer needs one; no other route is allowed
+        answer = response.asdict()
+        if by_hand["Allow"]:
+            answer["policyDocument"]["Statement"] = statements  # the rest: denied by no Allow
+        return answer
     answer = response.asdict()
-    answer["policyDocument"]["Statement"].extend(dollar_statements)
+    answer["policyDocument"]["Statement"].extend(statements)
     return answer
 
 

@@ -3,9 +3,10 @@
 ``GET /orders*=orders:read; POST /orders*=orders:write; * /admin/*=admin``: entries separated by ``;``,
 each ``METHOD /path=scope [scope...]``; METHOD is an HTTP method or ``*``; in the path ``*`` matches any
 run of characters, "/" included, as in an IAM resource ARN; a WebSocket API's connect is ``GET /$connect``
-and an AppSync request ``POST /graphql``. A request is allowed when at least one entry
-matches it and the key holds at least one scope of every entry that matches: exactly what IAM does with
-an Allow statement for each entry the key satisfies and a Deny for each it does not. An empty map
+and an AppSync request ``POST /graphql``. A path matches an entry also with one "/" added at its end or one
+removed from it, as API Gateway may route ``/admin/`` to ``/admin``. A request is allowed when at least one
+entry matches it and the key holds at least one scope of every entry that matches: exactly what IAM does
+with an Allow statement for each entry the key satisfies and a Deny for each it does not. An empty map
 requires nothing. Pure.
 """
 
@@ -46,8 +47,14 @@ class RouteRule:
     path: str  # a path pattern, * for any run of characters
     scopes: frozenset[str]  # holding any one of them satisfies the rule
 
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """The entry's path and its trailing-slash twins: exactly the paths that match it with one "/" added at
+        their end or one removed from it, written as patterns, as a REST policy names them."""
+        return (self.path, *slash_twins(self.path))
+
     def matches(self, method: str, path: str) -> bool:
-        return self.method in ("*", method) and compile_wildcard(self.path).fullmatch(path) is not None
+        return self.method in ("*", method) and matches_any(self.paths, path)
 
 
 @dataclass(frozen=True)
@@ -73,6 +80,21 @@ class RouteScopes:
         held = set(scopes)
         satisfied = [rule for rule in self.rules if rule.scopes & held]
         return satisfied, [rule for rule in self.rules if not rule.scopes & held]
+
+
+def slash_twins(pattern: str) -> tuple[str, ...]:
+    """The patterns of the paths that match ``pattern`` only with one "/" added at their end or one removed:
+    the pattern plus "/" (which a trailing "*" already covers), and, if it ends in "/" before any trailing
+    "*", what comes before that "/" (``/admin/*`` matches ``/admin`` plus "/"). "/" alone has no shorter twin."""
+    twins = [] if pattern.endswith("*") else [f"{pattern}/"]
+    stem = pattern.rstrip("*")
+    if stem.endswith("/") and len(stem) > 1:
+        twins.append(stem[:-1])
+    return tuple(twins)
+
+
+def matches_any(patterns: Iterable[str], path: str) -> bool:
+    return any(compile_wildcard(pattern).fullmatch(path) for pattern in patterns)
 
 
 def parse_route_scopes(text: str) -> RouteScopes:
