@@ -336,7 +336,8 @@ def outcome_of(handler, request: object) -> dict | Exception:
 # an HTTP method or "*"; in a path "*" matches any run of characters, "/" included; a path matches an entry
 # also with one "/" added at its end or one removed from it. A request is allowed when at least one entry
 # matches its method and path and the key holds at least one scope of every entry that matches; a route no
-# entry lists is refused. Empty: every valid key may call every route. A WebSocket connect is GET /$connect
+# entry lists is refused, and so is, whatever the entries, a path holding an encoded "/" (%2F, any case) or
+# ending in more than one "/". Empty: every valid key may call every route. A WebSocket connect is GET /$connect
 # and an AppSync request POST /graphql. A key's apis: API_ID/STAGE patterns.
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")  # what a method ARN names
@@ -386,6 +387,8 @@ def grants(entries: list[Entry], scopes: list[str], method: str, path: str) -> b
     """README's semantics of RouteScopes, directly."""
     if not entries:
         return True
+    if "%2f" in path.lower() or path.endswith("//"):
+        return False
     matching = [
         entry
         for entry in entries
@@ -440,8 +443,12 @@ PATH_PATTERNS = st.one_of(
 ENTRIES = st.builds(
     Entry, st.sampled_from([*HTTP_METHODS, "*"]), PATH_PATTERNS, st.lists(SCOPES, min_size=1, max_size=3).map(tuple)
 )
-# What a run in a request's path may hold: ":" and "?" and "*" (a path's own, literal), "%", a line break.
-RUNS = st.one_of(st.text("ab/$.:-_{}*?+%~\né", max_size=6), st.sampled_from(["/", "x/y", "a/", "\n"]))
+# What a run in a request's path may hold: ":" and "?" and "*" (a path's own, literal), "%", a line break, an
+# encoded "/".
+RUNS = st.one_of(
+    st.text("ab/$.:-_{}*?+%~\né", max_size=6),
+    st.sampled_from(["/", "x/y", "a/", "\n", "%2F", "x%2fy", "%252F"]),
+)
 
 
 APIS = st.none() | st.lists(
@@ -516,12 +523,13 @@ def key_scopes(draw, entries: list[Entry]) -> list[str]:
 def probes(entries: list[Entry], routes: list[tuple[str, str]]) -> set[tuple[str, str]]:
     """Routes to ask a REST policy about: the given ones, and for every method each entry's (its ``*`` empty,
     holding a "/", and kept) with its neighbours: longer, shorter, under another path, with its runs of "/"
-    made one (as a server may read it), with one or two "/" more at its end and without those it ends in."""
+    made one (as a server may read it), with one or two "/" more at its end and without those it ends in, and
+    with an encoded "/" in it."""
     asked = set(routes)
     for entry in entries:
         for filled in {entry.path.replace("*", ""), entry.path.replace("*", "x/y"), entry.path}:
             near = {filled, f"{filled}x", f"{filled}/x", filled[:-1] or "/", f"/x{filled}", re.sub("/+", "/", filled)}
-            near |= {f"{filled}/", f"{filled}//", filled.rstrip("/") or "/"}
+            near |= {f"{filled}/", f"{filled}//", filled.rstrip("/") or "/", f"{filled}%2Fx", f"/x%2f{filled}"}
             asked |= {(method, path) for method in HTTP_METHODS for path in near}
     return asked
 
@@ -665,6 +673,7 @@ def issue_21(text: str, scopes: list[str], path: str) -> RouteCase:
 @budget(1)
 @given(case=route_cases(), apis=APIS)
 @example(case=issue_21("GET /*=read; * /admin=admin", ["read"], "/admin/"), apis=None)
+@example(case=issue_21("GET /files/*=read; GET /files/secret/*=secret", ["read"], "/files/secret%2Fx"), apis=None)
 def test_no_answer_allows_a_route_outside_the_keys_scopes_and_each_allows_what_they_grant(case, apis):
     entries, scopes, request, more = case.entries, case.scopes, case.request, case.more
     settings = config.load(REQUIRED | {"ROUTE_SCOPES": case.text})

@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 from aws_lambda_powertools.utilities.data_classes.appsync_authorizer_event import AppSyncAuthorizerResponse
 
 from keygate.records import KeyRecord
-from keygate.routes import CONCRETE_METHODS, RouteScopes
+from keygate.routes import CONCRETE_METHODS, REFUSED_PATHS, RouteScopes
 
 CONNECT = "$connect"  # the WebSocket route an authorizer guards
 
@@ -35,7 +35,7 @@ def rest_policy(record: KeyRecord, method_arn: str, route_scopes: RouteScopes, m
     Without a route map, it allows every route. With one, it allows the routes of each entry the key
     satisfies and denies those of each entry it does not: IAM's explicit deny wins where entries
     overlap, and a route no entry lists is allowed by none, so API Gateway decides every route exactly
-    as RouteScopes does.
+    as RouteScopes does. It denies the paths a route map refuses to every key (REFUSED_PATHS) too.
     """
     # usage_key_value: a REST API with ApiKeySourceType AUTHORIZER meters the key by it, on its usage plan.
     response = _for_this_stage(
@@ -55,7 +55,9 @@ def rest_policy(record: KeyRecord, method_arn: str, route_scopes: RouteScopes, m
         for method in _methods(rule.method)
         for path in rule.paths
     ]
-    by_hand: dict[str, list[str]] = {"Allow": [], "Deny": []}
+    # A refused path's pattern starts with "*", which spans the method too: API/STAGE/*// is GET//, GET/a//...
+    refused = [f"{_stage_arn(method_arn)}/{pattern}" for pattern in REFUSED_PATHS]
+    by_hand: dict[str, list[str]] = {"Allow": [], "Deny": refused}
     for effect, method, path in routes:
         if not _builder_writes(path):
             by_hand[effect].append(_route_arn(method_arn, method, path))
@@ -84,9 +86,12 @@ def _builder_writes(path: str) -> bool:
 def _route_arn(method_arn: str, method: str, path: str) -> str:
     """The ARN of a route of the calling API and stage, as powertools' builder writes one (but for the
     path's every leading "/" after the first, which it would strip)."""
+    return f"{_stage_arn(method_arn)}/{method}/{path.removeprefix('/')}"
+
+
+def _stage_arn(method_arn: str) -> str:
     arn = parse_api_gateway_arn(method_arn)
-    stage = f"{arn.api_id}/{arn.stage}/{method}/{path.removeprefix('/')}"
-    return f"arn:{arn.partition}:execute-api:{arn.region}:{arn.aws_account_id}:{stage}"
+    return f"arn:{arn.partition}:execute-api:{arn.region}:{arn.aws_account_id}:{arn.api_id}/{arn.stage}"
 
 
 def _methods(method: str) -> tuple[str, ...]:

@@ -7,7 +7,7 @@ and an AppSync request ``POST /graphql``. A path matches an entry also with one 
 removed from it, as API Gateway may route ``/admin/`` to ``/admin``. A request is allowed when at least one
 entry matches it and the key holds at least one scope of every entry that matches: exactly what IAM does
 with an Allow statement for each entry the key satisfies and a Deny for each it does not. An empty map
-requires nothing. Pure.
+requires nothing; any other refuses the paths of REFUSED_PATHS to every key. Pure.
 """
 
 import re
@@ -26,6 +26,14 @@ SCOPE_PATTERN = r"[A-Za-z0-9._:/*-]{1,64}"
 # which no REST path holds: a REST policy leaves such entries out.
 PATH_PATTERN = r"/[A-Za-z0-9._*{}+/$-]*"
 _ENTRY = re.compile(r"(?P<method>\S+) +(?P<path>[^\s=]+) *= *(?P<scopes>.*)")
+
+# Paths a route map refuses to every key, as path patterns ("*": any run) that a REST policy denies as they
+# are written. An encoded "/" (%2F, in either case, as IAM compares case): a backend may decode it into a path
+# that another entry guards. A path ending in more than one "/": it may be read without them, as one trailing
+# "/" is, and no IAM pattern can name "any number of '/'".
+ENCODED_SLASH = ("*%2F*", "*%2f*")
+TRAILING_SLASHES = ("*//",)
+REFUSED_PATHS = ENCODED_SLASH + TRAILING_SLASHES
 
 
 @dataclass(frozen=True)
@@ -63,7 +71,7 @@ class RouteScopes:
 
     def allows(self, scopes: Iterable[str], method: str, path: str) -> bool:
         """An empty map allows every route; otherwise one rule at least must match, and all that match
-        must be satisfied by the key's scopes."""
+        must be satisfied by the key's scopes. (The authorizer refuses REFUSED_PATHS before it asks.)"""
         if not self.rules:
             return True
         matching = [rule for rule in self.rules if rule.matches(method, path)]
