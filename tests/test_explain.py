@@ -64,6 +64,9 @@ ROUTES = [
     "GET /hello",
     "GET /nowhere",
     "POST /v1/items:purge",
+    "GET /hello/",  # as GET /hello: one "/" more at its end
+    "GET /orders%2F7",  # an encoded "/": refused whatever the key's scopes
+    "GET /hello//",  # more than one "/" at its end: refused too
 ]
 SHAPES = {  # shape -> (the API explain is asked about, its routes, the authorizer's event for a route)
     "http-api": (HTTP_API, ROUTES, http_request),
@@ -200,6 +203,18 @@ def test_an_expired_key_is_explained_as_the_authorizer_refuses_it():
     record = _record(expires_at=now - timedelta(seconds=1))
     answer = explain(record, "GET", "/x", None, Settings(parse_route_scopes("")), now)
     assert (answer["reason"], answer["state"]) == ("ExpiredKey", "expired")
+
+
+@pytest.mark.parametrize(
+    ("path", "reason", "words"),
+    [("/files/a%2fb", "EncodedSlash", "encoded '/' (%2F)"), ("/files/a//", "TrailingSlashes", "more than one '/'")],
+)
+def test_a_path_a_backend_may_read_as_another_is_explained_as_refused_whatever_the_scopes(path, reason, words):
+    now = datetime(2026, 11, 25, tzinfo=UTC)
+    settings = Settings(parse_route_scopes("GET /files/*=read"))
+    answer = explain(_record(scopes=("read",)), "GET", path, None, settings, now)
+    assert (answer["decision"], answer["reason"]) == ("refuse", reason)
+    assert words in answer["why"]
 
 
 @pytest.mark.parametrize(

@@ -23,7 +23,8 @@ DECISIONS = [
     (["orders:write"], "POST", "/orders/42", True),
     (["orders:read"], "DELETE", "/orders/42", False),  # no entry lists DELETE /orders: refused
     (["admin"], "DELETE", "/admin/users/7", True),
-    (["admin"], "GET", "/admin", False),  # /admin/* needs the slash
+    (["admin"], "GET", "/admin", True),  # /admin/* matches /admin/, and so /admin: one "/" more at its end
+    (["orders:read"], "GET", "/admin", False),
     (["orders:read", "admin"], "GET", "/orders", True),
     ([], "GET", "/orders", False),
     (["home"], "GET", "/", True),
@@ -36,6 +37,20 @@ DECISIONS = [
 ]
 # Overlapping entries: a request matching both needs a scope of each.
 OVERLAP = "GET /reports*=reports; GET /reports/finance*=finance"
+# Issue 21's map: API Gateway is reported to route /admin/ to /admin, so /admin/ needs what /admin needs.
+SLASHED = "GET /*=read; * /admin=admin"
+# (map, path): the path differs from the admin entry's only by one "/" at its end.
+TWINS = [(SLASHED, "/admin/"), ("GET /*=read; * /admin/=admin", "/admin"), ("GET /*=read; * /admin/*=admin", "/admin")]
+# Issue 21's other map: a backend may decode /files/secret%2Fx into /files/secret/x.
+FILES = "GET /files/*=read; GET /files/secret/*=secret"
+# (map, path, reason): paths a map refuses to every key, as a backend may read them as another path.
+UNREADABLE = [
+    (FILES, "/files/secret%2Fx", "EncodedSlash"),
+    (FILES, "/files/secret%2fx", "EncodedSlash"),
+    (FILES, "/files/%2F", "EncodedSlash"),
+    (SLASHED, "/admin//", "TrailingSlashes"),
+    (FILES, "/files/x///", "TrailingSlashes"),
+]
 
 
 @pytest.mark.parametrize(("scopes", "method", "path", "allowed"), DECISIONS)
@@ -50,6 +65,12 @@ def test_a_request_needs_a_scope_of_every_entry_that_matches_it(scopes, method, 
 )  # fmt: skip
 def test_overlapping_entries_all_apply(scopes, path, allowed):
     assert parse_route_scopes(OVERLAP).allows(scopes, "GET", path) is allowed
+
+
+@pytest.mark.parametrize(("text", "path"), TWINS)
+def test_a_path_with_one_slash_more_or_fewer_at_its_end_needs_what_the_entry_needs(text, path):
+    assert not parse_route_scopes(text).allows(["read"], "GET", path)
+    assert parse_route_scopes(text).allows(["read", "admin"], "GET", path)
 
 
 def test_an_empty_map_allows_every_route():
@@ -172,3 +193,63 @@ def test_a_deny_statement_keeps_an_overlapping_entry_from_allowing(issued, load)
     _, policy = decide(authorizer, routed("rest-token", key["api_key"], "GET", "/reports/sales"))
     assert iam_decision(policy, f"{API}/GET/reports/sales") == "Allow"
     assert iam_decision(policy, f"{API}/GET/reports/finance/q3") == "Deny"  # the Allow of /reports* matches too
+
+
+@pytest.mark.parametrize(("text", "path"), TWINS)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_slash_more_or_fewer_at_the_end_of_the_path_does_not_escape_an_entry(shape, text, path, issued, load):
+    authorizer = load("AuthorizerFunction", ROUTE_SCOPES=text)
+    assert decide(authorizer, routed(shape, issued(scopes=["read"])["api_key"], "GET", path))[0] is False
+    assert decide(authorizer, routed(shape, issued(scopes=["read", "admin"])["api_key"], "GET", path))[0] is True
+
+
+@pytest.mark.parametrize(("text", "path"), TWINS)
+def test_a_cached_rest_policy_gives_a_slash_more_or_fewer_what_the_entry_needs(text, path, issued, load):
+    """The policy answered for another route decides the twin path as the authorizer does."""
+    authorizer = load("AuthorizerFunction", ROUTE_SCOPES=text)
+    for scopes, effect in ((["read"], "Deny"), (["read", "admin"], "Allow")):
+        _, policy = decide(authorizer, routed("rest-token", issued(scopes=scopes)["api_key"], "GET", "/hello"))
+        assert iam_decision(policy, f"{API}/GET{path}") == effect, scopes
+        assert iam_decision(policy, f"{API}/GET/hello/") == "Allow", "/* covers /hello/"
+
+
+@pytest.mark.parametrize(("text", "path", "reason"), UNREADABLE)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_a_path_a_backend_may_read_as_another_is_refused_to_a_key_with_every_scope(
+    shape, text, path, reason, issued, load, capsys
+):
+    authorizer = load("AuthorizerFunction", ROUTE_SCOPES=text)
+    key = issued(scopes=["read", "secret", "admin"])
+    capsys.readouterr()
+    decided, response = decide(authorizer, routed(shape, key["api_key"], "GET", path))
+    assert decided is False
+    assert response is not None, "a valid key refused for the route gets 403, never 401"
+    assert [r["reason"] for r in log_records(capsys.readouterr().out) if "reason" in r] == [reason]
+
+
+@pytest.mark.parametrize(("text", "path", "reason"), UNREADABLE)
+def test_a_cached_rest_policy_denies_such_a_path_on_every_route(text, path, reason, issued, load):
+    """The policy answered for a route the key may call denies the path for every method, not the routes beside it."""
+    authorizer = load("AuthorizerFunction", ROUTE_SCOPES=text)
+    key = issued(scopes=["read", "secret", "admin"])
+    _, policy = decide(authorizer, routed("rest-token", key["api_key"], "GET", "/files/a"))
+    assert iam_decision(policy, f"{API}/GET/files/a") == "Allow"
+    for method in ("GET", "DELETE"):
+        assert iam_decision(policy, f"{API}/{method}{path}") == "Deny", method
+    assert iam_decision(policy, f"{API}/GET/files/a/") == "Allow", "one trailing slash is the same route"
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("path", ["/files/secret%2Fx", "/admin//"])
+def test_without_a_map_such_a_path_is_allowed_as_every_path_is(shape, path, issued, authorizer):
+    assert decide(authorizer, routed(shape, issued()["api_key"], "GET", path))[0] is True
+
+
+@pytest.mark.parametrize(("text", "path", "reason"), UNREADABLE)
+def test_the_rest_answer_refusing_such_a_path_still_allows_the_keys_other_routes(text, path, reason, issued, load):
+    """API Gateway caches the answer for the key's every route: a deny-all would lock it out for the TTL."""
+    authorizer = load("AuthorizerFunction", ROUTE_SCOPES=text)
+    key = issued(scopes=["read", "secret", "admin"])
+    _, policy = decide(authorizer, routed("rest-token", key["api_key"], "GET", path))
+    assert iam_decision(policy, f"{API}/GET{path}") == "Deny"
+    assert iam_decision(policy, f"{API}/GET/files/a") == "Allow"

@@ -13,7 +13,7 @@ from aws_lambda_powertools.utilities.data_classes.appsync_authorizer_event impor
 
 from keygate import policy
 from keygate.apis import APPSYNC_STAGE, ApiStage
-from keygate.authorize import OPTIONAL_WHITESPACE, Decision, Reason
+from keygate.authorize import OPTIONAL_WHITESPACE, ROUTE_REFUSALS, Decision, Reason
 from keygate.config import Config
 from keygate.routes import RequestRoute
 
@@ -101,7 +101,7 @@ class AuthRequest:
             if decision.allowed:
                 return policy.websocket_policy(decision.record, self.method_arn, decision.matched_scopes)
             return policy.websocket_deny(decision.key_id, self.method_arn) if decision.forbidden else None
-        if decision.allowed or decision.reason is Reason.MISSING_SCOPE:
+        if decision.allowed or decision.reason in ROUTE_REFUSALS:
             return policy.rest_policy(decision.record, self.method_arn, config.route_scopes, decision.matched_scopes)
         if decision.forbidden:
             return policy.rest_deny(decision.key_id, self.method_arn)

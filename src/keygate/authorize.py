@@ -18,7 +18,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from keygate import apis, keys
 from keygate.hashing import Hasher, PepperRing, PepperUnavailable
 from keygate.records import KeyRecord, Status
-from keygate.routes import RequestRoute, RouteScopes
+from keygate.routes import ENCODED_SLASH, TRAILING_SLASHES, RequestRoute, RouteScopes, matches_any
 from keygate.store import ConcurrentChange, CorruptRecord, DamagedResponse, KeyStore
 from keygate.verified import StoredHash, VerifiedKeys
 
@@ -37,11 +37,15 @@ class Reason(StrEnum):
     DISABLED = "DisabledKey"
     EXPIRED = "ExpiredKey"
     API_NOT_ALLOWED = "ApiNotAllowed"  # a valid key, on an API or stage its list does not name
+    ENCODED_SLASH = "EncodedSlash"  # a valid key, on a path holding %2F, which a route map refuses to every key
+    TRAILING_SLASHES = "TrailingSlashes"  # a valid key, on a path ending in "//", refused as an encoded "/" is
     MISSING_SCOPE = "MissingScope"  # a valid key, without a scope this route needs
     FAULT = "Fault"
 
 
-FORBIDDEN = (Reason.API_NOT_ALLOWED, Reason.MISSING_SCOPE)
+# A valid key refused for this route only: a REST answer is its policy for every route, which denies this one.
+ROUTE_REFUSALS = (Reason.ENCODED_SLASH, Reason.TRAILING_SLASHES, Reason.MISSING_SCOPE)
+FORBIDDEN = (Reason.API_NOT_ALLOWED, *ROUTE_REFUSALS)
 
 
 @dataclass(frozen=True)
@@ -232,6 +236,10 @@ def refused_for(
         return Reason.EXPIRED
     if check_api and not apis.allows(record.apis, route.api):
         return Reason.API_NOT_ALLOWED
+    if route_scopes.rules and matches_any(ENCODED_SLASH, route.path):
+        return Reason.ENCODED_SLASH
+    if route_scopes.rules and matches_any(TRAILING_SLASHES, route.path):
+        return Reason.TRAILING_SLASHES
     if not route_scopes.allows(record.scopes, route.method, route.path):
         return Reason.MISSING_SCOPE
     return None

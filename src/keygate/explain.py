@@ -26,6 +26,10 @@ WHY = {
     Reason.DISABLED: "refused: the key is disabled until enabled again",
     Reason.EXPIRED: "refused: the key is past its expires_at",
     Reason.API_NOT_ALLOWED: "refused: the key's apis do not name this API and stage",
+    Reason.ENCODED_SLASH: "refused: the path holds an encoded '/' (%2F), which keygate refuses rather than guess "
+    "how the backend decodes it",
+    Reason.TRAILING_SLASHES: "refused: the path ends in more than one '/', which keygate refuses rather than guess "
+    "which route it is read as",
     Reason.MISSING_SCOPE: "refused: the key lacks a scope this route needs",
     Reason.FAULT: "refused: the pepper version its secret was hashed with is missing from the pepper secret, so "
     "the authorizer cannot verify it and fails closed (add the version back: docs/operations.md)",

@@ -11,7 +11,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
 from aws_lambda_powertools.utilities.data_classes.appsync_authorizer_event import AppSyncAuthorizerResponse
 
 from keygate.records import KeyRecord
-from keygate.routes import CONCRETE_METHODS, RouteScopes
+from keygate.routes import CONCRETE_METHODS, REFUSED_PATHS, RouteScopes
 
 CONNECT = "$connect"  # the WebSocket route an authorizer guards
 
@@ -35,39 +35,47 @@ def rest_policy(record: KeyRecord, method_arn: str, route_scopes: RouteScopes, m
     Without a route map, it allows every route. With one, it allows the routes of each entry the key
     satisfies and denies those of each entry it does not: IAM's explicit deny wins where entries
     overlap, and a route no entry lists is allowed by none, so API Gateway decides every route exactly
-    as RouteScopes does.
+    as RouteScopes does. It denies the paths a route map refuses to every key (REFUSED_PATHS) too.
     """
     # usage_key_value: a REST API with ApiKeySourceType AUTHORIZER meters the key by it, on its usage plan.
     response = _for_this_stage(
         record.key_id, method_arn, auth_context(record, matched_scopes), usage_key=record.usage_key_value
     )
-    # powertools' builder refuses a path holding "$" (GET /$connect, a WebSocket route; /$batch, an OData
-    # one), and strips every "/" a path starts with (//orders would name /orders, which no entry lists):
-    # those statements are written here, after it.
-    plain = RouteScopes(tuple(rule for rule in route_scopes.rules if _builder_writes(rule.path)))
-    dollar = RouteScopes(tuple(rule for rule in route_scopes.rules if not _builder_writes(rule.path)))
-    dollar_statements = [
-        {"Action": "execute-api:Invoke", "Effect": effect, "Resource": arns}
-        for effect, rules in zip(("Allow", "Deny"), dollar.split(record.scopes), strict=True)
-        if (arns := [_route_arn(method_arn, method, rule.path) for rule in rules for method in _methods(rule.method)])
-    ]
-    if route_scopes.rules and not plain.rules:  # every entry written here: no other route is allowed
-        response.deny_all_routes()
-        answer = response.asdict()
-        if any(statement["Effect"] == "Allow" for statement in dollar_statements):
-            answer["policyDocument"]["Statement"] = dollar_statements  # the rest: denied by no Allow
-        return answer
     if not route_scopes.rules:
         response.allow_all_routes()
-    satisfied, unsatisfied = plain.split(record.scopes)
-    for rule in satisfied:
-        for method in _methods(rule.method):
-            response.allow_route(method, rule.path)
-    for rule in unsatisfied:
-        for method in _methods(rule.method):
-            response.deny_route(method, rule.path)
+        return response.asdict()
+    # Each entry's statements name its trailing-slash twins too (RouteRule.paths). powertools' builder refuses
+    # a path holding "$" (GET /$connect, a WebSocket route; /$batch, an OData one), and strips every "/" a path
+    # starts with (//orders would name /orders, which no entry lists; the twin of / is //): those statements
+    # are written here.
+    routes = [
+        (effect, method, path)
+        for effect, rules in zip(("Allow", "Deny"), route_scopes.split(record.scopes), strict=True)
+        for rule in rules
+        for method in _methods(rule.method)
+        for path in rule.paths
+    ]
+    # A refused path's pattern starts with "*", which spans the method too: API/STAGE/*// is GET//, GET/a//...
+    refused = [f"{_stage_arn(method_arn)}/{pattern}" for pattern in REFUSED_PATHS]
+    by_hand: dict[str, list[str]] = {"Allow": [], "Deny": refused}
+    for effect, method, path in routes:
+        if not _builder_writes(path):
+            by_hand[effect].append(_route_arn(method_arn, method, path))
+        elif effect == "Allow":
+            response.allow_route(method, path)
+        else:
+            response.deny_route(method, path)
+    statements = [
+        {"Action": "execute-api:Invoke", "Effect": effect, "Resource": arns} for effect, arns in by_hand.items() if arns
+    ]
+    if not any(_builder_writes(path) for _, _, path in routes):  # every statement written here
+        response.deny_all_routes()  # the builder's answer needs one; no other route is allowed
+        answer = response.asdict()
+        if by_hand["Allow"]:
+            answer["policyDocument"]["Statement"] = statements  # the rest: denied by no Allow
+        return answer
     answer = response.asdict()
-    answer["policyDocument"]["Statement"].extend(dollar_statements)
+    answer["policyDocument"]["Statement"].extend(statements)
     return answer
 
 
@@ -78,9 +86,12 @@ def _builder_writes(path: str) -> bool:
 def _route_arn(method_arn: str, method: str, path: str) -> str:
     """The ARN of a route of the calling API and stage, as powertools' builder writes one (but for the
     path's every leading "/" after the first, which it would strip)."""
+    return f"{_stage_arn(method_arn)}/{method}/{path.removeprefix('/')}"
+
+
+def _stage_arn(method_arn: str) -> str:
     arn = parse_api_gateway_arn(method_arn)
-    stage = f"{arn.api_id}/{arn.stage}/{method}/{path.removeprefix('/')}"
-    return f"arn:{arn.partition}:execute-api:{arn.region}:{arn.aws_account_id}:{stage}"
+    return f"arn:{arn.partition}:execute-api:{arn.region}:{arn.aws_account_id}:{arn.api_id}/{arn.stage}"
 
 
 def _methods(method: str) -> tuple[str, ...]:
