@@ -124,6 +124,7 @@ RESOURCES_ONLY = {
     "PepperKmsKey": "a condition of the pepper secret",
     "AuthorizerTraceSubsegments": "a condition that sets POWERTOOLS_TRACE_DISABLED to a constant",
     "AlarmEmail": "the alarm topic's subscription",
+    "DeployDemo": "a condition of the demo resources",
 }
 NUMBERS = [name for name in TABLE if PARAMETERS[name]["Type"] == "Number"]
 PATTERNS = [name for name in TABLE if "AllowedPattern" in PARAMETERS[name]]
