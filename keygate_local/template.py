@@ -302,7 +302,7 @@ def _check_parameter(name: str, spec: dict, value: Any) -> None:
     text = str(value)
     if "AllowedValues" in spec and text not in [str(allowed) for allowed in spec["AllowedValues"]]:
         raise InvalidParameter(f"parameter {name}: {text[:64]!r} is not one of {spec['AllowedValues']}")
-    if "AllowedPattern" in spec and re.fullmatch(spec["AllowedPattern"], text) is None:
+    if "AllowedPattern" in spec and re.fullmatch(spec["AllowedPattern"], text, re.ASCII) is None:  # Java's \s, \w
         raise InvalidParameter(f"parameter {name}: {text[:64]!r} does not match its AllowedPattern")
     if spec.get("Type") == "Number":
         try:

@@ -38,6 +38,10 @@ class FakeContext:
     memory_limit_in_mb: int = 1024
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:keygate-test"
     aws_request_id: str = "00000000-0000-0000-0000-000000000000"
+    remaining_ms: int = 600_000  # an invocation just begun, of a function with a long timeout
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
 
 
 def event(name: str, api_key: str | None = None, key_id: str | None = None) -> dict:

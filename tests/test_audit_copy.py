@@ -4,31 +4,44 @@ never copied, whoever did it and however they try to cover it."""
 
 import json
 import time
+from datetime import UTC, datetime, timedelta
 
 import boto3
 import pytest
 
+from keygate.audit_copy import digest
 from keygate_local.streams import StreamReader
 from tests.conftest import invoke
+from tests.test_authorizer import service_of
 
 READ = {"key_id", "verify"}
 
 
-@pytest.fixture
-def copy_trail(stack, load):
-    """copy_trail(): deliver what the audit table's stream holds since the last call to AuditCopyFunction,
-    as Lambda's event source mapping does, and return how many records it copied."""
-    reader = StreamReader(boto3.client("dynamodbstreams"), stack.stream_arns["AuditTable"])
-    copy_function = load("AuditCopyFunction")
+class _Trail:
+    """Lambda's event source mapping on the audit table's stream, by hand."""
 
-    def deliver() -> int:
-        records = reader.pending()
+    def __init__(self, reader: StreamReader, copy_function):
+        self._reader, self._copy_function = reader, copy_function
+
+    def __call__(self) -> int:
+        """Deliver what the stream holds since the last call to AuditCopyFunction; how many records."""
+        records = self._reader.pending()
         if records:
-            invoke(copy_function, {"Records": records})
-            reader.done()
+            invoke(self._copy_function, {"Records": records})
+            self._reader.done()
         return len(records)
 
-    return deliver
+    def skip(self) -> None:
+        """Let what the stream holds go by, never copied (as before the copy began)."""
+        self._reader.pending()
+        self._reader.done()
+
+
+@pytest.fixture
+def copy_trail(stack, load) -> _Trail:
+    return _Trail(
+        StreamReader(boto3.client("dynamodbstreams"), stack.stream_arns["AuditTable"]), load("AuditCopyFunction")
+    )
 
 
 @pytest.fixture
@@ -72,7 +85,7 @@ def changed_key(issued, admin, copy_trail) -> str:
 
 
 def problems(verification: dict) -> list[tuple]:
-    return [(finding["version"], finding["problem"]) for finding in verification["findings"]]
+    return [(finding.get("version"), finding["problem"]) for finding in verification["findings"]]
 
 
 def test_every_write_of_the_trail_is_copied_and_the_trail_verifies(changed_key, verify, stack):
@@ -81,7 +94,7 @@ def test_every_write_of_the_trail_is_copied_and_the_trail_verifies(changed_key, 
     events = boto3.client("logs").get_log_events(
         logGroupName=stack.physical_ids["AuditCopyLogGroup"], logStreamName=changed_key, startFromHead=True
     )["events"]
-    assert [json.loads(event["message"])["version"] for event in events] == [1, 2, 3, 4]
+    assert [json.loads(event["message"])["version"] for event in events] == ["1", "2", "3", "4"]
 
 
 def test_a_record_overwritten_in_the_table_is_named_changed(changed_key, verify, audit_table, copy_trail):
@@ -99,10 +112,14 @@ def test_a_record_changed_and_put_back_is_still_named_changed(changed_key, verif
     assert problems(verify(changed_key)) == [(3, "changed")]
 
 
-def test_a_record_written_again_unchanged_is_named_duplicated(changed_key, verify, audit_table, copy_trail):
-    audit_table.put(audit_table.get(changed_key, 1))
+def test_a_record_removed_and_put_back_unchanged_is_named_removed_and_duplicated(
+    changed_key, verify, audit_table, copy_trail
+):
+    record = audit_table.get(changed_key, 1)
+    audit_table.delete(changed_key, 1)
+    audit_table.put(record)
     copy_trail()
-    assert problems(verify(changed_key)) == [(1, "duplicated")]
+    assert problems(verify(changed_key)) == [(1, "duplicated"), (1, "removed")]
 
 
 def test_a_record_deleted_by_a_principal_is_named_removed(changed_key, verify, audit_table, copy_trail):
@@ -135,6 +152,60 @@ def test_a_record_not_copied_yet_is_named_so(issued, verify, copy_trail, admin):
     assert verify(key_id)["verified"]
 
 
+@pytest.fixture
+def written_before_the_copy(issued, admin, copy_trail, monkeypatch) -> str:
+    """A key whose two records were written before the copy began (a stack upgraded from 0.14)."""
+    key_id = issued()["key_id"]
+    invoke(admin["UpdateKey"], {"key_id": key_id, "name": "renamed"})
+    copy_trail.skip()
+    later = datetime.now(UTC) + timedelta(minutes=5)
+    monkeypatch.setattr(service_of(admin["KeyHistory"])._audit_copy, "began", lambda: later)
+    return key_id
+
+
+def test_records_written_before_the_copy_began_are_listed_not_named(written_before_the_copy, verify):
+    assert verify(written_before_the_copy) == {
+        "verified": True, "records": 2, "findings": [], "written_before_the_copy_began": [1, 2],
+    }  # fmt: skip
+
+
+def test_a_record_written_before_the_copy_and_changed_since_is_named_changed(
+    written_before_the_copy, verify, audit_table, copy_trail
+):
+    audit_table.put(audit_table.get(written_before_the_copy, 2) | {"actor": {"S": "somebody else"}})
+    copy_trail()  # the stream's MODIFY: the first copy of version 2 is a change of it
+    answer = verify(written_before_the_copy)
+    assert problems(answer) == [(2, "changed")] and answer["written_before_the_copy_began"] == [1]
+
+
+def test_a_key_changed_with_no_audit_record_differs_from_its_trail(changed_key, verify, stack):
+    """An un-revoke by a role that may write status, straight to the keys table: no record, but the key no
+    longer is what its trail says."""
+    boto3.client("dynamodb").update_item(
+        TableName=stack.physical_ids["KeysTable"],
+        Key={"key_id": {"S": changed_key}},
+        UpdateExpression="SET #status = :active",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":active": {"S": "active"}},
+    )
+    (finding,) = verify(changed_key)["findings"]
+    assert finding["problem"] == "key differs from its trail" and finding["fields"] == ["status"]
+
+
+def test_a_record_that_is_not_a_key_s_cannot_stall_the_copy(changed_key, audit_table, copy_trail, stack, verify):
+    """Copying must not fail on what a write holds: a bad key id, a version that is no number, a huge item
+    (over a log event's 256 KB) are copied, the first two to a stream of their own."""
+    record = audit_table.get(changed_key, 1)
+    audit_table.put(record | {"key_id": {"S": "not:a*key"}})
+    audit_table.put(record | {"version": {"N": "1.5"}})
+    audit_table.put(record | {"version": {"N": "99"}, "padding": {"S": "x" * 300_000}})
+    assert copy_trail() == 3
+    group, logs = stack.physical_ids["AuditCopyLogGroup"], boto3.client("logs")
+    aside = logs.get_log_events(logGroupName=group, logStreamName="unreadable-records")["events"]
+    assert len(aside) == 1 and "not:a*key" in aside[0]["message"]
+    assert problems(verify(changed_key)) == [(99, "not a change of the key"), ("1.5", "not a change of the key")]
+
+
 def test_a_batch_delivered_twice_by_lambda_s_retries_counts_once(issued, verify, stack, load):
     key_id = issued()["key_id"]
     records = StreamReader(boto3.client("dynamodbstreams"), stack.stream_arns["AuditTable"]).pending()
@@ -152,13 +223,13 @@ def test_lines_appended_to_the_copy_later_cannot_cover_a_change(changed_key, ver
     first = json.loads(logs.get_log_events(logGroupName=group, logStreamName=changed_key)["events"][0]["message"])
     forged = audit_table.get(changed_key, 1) | {"actor": {"S": "somebody else"}}
     audit_table.put(forged)
-    forged_copy = first | {"event_id": "forged", "image": forged}
+    forged_copy = first | {"event_id": "forged", "image": forged, "digest": digest(forged)}  # as the copy writes one
     a_day_ago = int((time.time() - 86400) * 1000)  # dated before the real copies (received after them)
     answer = logs.put_log_events(
         logGroupName=group,
         logStreamName=changed_key,
         logEvents=[
-            {"timestamp": a_day_ago, "message": json.dumps(forged_copy)},
+            {"timestamp": a_day_ago, "message": json.dumps(forged_copy, sort_keys=True)},
             {"timestamp": a_day_ago, "message": "hi"},
         ],
     )  # and the stream's MODIFY never copied

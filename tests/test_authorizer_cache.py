@@ -82,7 +82,7 @@ def _lost_access_ago(stack, key_id: str, seconds: int) -> None:
     boto3.client("dynamodb").update_item(
         TableName=stack.physical_ids["KeysTable"],
         Key={"key_id": {"S": key_id}},
-        UpdateExpression="SET revoked_at = :moment, narrowed_at = :moment",
+        UpdateExpression="SET revoked_at = :moment, access_changed_at = :moment",
         ExpressionAttributeValues={":moment": moment},
     )
 

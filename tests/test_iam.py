@@ -146,6 +146,8 @@ def recorded(monkeypatch, stack) -> list[tuple[str, str, dict]]:
             calls.append((f"sns:{operation}", params["TopicArn"], {}))
         elif service == "dynamodbstreams":  # the event source mapping's reads: SAM grants them with the event
             pass
+        elif service == "logs" and operation == "DescribeLogGroups":  # a listing: IAM names no one group
+            calls.append(("logs:DescribeLogGroups", f"arn:aws:logs:{region}:123456789012:log-group:*", {}))
         elif service == "logs":
             group, log_stream = params["logGroupName"], params["logStreamName"]
             resource = f"arn:aws:logs:{region}:123456789012:log-group:{group}:log-stream:{log_stream}"

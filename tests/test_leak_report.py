@@ -172,6 +172,19 @@ def test_a_token_hashed_with_a_removed_pepper_version_is_a_false_positive_not_a_
     assert status(admin, live["key_id"]) == "active"
 
 
+def test_a_leaked_secret_counts_though_the_other_secret_s_pepper_version_is_gone(
+    leak_report, github, issued, admin, stack
+):
+    """In a rotation's grace period, the previous secret's pepper version removed: the current secret,
+    leaked, still revokes the key."""
+    key = issued()
+    add_pepper_version(stack, "v2")
+    rotated = invoke(admin["RotateKey"], {"key_id": key["key_id"], "grace_seconds": 3600})  # new secret: v2
+    remove_pepper_version(stack, "v1")  # the previous secret's, against the runbook
+    assert json.loads(report(leak_report, github, rotated["api_key"])["body"])[0]["label"] == "true_positive"
+    assert status(admin, key["key_id"]) == "revoked"
+
+
 def test_a_key_hashed_under_an_older_pepper_is_verified_with_it(leak_report, github, issued, admin, stack):
     key = issued()
     add_pepper_version(stack)
@@ -197,14 +210,14 @@ def test_a_delivery_racing_another_notifies_only_if_its_revocation_took_effect(
     one whose write revoked it notifies."""
     key = issued()
     keys_service = service_of(leak_report)
-    verified = keys_service._leaked_key
+    verified = keys_service._leaked_secret
 
-    def verified_then_revoked_by_the_other_delivery(token):
-        record = verified(token)
+    def verified_then_revoked_by_the_other_delivery(record, parsed):
+        leaked = verified(record, parsed)
         invoke(admin["RevokeKey"], {"key_id": key["key_id"], "actor": "the other delivery"})
-        return record
+        return leaked
 
-    monkeypatch.setattr(keys_service, "_leaked_key", verified_then_revoked_by_the_other_delivery)
+    monkeypatch.setattr(keys_service, "_leaked_secret", verified_then_revoked_by_the_other_delivery)
     answer = json.loads(report(leak_report, github, key["api_key"])["body"])
     assert answer[0]["label"] == "true_positive"
     assert notifications() == []
@@ -226,29 +239,32 @@ def test_an_alert_of_many_keys_flushes_the_authorizer_cache_once(load, github, i
 def test_a_delivery_that_faults_flushes_for_what_it_revoked_before_answering(
     load, github, issued, admin, flushes, monkeypatch
 ):
-    """The first key is revoked, then the second token's lookup fails: the delivery answers 500, after the
-    flush for the first key. GitHub's retry revokes the second, and flushes again for both."""
+    """One key is revoked, then the other's revocation fails: the delivery answers 500, after the flush for
+    the first. GitHub's retry revokes the second, and flushes again."""
     from tests.test_authorizer_cache import CACHED
 
     handler = load("LeakReportFunction", GITHUB_KEYS_URL=github.keys_url, **CACHED)
-    first, second = issued(), issued()
-    body, headers = github.signed_alert(first["api_key"], second["api_key"], url=ALERT_URL)
+    leaked = [issued(), issued()]
+    body, headers = github.signed_alert(*(key["api_key"] for key in leaked), url=ALERT_URL)
     real = botocore.client.BaseClient._make_api_call
+    revocations = []
 
-    def second_lookup_fails(self, operation, params):
-        if operation == "GetItem" and params["Key"]["key_id"]["S"] == second["key_id"]:
-            raise botocore.exceptions.ClientError({"Error": {"Code": "InternalServerError"}}, operation)
+    def second_revocation_fails(self, operation, params):
+        if operation == "TransactWriteItems":
+            revocations.append(params)
+            if len(revocations) == 2:
+                raise botocore.exceptions.ClientError({"Error": {"Code": "InternalServerError"}}, operation)
         return real(self, operation, params)
 
     with monkeypatch.context() as faulty:
-        faulty.setattr(botocore.client.BaseClient, "_make_api_call", second_lookup_fails)
+        faulty.setattr(botocore.client.BaseClient, "_make_api_call", second_revocation_fails)
         with pytest.raises(botocore.exceptions.ClientError):
             invoke(handler, http_event(body, headers))
-    assert status(admin, first["key_id"]) == "revoked" and status(admin, second["key_id"]) == "active"
+    assert sorted(status(admin, key["key_id"]) for key in leaked) == ["active", "revoked"]
     assert sorted(operation for operation, _ in flushes) == sorted(FLUSH_OPERATIONS)
     answer = invoke(handler, http_event(body, headers))
     assert [finding["label"] for finding in json.loads(answer["body"])] == ["true_positive"] * 2
-    assert status(admin, second["key_id"]) == "revoked" and len(flushes) == 4
+    assert [status(admin, key["key_id"]) for key in leaked] == ["revoked"] * 2 and len(flushes) == 4
 
 
 def test_a_delivery_cut_off_before_its_flush_is_flushed_by_github_s_retry(load, github, issued, admin, flushes):
@@ -281,7 +297,28 @@ def test_each_distinct_token_is_checked_once_per_alert(load, github, issued, arg
     findings = json.loads(report(handler, github, *tokens)["body"])
     assert [finding["label"] for finding in findings] == ["true_positive", "false_positive"] * 5  # one per entry
     assert len(argon2_calls) == 2  # not 10: the verified-key cache is off, so only dedup keeps it at 2
-    assert aws_calls.count("GetItem") < 10
+    assert aws_calls.count("GetItem") == 3  # a read of each key id, and the revocation's own
+
+
+def test_made_up_tokens_of_a_revoked_metered_key_cost_one_read_and_nothing_else(
+    load, github, issued, admin, argon2_calls, aws_calls, flushes
+):
+    """Anyone can compute a checksum: a thousand distinct tokens naming a revoked key (one on a usage plan, whose
+    sync would call API Gateway) settle with one read of the key, no Argon2, no write, no API Gateway call."""
+    from tests.test_authorizer_cache import CACHED
+
+    plan = boto3.client("apigateway").create_usage_plan(name="gold")["id"]
+    key = issued(usage_plan_id=plan)
+    invoke(admin["RevokeKey"], {"key_id": key["key_id"]})
+    handler = load("LeakReportFunction", GITHUB_KEYS_URL=github.keys_url, **CACHED)
+    made_up = [wrong_secret(key["api_key"], n) for n in range(1, 1001)]
+    argon2_calls.clear()
+    aws_calls.clear()
+    findings = json.loads(report(handler, github, *made_up)["body"])
+    assert {finding["label"] for finding in findings} == {"true_positive"} and len(findings) == 1000
+    assert argon2_calls == []
+    assert aws_calls == ["GetItem"]  # no write, no API Gateway key sync
+    assert len(flushes) == 2  # the key was revoked a moment ago: one flush for the whole alert (both stages)
 
 
 def test_a_token_of_a_revoked_key_costs_no_argon2_and_is_a_true_positive(
@@ -318,7 +355,7 @@ def argon2_takes_a_second(monkeypatch) -> Callable[[str], Callable]:
     monkeypatch.setattr(PasswordHasher, "verify", slow)
 
     def on_this_clock(handler: Callable) -> Callable:
-        monkeypatch.setattr(sys.modules["keygate.leak_reports"], "time", fake)  # the container's own module
+        monkeypatch.setattr(sys.modules["keygate.leak_alerts"], "time", fake)  # the container's own module
         return handler
 
     return on_this_clock
@@ -336,7 +373,7 @@ def test_an_alert_past_its_budget_answers_503_with_what_it_checked_done_and_the_
     capsys.readouterr()
     answer = invoke(handler, http_event(body, headers))
     assert answer["statusCode"] == 503 and "3 of 5 distinct tokens" in json.loads(answer["body"])["message"]
-    assert [status(admin, key["key_id"]) for key in leaked] == ["revoked"] * 3 + ["active"] * 2
+    assert sorted(status(admin, key["key_id"]) for key in leaked) == ["active"] * 2 + ["revoked"] * 3  # any three
     assert len(flushes) == 2  # what it revoked is flushed before it answers
     logged = capsys.readouterr().out
     assert logged.count("leaked key revoked") == 3 and "leak report unfinished" in logged

@@ -83,16 +83,21 @@ def test_the_fault_alarm_watches_the_metric_the_authorizer_emits(stack, issued, 
     )
 
 
-def test_the_admin_errors_alarm_covers_every_admin_function_and_the_throttle_alarm_the_authorizer(template):
-    admin = set(Stack(template).functions()) - {"AuthorizerFunction", "DemoFunction"}
-    metrics = template["Resources"]["AdminErrorsAlarm"]["Properties"]["Metrics"]
-    (total,) = [metric for metric in metrics if "Expression" in metric]
-    watched = {
-        metric["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]
-        for metric in metrics
-        if "MetricStat" in metric and metric["MetricStat"]["Metric"]["MetricName"] == "Errors"
-    }
-    assert total["Expression"] == "SUM(METRICS())" and watched == admin
+def test_the_errors_alarms_cover_every_function_but_the_authorizer_and_the_throttle_alarm_the_authorizer(template):
+    admin = set(Stack(template).functions()) - {"AuthorizerFunction"}
+    watched = []
+    for name in ("AdminErrorsAlarm", "AdminReadErrorsAlarm"):
+        metrics = template["Resources"][name]["Properties"]["Metrics"]
+        (total,) = [metric for metric in metrics if "Expression" in metric]
+        functions = [
+            metric["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]
+            for metric in metrics
+            if "MetricStat" in metric and metric["MetricStat"]["Metric"]["MetricName"] == "Errors"
+        ]
+        assert total["Expression"] == "SUM(METRICS())" and total.get("ReturnData", True)
+        assert len(functions) == len(metrics) - 1 <= 10, name  # CloudWatch: at most 10 metrics in an alarm
+        watched += functions
+    assert sorted(watched) == sorted(admin)
     throttles = template["Resources"]["AuthorizerThrottleAlarm"]["Properties"]
     assert (throttles["Namespace"], throttles["MetricName"]) == ("AWS/Lambda", "Throttles")
     assert throttles["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "AuthorizerFunction"}}]

@@ -175,7 +175,7 @@ def key_history(request: KeyHistory) -> dict:
     events, next_token = KEYS.history(request.key_id, request.limit, request.next_token)
     answer = {"key_id": request.key_id, "events": [event.view() for event in events], "next_token": next_token}
     if request.verify:
-        answer["verification"] = KEYS.verify_history(request.key_id)
+        answer["verification"] = KEYS.verify_history(request.key_id).view()
         if not answer["verification"]["verified"]:
             logger.warning("audit trail does not match its copy", extra={"key_id": request.key_id})
     return answer

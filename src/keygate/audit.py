@@ -46,11 +46,12 @@ class AuditRecord:
 
 def changes(before: KeyRecord | None, after: KeyRecord, now: datetime) -> dict[str, dict]:
     """The audited fields that differ between two versions of a key (all of them for a new key)."""
-    old = _audited(before, now) if before is not None else {}
-    new = _audited(after, now)
+    old = audited_view(before, now) if before is not None else {}
+    new = audited_view(after, now)
     return {name: {"old": old.get(name), "new": value} for name, value in new.items() if old.get(name) != value}
 
 
-def _audited(record: KeyRecord, now: datetime) -> dict:
+def audited_view(record: KeyRecord, now: datetime) -> dict:
+    """What an audit record's changes describe of a key: its admin view, with the stored status."""
     view = {name: value for name, value in record.metadata(now).items() if name not in _NOT_AUDITED}
     return view | {"status": record.status.value}  # the stored status: expiry is not a change

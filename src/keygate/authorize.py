@@ -16,7 +16,7 @@ from enum import Enum, StrEnum
 from botocore.exceptions import BotoCoreError, ClientError
 
 from keygate import apis, keys
-from keygate.hashing import Hasher, PepperRing, PepperUnavailable
+from keygate.hashing import Hasher, PepperRing, PepperUnavailable, PepperVersionMissing
 from keygate.records import KeyRecord, Status
 from keygate.routes import ENCODED_SLASH, TRAILING_SLASHES, RequestRoute, RouteScopes, matches_any
 from keygate.store import ConcurrentChange, CorruptRecord, DamagedResponse, KeyStore
@@ -156,9 +156,10 @@ class Authorizer:
         return Decision(Reason.ALLOWED, matched_scopes=matched, last_used=last_used, **proven)
 
     def verifies(self, record: KeyRecord, parsed: keys.ParsedKey, now: datetime) -> bool:
-        """Whether ``parsed`` holds one of the key's secrets in force now, checked as ``decide`` checks it:
-        from this container's verified-key cache, else Argon2. Raises PepperUnavailable as ``decide`` would."""
-        which, _ = self._verify(record, parsed.secret, self.verified.digest(parsed), now)
+        """Whether ``parsed`` holds one of the key's secrets in force now, checked as ``decide`` checks it (this
+        container's verified-key cache, else Argon2), but a secret whose pepper version is gone verifies
+        nothing rather than raise: a leak report of the other one still counts."""
+        which, _ = self._verify(record, parsed.secret, self.verified.digest(parsed), now, missing_ok=True)
         return which is not None
 
     def _note_use(self, record: KeyRecord, now: datetime) -> str | None:
@@ -174,26 +175,34 @@ class Authorizer:
             return f"failed: {explained(error)}"
         return None
 
-    def _verify(self, record: KeyRecord, secret: str, digest: bytes, now: datetime) -> tuple["_Secret | None", str]:
+    def _verify(
+        self, record: KeyRecord, secret: str, digest: bytes, now: datetime, missing_ok: bool = False
+    ) -> tuple["_Secret | None", str]:
         """Which of the key's secrets this is, the current one or the previous one in its grace period,
         and how that was learnt: from this container's cache when the item still holds the very hash,
         and the pepper secret the very value, that the key was checked against; else from Argon2.
-        The pepper is read on every call, so a missing or unreadable one is a fault, cache or not."""
-        current = self._checked_against(record.phc_hash, record.pepper_version)
-        previous = None
+        The pepper is read on every call, so a missing or unreadable one is a fault, cache or not (unless
+        ``missing_ok``: then a secret whose pepper version is gone is left out)."""
+        secrets_in_force = [(_Secret.CURRENT, record.phc_hash, record.pepper_version)]
         if record.previous_secret_valid(now):
-            previous = self._checked_against(record.previous_hash, record.previous_pepper_version)
+            secrets_in_force.append((_Secret.PREVIOUS, record.previous_hash, record.previous_pepper_version))
+        candidates = []  # (which, the stored hash as the cache names it, its pepper)
+        for which, phc_hash, pepper_version in secrets_in_force:
+            try:
+                candidates.append((which, *self._checked_against(phc_hash, pepper_version)))
+            except PepperVersionMissing:
+                if not missing_ok:
+                    raise
         matched = self.verified.matched(digest)
-        if matched == current[0]:
-            return _Secret.CURRENT, "cache"
-        if previous is not None and matched == previous[0]:
-            return _Secret.PREVIOUS, "cache"
-        checked = (current[0], previous[0] if previous else None)
+        for which, stored, _ in candidates:
+            if matched == stored:
+                return which, "cache"
+        checked = tuple(stored for _, stored, _ in candidates)
         if self.verified.refused_by(digest, checked):
             return None, "cache"
-        for which, candidate in ((_Secret.CURRENT, current), (_Secret.PREVIOUS, previous)):
-            if candidate is not None and self.hasher.verify(candidate[0][0], secret, candidate[1]):
-                self.verified.remember_match(digest, candidate[0])
+        for which, stored, pepper in candidates:
+            if self.hasher.verify(stored[0], secret, pepper):
+                self.verified.remember_match(digest, stored)
                 return which, "argon2"
         self.verified.remember_refusal(digest, checked)
         return None, "argon2"

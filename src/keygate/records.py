@@ -67,7 +67,7 @@ class KeyRecord:
     previous_pepper_version: str | None = None
     previous_expires_at: datetime | None = None  # ... which verifies until then
     purge_at: datetime | None = None  # the table's TTL: DynamoDB deletes the item after this
-    narrowed_at: datetime | None = None  # when a change last took access away (revoke, disable, narrowing)
+    access_changed_at: datetime | None = None  # when an update last changed its status, scopes, apis or expiry
     usage_plan_id: str | None = None  # the API Gateway usage plan that meters the key ...
     usage_key_id: str | None = None  # ... through this API Gateway API key, whose value (an identifier,
     usage_key_value: str | None = field(default=None, repr=False)  # never the secret) the authorizer returns
@@ -82,9 +82,10 @@ class KeyRecord:
         )
 
     def lost_access_after(self, moment: datetime) -> bool:
-        """Whether a change took access away from the key after ``moment``: a cached allow from before
-        it may still be answering."""
-        last = max((time for time in (self.narrowed_at, self.revoked_at) if time is not None), default=None)
+        """Whether a change that may have taken access away from the key (a revoke, or an update of its
+        status, scopes, apis or expiry) came after ``moment``: a cached allow from before it may still be
+        answering."""
+        last = max((time for time in (self.access_changed_at, self.revoked_at) if time is not None), default=None)
         return last is not None and last > moment
 
     def secrets_in_force(self, now: datetime) -> list[tuple[str, str]]:

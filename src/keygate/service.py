@@ -15,14 +15,15 @@ from datetime import UTC, datetime, timedelta
 import boto3
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-from keygate import audit, audit_copy, explain, keys, leak_reports
+from keygate import audit, audit_copy, explain, keys, leak_alerts
 from keygate.apis import ApiStage
 from keygate.audit import Action, AuditRecord
 from keygate.audit_copy import AuditCopyLog
 from keygate.authorize import Authorizer, Decision, explained
 from keygate.authorizer_cache import AuthorizerCache, FlushReport
 from keygate.config import AWS_CLIENT_CONFIG, GATEWAY_CLIENT_CONFIG, Config
-from keygate.hashing import Argon2Params, Hasher, PepperRing, PepperVersionMissing
+from keygate.hashing import Argon2Params, Hasher, PepperRing
+from keygate.leak_alerts import TokenOutcome
 from keygate.leaks import Label, LeakFinding, LeakNotifier, LeakReport
 from keygate.records import KeyRecord, State, Status, parse_time, state_of
 from keygate.routes import RequestRoute
@@ -218,7 +219,7 @@ class KeyService:
             if "expires_at" in fields:
                 changed = replace(changed, purge_at=self._purge_after(changed.expires_at))
             if _narrows(record, changed):
-                changed = replace(changed, narrowed_at=now)
+                changed = replace(changed, access_changed_at=now)
             return changed
 
         try:
@@ -235,7 +236,8 @@ class KeyService:
             getattr(update, name) is not UNSET for name in _NARROWING if name != "status"
         )
         flush = _narrows(before, after) or (asks_to_narrow and self._lost_access_lately(before))
-        return Changed(after, self._sync(after), self._cache.flush() if flush else None)
+        flushed = self._cache.flush() if flush else None  # before the sync, whose API Gateway calls may be slow
+        return Changed(after, self._sync(after), flushed)
 
     def _sync(self, record: KeyRecord) -> dict | None:
         """API Gateway's key made to match the record as stored now (not as this change left it: a later
@@ -314,7 +316,7 @@ class KeyService:
         # A key revoked a moment ago (by anyone) is flushed again: that revocation's flush may have failed,
         # or its invocation ended before it ran, and a cached allow would outlive it by the TTL.
         due = took_effect or self._lost_access_lately(before)
-        flushed = self._cache.flush() if due and flush else None
+        flushed = self._cache.flush() if due and flush else None  # before the sync, whose calls may be slow
         return Changed(after, self._sync(after), flushed, took_effect, flush_due=due and not flush)
 
     def _lost_access_lately(self, record: KeyRecord) -> bool:
@@ -326,26 +328,48 @@ class KeyService:
     def report_leaks(
         self, reports: Sequence[LeakReport], *, actor: str, budget: float | None = None
     ) -> list[LeakFinding]:
-        """Tokens found in the open, worked through within ``budget`` seconds if given (leak_reports): each
-        that is a key of this deployment revokes it, with its report in the audit record, and notifies
-        LeakedKeyTopic once: only the revocation that took effect notifies, so a report of a revoked key,
-        or a retried delivery racing the first, notifies nobody. Others are false positives. The
-        authorizer cache is flushed once for all of them."""
-        return leak_reports.work_through(
-            reports, lambda report: self._revoke_if_leaked(report, actor), self._cache.flush, budget
-        )
+        """Tokens found in the open, worked through within ``budget`` seconds if given (leak_alerts): each
+        whose secret is a key's in force now (as the authorizer checks one) revokes the key, with its report
+        in the audit record, and notifies LeakedKeyTopic once: only the revocation that took effect notifies,
+        so a retried delivery racing the first notifies nobody. A token of a revoked key is a true positive
+        with no Argon2 and no write: the key is revoked whatever the token is (flushed again if it was revoked
+        less than one AuthorizerCacheTtl ago). Others are false positives. One flush for all of them."""
+        keys_read: dict[str, KeyRecord | None] = {}  # one read per key id per alert
 
-    def _revoke_if_leaked(self, report: LeakReport, actor: str) -> leak_reports.Checked:
-        record = self._leaked_key(report.token)
-        if record is None:
-            return leak_reports.Checked(LeakFinding(report.token_hash, report.token_type, Label.FALSE_POSITIVE))
-        changed = self.revoke(record.key_id, actor=actor, details=report.details(), flush=False)
-        found = (report.token_hash, report.token_type, Label.TRUE_POSITIVE, record.key_id)
-        if changed.took_effect:
-            finding = LeakFinding(*found, "now", self._notify(changed.record, report, actor), changed.reports())
-        else:
-            finding = LeakFinding(*found, "already", None, changed.reports())
-        return leak_reports.Checked(finding, changed)
+        def look_up(report: LeakReport) -> TokenOutcome | None:
+            try:
+                key_id = keys.parse(report.token, self.config.key_prefix).key_id
+            except keys.MalformedKey:
+                return TokenOutcome(LeakFinding(report.token_hash, report.token_type, Label.FALSE_POSITIVE))
+            if key_id not in keys_read:
+                keys_read[key_id] = self._store.get(key_id)
+            record = keys_read[key_id]
+            if record is None:
+                return TokenOutcome(LeakFinding(report.token_hash, report.token_type, Label.FALSE_POSITIVE))
+            if record.status is Status.REVOKED:
+                finding = LeakFinding(report.token_hash, report.token_type, Label.TRUE_POSITIVE, key_id, "already")
+                return TokenOutcome(finding, flush_due=self._lost_access_lately(record))
+            return None
+
+        def verify(report: LeakReport) -> TokenOutcome:
+            parsed = keys.parse(report.token, self.config.key_prefix)
+            if not self._leaked_secret(keys_read[parsed.key_id], parsed):
+                return TokenOutcome(LeakFinding(report.token_hash, report.token_type, Label.FALSE_POSITIVE))
+            changed = self.revoke(parsed.key_id, actor=actor, details=report.details(), flush=False)
+            found = (report.token_hash, report.token_type, Label.TRUE_POSITIVE, parsed.key_id)
+            if changed.took_effect:
+                finding = LeakFinding(*found, "now", self._notify(changed.record, report, actor), changed.reports())
+            else:
+                finding = LeakFinding(*found, "already", None, changed.reports())
+            return TokenOutcome(finding, changed, changed.flush_due)
+
+        return leak_alerts.work_through(reports, look_up, verify, self._cache.flush, budget)
+
+    def _leaked_secret(self, record: KeyRecord, parsed: keys.ParsedKey) -> bool:
+        """Whether the token is one of the key's secrets in force now. A secret that no longer verifies
+        (rotated out, or hashed with a pepper version since removed) revokes nothing, so whoever holds a
+        dead secret cannot take the live key down."""
+        return self.authorizer.verifies(record, parsed, self._clock())
 
     def _notify(self, record: KeyRecord, report: LeakReport, actor: str) -> str | None:
         if self._notifier is None:
@@ -355,24 +379,6 @@ class KeyService:
             return "sent"
         except Exception as error:
             return f"failed: {explained(error)}"
-
-    def _leaked_key(self, token: str) -> KeyRecord | None:
-        """The key ``token`` names, if the token is one of its secrets in force now, checked as the authorizer
-        checks one (this container's verified-key cache, then Argon2), or if the key is revoked already: it is
-        revoked whatever the token is, and that costs no Argon2. A secret that no longer verifies (rotated
-        out, or hashed with a pepper version since removed) revokes nothing, so whoever holds a dead secret
-        cannot take the live key down."""
-        try:
-            parsed = keys.parse(token, self.config.key_prefix)
-        except keys.MalformedKey:
-            return None
-        record = self._store.get(parsed.key_id)
-        if record is None or record.status is Status.REVOKED:
-            return record
-        try:  # Secrets Manager failing is a fault (the report is answered 500, and retried): not this
-            return record if self.authorizer.verifies(record, parsed, self._clock()) else None
-        except PepperVersionMissing:  # a version removed once only revoked keys used it
-            return None
 
     def flush_authorizer_cache(self) -> FlushReport | None:
         return self._cache.flush()
@@ -488,14 +494,12 @@ class KeyService:
             raise KeyNotFound(f"no key with key_id {key_id!r} and no history")
         return events, token
 
-    def verify_history(self, key_id: str) -> dict:
-        """The key's whole audit trail checked against its tamper-evident copy (audit_copy): each record
-        that was changed, removed, duplicated or not copied."""
+    def verify_history(self, key_id: str) -> audit_copy.Verification:
+        """The key's whole audit trail, and its state, checked against the trail's tamper-evident copy."""
         if self._audit_copy is None:
             raise RuntimeError("this function has no audit copy (AUDIT_COPY_LOG_GROUP) to verify against")
-        table = self._store.audit_items(key_id)
-        findings = audit_copy.verify(table, self._audit_copy.read(key_id))
-        return {"verified": not findings, "records": len(table), "findings": [finding.view() for finding in findings]}
+        table, copies = self._store.audit_items(key_id), self._audit_copy.read(key_id)
+        return audit_copy.verify(table, copies, self._audit_copy.began(), self._store.get(key_id), self._clock())
 
     def pepper_usage(self, limit: int, next_token: str | None) -> tuple[dict[str, dict[str, int]], str | None]:
         """Keys per pepper version and state, for one page of the table. A key in a rotation's grace

@@ -78,7 +78,7 @@ def to_item(record: KeyRecord) -> dict:
     for name in ("usage_plan_id", "usage_key_id", "usage_key_value"):
         if (value := getattr(record, name)) is not None:
             item[name] = value
-    for name in ("expires_at", "revoked_at", "last_used_at", "rotated_at", "previous_expires_at", "narrowed_at"):
+    for name in ("expires_at", "revoked_at", "last_used_at", "rotated_at", "previous_expires_at", "access_changed_at"):
         if (moment := getattr(record, name)) is not None:
             item[name] = format_time(moment)
     if record.purge_at is not None:
@@ -111,7 +111,7 @@ def from_item(item: dict) -> KeyRecord:
             previous_hash=values.get("previous_hash"),
             previous_pepper_version=values.get("previous_pepper_version"),
             previous_expires_at=optional_time("previous_expires_at"),
-            narrowed_at=optional_time("narrowed_at"),
+            access_changed_at=optional_time("access_changed_at"),
             purge_at=datetime.fromtimestamp(int(values["purge_at"]), UTC) if "purge_at" in values else None,
             usage_plan_id=values.get("usage_plan_id"),
             usage_key_id=values.get("usage_key_id"),
@@ -338,8 +338,9 @@ class KeyStore:
         response = self._client.query(**request)
         return [from_audit_item(item) for item in response.get("Items", [])], _next_token(response)
 
-    def audit_items(self, key_id: str) -> dict[int, dict]:
-        """Every audit record of a key as stored (DynamoDB's typed JSON), by version: to compare with its copy."""
+    def audit_items(self, key_id: str) -> dict[str, dict]:
+        """Every audit record of a key as stored (DynamoDB's typed JSON), by its version's text: to compare
+        with its copy, whatever a record holds."""
         items, start = {}, None
         while True:
             request = {
@@ -349,7 +350,7 @@ class KeyStore:
                 "ConsistentRead": True,
             }
             response = self._client.query(**request, **({"ExclusiveStartKey": start} if start else {}))
-            items |= {int(item["version"]["N"]): item for item in response.get("Items", [])}
+            items |= {item["version"]["N"]: item for item in response.get("Items", [])}
             start = response.get("LastEvaluatedKey")
             if start is None:
                 return items

@@ -60,7 +60,7 @@ class VerifiedKeys:
         self.size = size
         self._digest_key = secrets.token_bytes(32)
         self._matched: _Lru[StoredHash] = _Lru(size)
-        self._refused: _Lru[tuple[StoredHash, StoredHash | None]] = _Lru(size)
+        self._refused: _Lru[tuple[StoredHash, ...]] = _Lru(size)
 
     def digest(self, parsed: ParsedKey) -> bytes:
         return hmac.digest(self._digest_key, f"{parsed.key_id}_{parsed.secret}".encode("ascii"), hashlib.sha256)
@@ -76,12 +76,12 @@ class VerifiedKeys:
     def remember_match(self, digest: bytes, stored: StoredHash) -> None:
         self._matched.put(digest, stored)
 
-    def refused_by(self, digest: bytes, checked: tuple[StoredHash, StoredHash | None]) -> bool:
+    def refused_by(self, digest: bytes, checked: tuple[StoredHash, ...]) -> bool:
         """True when this key was refused by exactly these hashes (current, and previous if it was
         checked): then it would be refused again."""
         return self._refused.get(digest) == checked
 
-    def remember_refusal(self, digest: bytes, checked: tuple[StoredHash, StoredHash | None]) -> None:
+    def remember_refusal(self, digest: bytes, checked: tuple[StoredHash, ...]) -> None:
         self._refused.put(digest, checked)
 
     def __len__(self) -> int:

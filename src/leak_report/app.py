@@ -17,13 +17,15 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from keygate import config, service
-from keygate.leak_reports import BudgetSpent
+from keygate.leak_alerts import BudgetSpent
 from keygate.leaks import Label, LeakFinding, LeakReport
 from keygate.secret_scanning import MAX_BODY_BYTES, GitHubPublicKeys, MalformedAlert, Unauthenticated, parse_alerts
 
-# Seconds an alert may spend checking tokens: GitHub and the HTTP API give up at 30 s, and the function's
-# Timeout (template.yaml) leaves the token in progress and the flush room to finish.
+# Seconds an alert may spend settling tokens: GitHub and the HTTP API give up at 30 s. The budget also leaves
+# FLUSH_RESERVE_SECONDS of the invocation's time (template.yaml's Timeout, less what a cold start and GitHub's
+# keys took) for the token in progress and the flush.
 ALERT_BUDGET_SECONDS = 20.0
+FLUSH_RESERVE_SECONDS = 8.0
 logger = Logger()
 metrics = Metrics()
 KEYS = service.from_config(config.load())
@@ -45,7 +47,8 @@ def handler(event: dict, context: LambdaContext) -> dict:
         logger.warning("leak report refused", extra={"status": status, "reason": str(error)})
         return _answer(status, {"message": str(error)})
     try:
-        findings = KEYS.report_leaks(reports, actor=ACTOR, budget=ALERT_BUDGET_SECONDS)
+        budget = min(ALERT_BUDGET_SECONDS, context.get_remaining_time_in_millis() / 1000 - FLUSH_RESERVE_SECONDS)
+        findings = KEYS.report_leaks(reports, actor=ACTOR, budget=budget)
     except BudgetSpent as spent:  # what was checked is done; GitHub retries a 5xx, and the retry goes on
         _record(spent.findings)
         metrics.add_metric(name="LeakReportUnfinished", unit=MetricUnit.Count, value=1)
