@@ -7,10 +7,13 @@ import re
 import socket
 import subprocess
 
+import boto3
 import pytest
+from botocore.exceptions import ClientError
 
-from keygate_local.template import ROOT
+from keygate_local.template import NO_SUCH_OPERATION, ROOT, Stack
 from tests import dynamodb_local
+from tests.conftest import fail_calls
 
 TOOLS = ROOT / "tools" / "dynamodb-local"
 
@@ -73,3 +76,24 @@ def test_it_answers_until_stopped_and_then_its_port_is_free():
     assert running.process.poll() is not None
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", int(running.endpoint.rpartition(":")[2]))) != 0
+
+
+@pytest.mark.dynamodb_local
+def test_the_tables_get_the_template_s_ttl_and_point_in_time_recovery_where_dynamodb_has_it(stack, dynamodb):
+    client = boto3.client("dynamodb")
+    for logical_id in stack.tables():
+        name = stack.physical_ids[logical_id]
+        ttl = client.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
+        assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "purge_at")
+        if dynamodb is None:  # moto, as AWS
+            backups = client.describe_continuous_backups(TableName=name)["ContinuousBackupsDescription"]
+            assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"
+        else:  # DynamoDB Local has no backups at all; once it has, Stack.create_table must turn them on there too
+            with pytest.raises(ClientError, match=NO_SUCH_OPERATION):
+                client.describe_continuous_backups(TableName=name)
+
+
+def test_any_other_failure_to_turn_on_point_in_time_recovery_is_raised(aws, template, monkeypatch):
+    fail_calls(monkeypatch, "UpdateContinuousBackups", code="AccessDeniedException")
+    with pytest.raises(ClientError, match="AccessDeniedException"):
+        Stack(template).create_table(boto3.client("dynamodb"), "KeysTable")
