@@ -3,9 +3,11 @@ the tests themselves (a missing install fails, never skips), and the store, life
 tests run on it as well as on moto."""
 
 import json
+import os
 import re
 import socket
 import subprocess
+import sys
 
 import boto3
 import pytest
@@ -16,6 +18,14 @@ from tests import dynamodb_local
 from tests.conftest import fail_calls
 
 TOOLS = ROOT / "tools" / "dynamodb-local"
+# The tests that run against DynamoDB Local too: the store's every call (admin: issue, get, list, revoke), a
+# key's life (update, rotation, audit trail, last_used_at, re-hash and pepper-status) and the races. The rest
+# (the authorizer's event shapes and hostile input, faults, properties, templates) test no more of DynamoDB, or
+# inject faults that the proxy can put only in front of moto.
+ON_DYNAMODB_LOCAL = [
+    "tests/test_admin.py", "tests/test_update.py", "tests/test_rotation.py", "tests/test_audit.py",
+    "tests/test_last_used.py", "tests/test_rehash.py", "tests/test_races.py",
+]  # fmt: skip
 
 
 def test_the_lockfile_pins_one_release_of_dynamodb_local_with_its_hash():
@@ -76,6 +86,18 @@ def test_it_answers_until_stopped_and_then_its_port_is_free():
     assert running.process.poll() is not None
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", int(running.endpoint.rpartition(":")[2]))) != 0
+
+
+def test_the_store_lifecycle_race_and_e2e_tests_run_on_moto_and_on_dynamodb_local():
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *ON_DYNAMODB_LOCAL],
+        cwd=ROOT, capture_output=True, text=True, timeout=120, env=os.environ | {"PYTHONDONTWRITEBYTECODE": "1"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    for module in ON_DYNAMODB_LOCAL:
+        ids = [line for line in done.stdout.splitlines() if line.startswith(f"{module}::")]
+        on_local = [test_id for test_id in ids if "dynamodb-local" in test_id]
+        assert on_local and len(on_local) == len([test_id for test_id in ids if "[moto" in test_id]), module
 
 
 @pytest.mark.dynamodb_local
