@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import free_port
 
 KEYGATE = str(Path(sys.executable).parent / "keygate")  # the console script pip installed
@@ -15,6 +17,7 @@ def keygate(local_stack, *arguments: str, endpoint: str | None = None, stdin: st
     return subprocess.run(command, capture_output=True, text=True, timeout=60, input=stdin)
 
 
+@pytest.mark.dynamodb_local
 def test_issue_get_list_revoke_round_trip(local_stack):
     issued = keygate(local_stack, "issue", "--name", "cli", "--owner", "team-cli", "--scope", "a", "--scope", "b")
     assert issued.returncode == 0, issued.stderr
@@ -31,6 +34,7 @@ def test_issue_get_list_revoke_round_trip(local_stack):
     assert revoked.returncode == 0 and json.loads(revoked.stdout)["status"] == "revoked"
 
 
+@pytest.mark.dynamodb_local
 def test_a_refused_request_exits_1_with_the_error_on_stderr(local_stack):
     done = keygate(local_stack, "issue", "--name", "cli", "--owner", "o", "--expires-at", "yesterday")
     assert done.returncode == 1 and done.stdout == ""
