@@ -122,3 +122,17 @@ def test_any_other_failure_to_turn_on_point_in_time_recovery_is_raised(aws, temp
     fail_calls(monkeypatch, "UpdateContinuousBackups", code="AccessDeniedException")
     with pytest.raises(ClientError, match="AccessDeniedException"):
         Stack(template).create_table(boto3.client("dynamodb"), "KeysTable")
+
+
+@pytest.mark.dynamodb_local
+def test_a_transaction_retried_with_its_token_succeeds_again_and_writes_nothing(served):
+    """What the fault proxy adds to moto server (tests/faults.py) is what DynamoDB Local does on its own."""
+    dynamodb = boto3.client("dynamodb")  # on moto through the proxy; DynamoDB Local directly
+    table = served.physical_ids["AuditTable"]
+    item = {"key_id": {"S": "K" * 16}, "version": {"N": "1"}}
+    put = [{"Put": {"TableName": table, "Item": item, "ConditionExpression": "attribute_not_exists(key_id)"}}]
+    dynamodb.transact_write_items(TransactItems=put, ClientRequestToken="first")
+    dynamodb.transact_write_items(TransactItems=put, ClientRequestToken="first")  # botocore's retry of a lost answer
+    with pytest.raises(ClientError, match="ConditionalCheckFailed"):
+        dynamodb.transact_write_items(TransactItems=put, ClientRequestToken="second")
+    assert len(dynamodb.scan(TableName=table)["Items"]) == 1
