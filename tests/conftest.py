@@ -362,8 +362,8 @@ def fault_proxy(moto_server) -> FaultProxy:
 @pytest.fixture
 def served(moto_server, fault_proxy, template, monkeypatch, dynamodb) -> Stack:
     """The template's tables, pepper and topics on moto server; every function's AWS calls go through the proxy.
-    On DynamoDB Local, DynamoDB calls go to it directly: its writes and transactions are atomic without the
-    proxy's lock, and concurrent transactions on one item meet its real TransactionConflict."""
+    On DynamoDB Local, DynamoDB calls go to it directly: it applies each write and transaction whole on its own
+    (one request at a time: TransactionConflict never arises there; tests/test_faults.py injects it)."""
     for name in list(os.environ):
         if name.startswith("AWS_ENDPOINT_URL") or name in ("AWS_PROFILE", "AWS_REGION"):
             monkeypatch.delenv(name)
