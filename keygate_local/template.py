@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from botocore.exceptions import ClientError
 from samcli.yamlhelper import yaml_parse
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +28,7 @@ _TABLE_PROPERTIES = {
 
 NO_VALUE = None  # what Ref AWS::NoValue resolves to: the property is left out
 LOCAL_ACCOUNT = "123456789012"  # moto's account
+NO_SUCH_OPERATION = "UnknownOperationException"  # an endpoint's answer to an operation it does not have
 
 
 def load_template(path: Path = TEMPLATE_PATH) -> dict:
@@ -178,7 +180,8 @@ class Stack:
             self.create_table(dynamodb, logical_id)
 
     def create_table(self, dynamodb, logical_id: str) -> str:
-        """Create a table as the template defines it; returns the table name."""
+        """Create a table as the template defines it; returns the table name. Point-in-time recovery is left
+        out only where the endpoint has no such operation (DynamoDB Local)."""
         properties = self.resolve(self.resource(logical_id)["Properties"])
         unknown = set(properties) - _TABLE_PROPERTIES
         if unknown:
@@ -211,9 +214,14 @@ class Stack:
             TableName=name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": ttl["Enabled"]}
         )
         recovery = properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"]
-        dynamodb.update_continuous_backups(
-            TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": recovery}
-        )
+        try:
+            dynamodb.update_continuous_backups(
+                TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": recovery}
+            )
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != NO_SUCH_OPERATION:
+                raise
+            # DynamoDB Local has no backups at all (no ContinuousBackups operation): nothing to turn on there.
         return name
 
     def create_pepper_secret(self, secretsmanager) -> str:

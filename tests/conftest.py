@@ -1,7 +1,6 @@
 """Fixtures: moto in-process, the template's resources created from template.yaml, and each
 function's handler imported with the template's environment, as a fresh Lambda container would."""
 
-import functools
 import json
 import logging
 import os
@@ -21,6 +20,7 @@ from moto.moto_server.threaded_moto_server import ThreadedMotoServer
 from keygate import keys
 from keygate_local.github import FakeGitHub
 from keygate_local.template import Stack, import_handler, load_template
+from tests.dynamodb_local import DynamoDBLocal, DynamoDBLocalMissing, delete_tables
 from tests.faults import FaultProxy
 
 pytest.register_assert_rewrite("tests.secrecy_sweep")  # a plugin, imported here before pytest loads it
@@ -159,8 +159,47 @@ def template() -> dict:
     return load_template()
 
 
+# --- DynamoDB on moto, and on DynamoDB Local for the tests marked dynamodb_local ---
+
+MOTO, DYNAMODB_LOCAL = "moto", "dynamodb-local"
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "dynamodb_local: run the test with DynamoDB on moto and again on DynamoDB Local")
+
+
+def pytest_generate_tests(metafunc) -> None:
+    """A test marked dynamodb_local that uses DynamoDB (the ``dynamodb`` fixture, through ``aws`` or
+    ``served``) runs once per backend: test_x[moto] and test_x[dynamodb-local]."""
+    if "dynamodb" in metafunc.fixturenames and metafunc.definition.get_closest_marker("dynamodb_local"):
+        metafunc.parametrize("dynamodb", [MOTO, DYNAMODB_LOCAL], indirect=True)
+
+
+@pytest.fixture(scope="session")
+def dynamodb_local() -> DynamoDBLocal:
+    """DynamoDB Local on 127.0.0.1, started when a test first asks for it, stopped at the end of the session."""
+    try:
+        running = DynamoDBLocal.start()
+    except DynamoDBLocalMissing as missing:
+        pytest.fail(str(missing), pytrace=False)
+    print(f"DynamoDB Local answered {running.started_in:.1f} s after launch, at {running.endpoint}")
+    yield running
+    running.stop()
+
+
 @pytest.fixture
-def aws(monkeypatch):
+def dynamodb(request) -> str | None:
+    """Where the test's DynamoDB calls go: None for moto (the other services' backend), else DynamoDB
+    Local's endpoint."""
+    if getattr(request, "param", MOTO) == MOTO:
+        return None
+    return request.getfixturevalue("dynamodb_local").endpoint
+
+
+@pytest.fixture
+def aws(monkeypatch, dynamodb):
+    """moto in process; DynamoDB on DynamoDB Local instead when the test runs there (moto passes a call
+    to an endpoint it does not know through unchanged)."""
     for name in list(os.environ):
         if name.startswith("AWS_ENDPOINT_URL") or name in ("AWS_PROFILE", "AWS_REGION"):
             monkeypatch.delenv(name)
@@ -168,6 +207,8 @@ def aws(monkeypatch):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_SESSION_TOKEN", "testing")
+    if dynamodb is not None:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynamodb)
     with mock_aws():
         yield
 
@@ -176,7 +217,11 @@ def create_stack(template: dict, client: Callable = boto3.client, parameters: di
     """The template's tables, pepper secret and topics, made with ``client`` (boto3.client, or one bound to
     an endpoint), with ``parameters`` overriding the defaults. The secrecy sweep remembers the pepper as it
     is written."""
-    stack = Stack(template, parameters)
+    return create_resources(Stack(template, parameters), client)
+
+
+def create_resources(stack: Stack, client: Callable = boto3.client) -> Stack:
+    """As ``create_stack``, into a given stack, which names whatever got made should this fail half-way."""
     stack.create_tables(client("dynamodb"))
     stack.create_pepper_secret(client("secretsmanager"))
     stack.create_topics(client("sns"))
@@ -196,9 +241,18 @@ def snapshot_of_writes(stack: Stack, client: Callable = boto3.client) -> Callabl
     return snapshot
 
 
+def tables_of(stack: Stack) -> list[str]:
+    return [stack.physical_ids[logical_id] for logical_id in stack.tables() if logical_id in stack.physical_ids]
+
+
 @pytest.fixture
-def stack(aws, template) -> Stack:
-    return create_stack(template)
+def stack(aws, template, dynamodb) -> Stack:
+    made = Stack(template)
+    try:
+        yield create_resources(made)
+    finally:
+        if dynamodb is not None:  # moto forgets its tables when mock_aws ends; DynamoDB Local keeps them
+            delete_tables(boto3.client("dynamodb"), tables_of(made))
 
 
 class _CurrentStdout:
@@ -312,8 +366,10 @@ def fault_proxy(moto_server) -> FaultProxy:
 
 
 @pytest.fixture
-def served(moto_server, fault_proxy, template, monkeypatch) -> Stack:
-    """The template's tables, pepper and topics on moto server; every function's AWS calls go through the proxy."""
+def served(moto_server, fault_proxy, template, monkeypatch, dynamodb) -> Stack:
+    """The template's tables, pepper and topics on moto server; every function's AWS calls go through the proxy.
+    On DynamoDB Local, DynamoDB calls go to it directly: it applies each write and transaction whole on its own
+    (one request at a time: TransactionConflict never arises there; tests/test_faults.py injects it)."""
     for name in list(os.environ):
         if name.startswith("AWS_ENDPOINT_URL") or name in ("AWS_PROFILE", "AWS_REGION"):
             monkeypatch.delenv(name)
@@ -326,9 +382,20 @@ def served(moto_server, fault_proxy, template, monkeypatch) -> Stack:
     for name, value in credentials.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("AWS_ENDPOINT_URL", fault_proxy.url)
-    stack = create_stack(template, functools.partial(boto3.client, endpoint_url=direct))
-    stack.direct = direct
-    return stack
+    if dynamodb is not None:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", dynamodb)
+
+    def direct_client(service: str):
+        """A client that reaches the service itself, not through the proxy."""
+        return boto3.client(service, endpoint_url=dynamodb if service == "dynamodb" and dynamodb else direct)
+
+    stack = Stack(template)
+    stack.direct, stack.direct_client = direct, direct_client
+    try:
+        yield create_resources(stack, direct_client)
+    finally:
+        if dynamodb is not None:
+            delete_tables(direct_client("dynamodb"), tables_of(stack))
 
 
 @pytest.fixture
@@ -340,4 +407,4 @@ def served_load(served, monkeypatch) -> Callable:
 @pytest.fixture
 def served_written(served) -> Callable[[], tuple]:
     """As ``snapshot_of_writes``, of the served stack (read directly, not through the proxy)."""
-    return snapshot_of_writes(served, functools.partial(boto3.client, endpoint_url=served.direct))
+    return snapshot_of_writes(served, served.direct_client)

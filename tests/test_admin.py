@@ -10,6 +10,8 @@ from argon2 import extract_parameters
 
 from tests.conftest import event, invoke
 
+pytestmark = pytest.mark.dynamodb_local  # the store's every call, on DynamoDB Local too
+
 METADATA_FIELDS = {
     "key_id", "name", "owner", "description", "scopes", "apis", "status", "created_at", "expires_at", "revoked_at",
     "last_used_at", "rotated_at", "previous_key_expires_at", "pepper_version", "usage_plan_id", "usage_key_id",

@@ -10,6 +10,8 @@ from botocore.exceptions import ClientError
 
 from tests.conftest import event, fail_calls, invoke
 
+pytestmark = pytest.mark.dynamodb_local  # the audit table: one transaction with each change, queried oldest first
+
 
 @pytest.fixture
 def audit_items(stack):

@@ -1,7 +1,7 @@
-"""Races, with real threads and several warm containers, over real HTTP to moto server (whose writes the
-proxy applies atomically, as DynamoDB does): keys issued at once are distinct and all verify; once a
-revoke has returned no container allows the key; concurrent changes of one key lose nothing, and its
-audit trail replays exactly to its final state."""
+"""Races, with real threads and several warm containers, over real HTTP: to moto server (whose writes the
+proxy applies atomically, as DynamoDB does) and to DynamoDB Local, directly. Keys issued at once are
+distinct and all verify; once a revoke has returned no container allows the key; concurrent changes of
+one key lose nothing, and its audit trail replays exactly to its final state."""
 
 import threading
 import time
@@ -12,6 +12,8 @@ import pytest
 
 from tests.conftest import invoke
 from tests.test_authorizer import decide, shaped
+
+pytestmark = pytest.mark.dynamodb_local  # real concurrent transactions, without the proxy (conftest.served)
 
 CONTAINERS = 4
 DEADLINE = 120  # seconds: every race below ends well within it, or fails

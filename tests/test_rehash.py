@@ -10,6 +10,8 @@ from argon2 import extract_parameters
 from tests.conftest import add_pepper_version, event, fail_calls, invoke
 from tests.test_authorizer import decide, log_records, shaped
 
+pytestmark = pytest.mark.dynamodb_local  # the re-hash's condition on the old hash, and pepper-status's projection
+
 
 def item_of(table_items, key_id: str) -> dict:
     return next(item for item in table_items() if item["key_id"]["S"] == key_id)

@@ -10,6 +10,8 @@ from keygate import keys
 from tests.conftest import event, invoke
 from tests.test_authorizer import SHAPES, decide, reasons, shaped
 
+pytestmark = pytest.mark.dynamodb_local  # rotation's two hashes and their expiry, written and read back
+
 
 def at(handler, moment: datetime) -> None:
     """Set the clock of a function's container."""

@@ -9,6 +9,8 @@ import pytest
 from tests.conftest import event, invoke
 from tests.test_authorizer import SHAPES, decide, reasons, shaped
 
+pytestmark = pytest.mark.dynamodb_local  # update, disable and enable: conditional transactions with their audit records
+
 
 def _future(**delta) -> str:
     return (datetime.now(UTC) + timedelta(**delta)).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")

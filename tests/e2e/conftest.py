@@ -16,6 +16,7 @@ import pytest
 
 from keygate_local.github import FakeGitHub
 from keygate_local.template import ROOT
+from tests.conftest import DYNAMODB_LOCAL, MOTO
 from tests.secrecy_sweep import SWEEP, checked_answer
 
 READY_SECONDS = 60
@@ -69,9 +70,9 @@ def stop_stack(process: subprocess.Popen) -> int:
         return process.wait()
 
 
-def running_stack(*options: str, parameters: dict[str, str] | None = None):
+def running_stack(*options: str, parameters: dict[str, str] | None = None, environment: dict[str, str] | None = None):
     started = time.perf_counter()
-    process, ready = start_stack(options=options, parameters=parameters)
+    process, ready = start_stack(environment, options=options, parameters=parameters)
     print(f"local stack ready in {time.perf_counter() - started:.1f} s: {ready}")
     secretsmanager = local_client("secretsmanager", ready["aws"]["secretsmanager"])
     for secret in secretsmanager.list_secrets()["SecretList"]:  # made by the stack's process: not seen written
@@ -87,9 +88,24 @@ def running_stack(*options: str, parameters: dict[str, str] | None = None):
     assert stop_stack(process) == 0
 
 
+def pytest_generate_tests(metafunc) -> None:
+    """A test marked dynamodb_local runs on a local stack whose DynamoDB is moto, then on one whose DynamoDB
+    is DynamoDB Local; every other test on the first alone (one parameter for all: pytest keeps one stack)."""
+    if "local_stack" in metafunc.fixturenames:
+        marked = metafunc.definition.get_closest_marker("dynamodb_local")
+        metafunc.parametrize("local_stack", [MOTO, DYNAMODB_LOCAL] if marked else [MOTO], indirect=True)
+
+
+def dynamodb_environment(request) -> dict[str, str]:
+    """What points a local stack's DynamoDB at DynamoDB Local, for that parameter; nothing for moto."""
+    if request.param == DYNAMODB_LOCAL:
+        return {"AWS_ENDPOINT_URL_DYNAMODB": request.getfixturevalue("dynamodb_local").endpoint}
+    return {}
+
+
 @pytest.fixture(scope="session")
-def local_stack():
-    yield from running_stack()
+def local_stack(request):
+    yield from running_stack(environment=dynamodb_environment(request))
 
 
 @pytest.fixture(scope="session")

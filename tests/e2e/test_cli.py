@@ -6,6 +6,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.e2e.conftest import free_port, local_client
 
 KEYGATE = str(Path(sys.executable).parent / "keygate")  # the console script pip installed
@@ -16,6 +18,7 @@ def keygate(local_stack, *arguments: str, endpoint: str | None = None, stdin: st
     return subprocess.run(command, capture_output=True, text=True, timeout=60, input=stdin)
 
 
+@pytest.mark.dynamodb_local
 def test_issue_get_list_revoke_round_trip(local_stack):
     issued = keygate(local_stack, "issue", "--name", "cli", "--owner", "team-cli", "--scope", "a", "--scope", "b")
     assert issued.returncode == 0, issued.stderr
@@ -32,6 +35,7 @@ def test_issue_get_list_revoke_round_trip(local_stack):
     assert revoked.returncode == 0 and json.loads(revoked.stdout)["status"] == "revoked"
 
 
+@pytest.mark.dynamodb_local
 def test_a_refused_request_exits_1_with_the_error_on_stderr(local_stack):
     done = keygate(local_stack, "issue", "--name", "cli", "--owner", "o", "--expires-at", "yesterday")
     assert done.returncode == 1 and done.stdout == ""
@@ -59,6 +63,7 @@ def test_usage_errors_exit_2():
     assert done.returncode == 2 and "--owner" in done.stderr
 
 
+@pytest.mark.dynamodb_local
 def test_history_verify_names_a_record_changed_in_the_table(local_stack):
     """Through the local stack's own stream poller and AuditCopyFunction: the copy catches up within
     seconds, then a record overwritten in the table is named and the CLI exits 4."""

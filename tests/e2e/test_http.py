@@ -119,6 +119,7 @@ def test_a_blank_looking_header_beside_a_valid_key_is_refused_over_http(local_st
     assert get(f"{local_stack.http}/whoami", Authorization=f"Bearer {api_key}", x_api_key=api_key).status_code == 200
 
 
+@pytest.mark.dynamodb_local
 def test_a_revoked_key_is_refused_on_the_very_next_call_everywhere(local_stack, issued, invoke):
     key = issued()
     for url, header, template in routes(local_stack):

@@ -10,6 +10,8 @@ import requests
 from tests.e2e.test_cli import keygate
 from tests.e2e.test_http import TIMEOUT
 
+pytestmark = pytest.mark.dynamodb_local  # the local_stack tests: a key's life through the stack's own workers
+
 # What DEMO_ROUTE_SCOPES asks of each demo route: (method, path, a scope that opens it, one that does not)
 ROUTES = [
     ("GET", "/orders", "orders:read", "demo"), ("GET", "/orders", "orders:write", "demo"),
