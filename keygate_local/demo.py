@@ -65,6 +65,12 @@ class Calls:
         return response.json()
 
 
+def made_up(key_id: str) -> str:
+    """A token in the key's format, with its key id and a valid checksum but not its secret."""
+    body = f"kg_{key_id}_{'x' * keys.SECRET_LENGTH}"
+    return body + keys.checksum(body)
+
+
 def masked(text: str) -> str:
     """A key with its secret part hidden: the demo's output may end up in a CI log or a screenshot."""
     return re.sub(r"(kg_[0-9A-Za-z]{16}_)[0-9A-Za-z]+", r"\1...", text)
@@ -93,9 +99,7 @@ def main() -> int:
             )  # fmt: skip
             api_key, key_id = issued["api_key"], issued["key_id"]
             print(f"   key_id {key_id}, api_key {masked(api_key)} (shown this once; its secret is not printed here)")
-            parsed = keys.parse(api_key, "kg")
-            body = f"kg_{parsed.key_id}_{'x' * keys.SECRET_LENGTH}"
-            wrong_key = body + keys.checksum(body)  # well-formed, right key id, wrong secret
+            wrong_key = made_up(key_id)
 
             print("3. Call the protected routes with the key:")
             calls.expect(200, f"{rest}/hello", bearer(api_key), "REST, TOKEN authorizer")
@@ -159,7 +163,8 @@ def main() -> int:
             leaked = keygate(endpoint, "issue", "--name", "leaky", "--owner", "team-demo", "--scope", "demo")
             calls.expect(200, f"{http}/whoami", bearer(leaked["api_key"]), "the key works")
             endpoint_url = f"{local.urls.apis['LeakReportApi']}/github/secret-scanning"
-            body, headers = local.github.signed_alert(leaked["api_key"], wrong_key)
+            # with a made-up token of the same key: a false positive (a revoked key's would be a true one)
+            body, headers = local.github.signed_alert(leaked["api_key"], made_up(leaked["key_id"]))
             forged = {**headers, "Github-Public-Key-Signature": local.github.sign(b"another body")}
             calls.report(401, endpoint_url, body, forged, "401: the signature is not GitHub's over this body")
             feedback = calls.report(200, endpoint_url, body, headers, "a signed alert: both tokens checked")
