@@ -12,34 +12,39 @@ LOG = logging.getLogger(__name__)
 
 
 class StreamReader:
-    """A DynamoDB stream's records, in order, from its start: ``pending`` shows the next batch until ``done``."""
+    """A DynamoDB stream's records, in order, from its start: ``pending`` shows the next batch until ``done``.
+    Each read starts a fresh iterator after the last record handled (an iterator ages out, and DynamoDB Local
+    calls one taken from an empty shard trimmed), so nothing is read twice or skipped."""
 
     def __init__(self, streams, stream_arn: str):
         self._streams = streams
         self._arn = stream_arn
-        self._positions: dict[str, str | None] = {}  # shard id -> its next iterator; None: a closed shard read
-        self._next: dict[str, str | None] = {}
+        self._handled: dict[str, str] = {}  # shard id -> the sequence number of its last record handled
+        self._shown: dict[str, str] = {}
 
     def pending(self) -> list[dict]:
         """The records after the last batch marked done (up to BATCH), as Lambda delivers them."""
-        records, self._next = [], {}
+        records, self._shown = [], {}
         for shard in self._streams.describe_stream(StreamArn=self._arn)["StreamDescription"]["Shards"]:
-            shard_id = shard["ShardId"]  # a parent shard is listed before its children
-            if shard_id not in self._positions:
-                self._positions[shard_id] = self._streams.get_shard_iterator(
-                    StreamArn=self._arn, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON"
-                )["ShardIterator"]
-            position = self._positions[shard_id]
-            if position is None or len(records) >= BATCH:
-                continue
-            page = self._streams.get_records(ShardIterator=position, Limit=BATCH - len(records))
+            if len(records) >= BATCH:  # a parent shard is listed before its children
+                break
+            shard_id = shard["ShardId"]
+            after = self._handled.get(shard_id)
+            position = (
+                {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": after}
+                if after
+                else {"ShardIteratorType": "TRIM_HORIZON"}
+            )
+            iterator = self._streams.get_shard_iterator(StreamArn=self._arn, ShardId=shard_id, **position)
+            page = self._streams.get_records(ShardIterator=iterator["ShardIterator"], Limit=BATCH - len(records))
             records += [as_lambda_delivers(record, self._arn) for record in page["Records"]]
-            self._next[shard_id] = page.get("NextShardIterator")
+            if page["Records"]:
+                self._shown[shard_id] = page["Records"][-1]["dynamodb"]["SequenceNumber"]
         return records
 
     def done(self) -> None:
         """The batch ``pending`` last showed was handled: read on from after it."""
-        self._positions |= self._next
+        self._handled |= self._shown
 
 
 def as_lambda_delivers(record: dict, stream_arn: str) -> dict:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import boto3
 import pytest
 
-from keygate.audit_copy import digest
+from keygate.audit_copy import AuditCopyLog, digest
 from keygate_local.streams import StreamReader
 from tests.conftest import invoke
 from tests.test_authorizer import service_of
@@ -202,8 +202,169 @@ def test_a_record_that_is_not_a_key_s_cannot_stall_the_copy(changed_key, audit_t
     assert copy_trail() == 3
     group, logs = stack.physical_ids["AuditCopyLogGroup"], boto3.client("logs")
     aside = logs.get_log_events(logGroupName=group, logStreamName="unreadable-records")["events"]
-    assert len(aside) == 1 and "not:a*key" in aside[0]["message"]
-    assert problems(verify(changed_key)) == [(99, "not a change of the key"), ("1.5", "not a change of the key")]
+    assert len(aside) == 2 and "not:a*key" in aside[0]["message"] and '"1.5"' in aside[1]["message"]
+    assert problems(verify(changed_key)) == [(99, "not a change of the key"), ("1.5", "not a record keygate writes")]
+
+
+def _line(first: dict, **changed) -> str:
+    return json.dumps(first | changed, sort_keys=True)
+
+
+# Lines anyone with logs:PutLogEvents may append to a key's copy (every Lambda role of the account may):
+# each must count as "not a copy", and none may stop verify from checking the rest.
+HOSTILE_LINES = {
+    "not JSON": lambda first: "hello",
+    "a version that is a number": lambda first: _line(first, version=1),
+    "a version that is a list": lambda first: _line(first, version=["1"]),
+    "a superscript digit": lambda first: _line(first, version="²"),
+    "an image that is a list": lambda first: _line(first, image=[1]),
+    "an image its digest does not match": lambda first: _line(first, image={"x": {"S": "y"}}),
+    "another event": lambda first: _line(first, event="DELETE"),
+    "removed by someone said to be ttl": lambda first: _line(first, removed_by="admin"),
+    "a field more": lambda first: _line(first, note="x"),
+    "another format": lambda first: _line(first, format=2),
+    "another key's line": lambda first: _line(first, key_id="A" * 16),
+    "JSON null": lambda first: "null",
+    "the first line, its fields reordered": lambda first: json.dumps(dict(reversed(first.items()))),
+}
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_LINES.values(), ids=HOSTILE_LINES.keys())
+def test_a_line_that_is_not_exactly_a_copy_is_named_and_checked_around(
+    hostile, changed_key, verify, audit_table, copy_trail, stack
+):
+    group, logs = stack.physical_ids["AuditCopyLogGroup"], boto3.client("logs")
+    first = json.loads(logs.get_log_events(logGroupName=group, logStreamName=changed_key)["events"][0]["message"])
+    logs.put_log_events(
+        logGroupName=group, logStreamName=changed_key,
+        logEvents=[{"timestamp": int(time.time() * 1000), "message": hostile(first)}],
+    )  # fmt: skip
+    audit_table.put(audit_table.get(changed_key, 2) | {"actor": {"S": "somebody else"}})
+    copy_trail()
+    assert problems(verify(changed_key)) == [(2, "changed"), (None, "not a copy")]
+
+
+def test_a_flood_of_lines_is_one_finding_counted(changed_key, verify, stack):
+    group, logs = stack.physical_ids["AuditCopyLogGroup"], boto3.client("logs")
+    now = int(time.time() * 1000)
+    logs.put_log_events(
+        logGroupName=group, logStreamName=changed_key,
+        logEvents=[{"timestamp": now, "message": f"junk {n}"} for n in range(2000)],
+    )  # fmt: skip
+    (finding,) = verify(changed_key)["findings"]
+    assert (finding["problem"], finding["count"]) == ("not a copy", 2000)
+
+
+def test_a_record_whose_changes_are_not_keygate_s_is_named_not_a_crash(
+    changed_key, verify, audit_table, copy_trail, stack
+):
+    audit_table.put(audit_table.get(changed_key, 3) | {"changes": {"M": {"status": {"S": "active"}}}})
+    copy_trail()
+    assert problems(verify(changed_key)) == [(3, "changed")]
+    boto3.client("dynamodb").update_item(
+        TableName=stack.physical_ids["KeysTable"], Key={"key_id": {"S": changed_key}},
+        UpdateExpression="SET #version = :five", ExpressionAttributeNames={"#version": "version"},
+        ExpressionAttributeValues={":five": {"N": "5"}},
+    )  # fmt: skip
+    audit_table.put(audit_table.get(changed_key, 4) | {"version": {"N": "5"}, "changes": {"S": "none"}})
+    copy_trail()
+    assert (5, "not a record keygate writes") in problems(verify(changed_key))
+
+
+def _record(key_id: str, version: int, action: str, changes: dict, at: str = "2030-01-01T00:00:00Z") -> dict:
+    """An audit record as a role with PutItem on the audit table could forge one."""
+    typed = {name: {"M": {"old": {"S": old}, "new": {"S": new}}} for name, (old, new) in changes.items()}
+    return {
+        "key_id": {"S": key_id}, "version": {"N": str(version)}, "action": {"S": action},
+        "actor": {"S": "arn:aws:iam::123456789012:user/alice"}, "at": {"S": at}, "changes": {"M": typed},
+    }  # fmt: skip
+
+
+def _un_revoke(stack, key_id: str) -> None:
+    """What a role that may write status (RevokeKey's, UpdateKey's, the leak functions') could do."""
+    boto3.client("dynamodb").update_item(
+        TableName=stack.physical_ids["KeysTable"],
+        Key={"key_id": {"S": key_id}},
+        UpdateExpression="SET #status = :active, #version = :five",
+        ExpressionAttributeNames={"#status": "status", "#version": "version"},
+        ExpressionAttributeValues={":active": {"S": "active"}, ":five": {"N": "5"}},
+    )
+
+
+def test_an_un_revoke_with_a_forged_record_is_named_a_change_after_the_revoke(
+    changed_key, verify, audit_table, copy_trail, stack
+):
+    _un_revoke(stack, changed_key)
+    audit_table.put(_record(changed_key, 5, "enable", {"status": ("revoked", "active")}))
+    copy_trail()
+    assert problems(verify(changed_key)) == [(5, "a change after the revoke")]
+
+
+def test_a_forged_record_whose_old_values_the_trail_did_not_leave_is_named(
+    issued, verify, audit_table, copy_trail, stack
+):
+    key_id = issued()["key_id"]  # named "test-client" by its first record
+    boto3.client("dynamodb").update_item(
+        TableName=stack.physical_ids["KeysTable"],
+        Key={"key_id": {"S": key_id}},
+        UpdateExpression="SET #name = :name, #version = :two",
+        ExpressionAttributeNames={"#name": "name", "#version": "version"},
+        ExpressionAttributeValues={":name": {"S": "x"}, ":two": {"N": "2"}},
+    )
+    audit_table.put(_record(key_id, 2, "update", {"name": ("somebody", "x")}))
+    copy_trail()
+    (finding,) = verify(key_id)["findings"]
+    assert (finding["version"], finding["problem"], finding["fields"]) == (
+        2,
+        "old values the trail did not leave",
+        ["name"],
+    )
+
+
+def test_a_backdated_record_whose_copy_was_lost_is_not_taken_for_one_written_before_the_copy(
+    changed_key, verify, audit_table, copy_trail, stack
+):
+    """The stream keeps a record 24 hours: one the copy never took (AuditCopyFunction down a day) is dated
+    however its writer liked, but it comes after versions that were copied."""
+    _un_revoke(stack, changed_key)
+    audit_table.put(_record(changed_key, 5, "enable", {"status": ("revoked", "active")}, at="2020-01-01T00:00:00Z"))
+    copy_trail.skip()
+    answer = verify(changed_key)
+    assert problems(answer) == [(5, "not copied"), (5, "a change after the revoke")]
+    assert "written_before_the_copy_began" not in answer
+
+
+def test_a_key_gone_while_its_trail_says_it_is_live_is_named(issued, admin, verify, copy_trail, stack):
+    """A role that may write purge_at can set it in the past: DynamoDB's TTL then deletes a live key."""
+    key_id = issued()["key_id"]
+    copy_trail()
+    boto3.client("dynamodb").delete_item(TableName=stack.physical_ids["KeysTable"], Key={"key_id": {"S": key_id}})
+    assert problems(verify(key_id)) == [(None, "key gone while its trail says it is live")]
+
+
+def test_a_revoked_key_s_item_gone_by_ttl_is_no_problem(changed_key, verify, stack):
+    boto3.client("dynamodb").delete_item(TableName=stack.physical_ids["KeysTable"], Key={"key_id": {"S": changed_key}})
+    assert verify(changed_key)["verified"]
+
+
+class _PagedLogs:
+    """GetLogEvents as AWS may answer it: an empty page before the end, the end when the token comes back."""
+
+    def __init__(self, pages: list[list[str]]):
+        self._pages = pages
+
+    def get_log_events(self, nextToken=None, **_):
+        at = int(nextToken or 0)
+        if at >= len(self._pages):
+            return {"events": [], "nextForwardToken": str(at)}
+        events = [{"ingestionTime": at, "message": message} for message in self._pages[at]]
+        return {"events": events, "nextForwardToken": str(at + 1)}
+
+
+def test_reading_the_copy_goes_past_an_empty_page():
+    lines = ["a", "b"]
+    read = AuditCopyLog(_PagedLogs([[lines[0]], [], [lines[1]]]), "group").read("K")
+    assert len(read.lines) == 2 and read.complete
 
 
 def test_a_batch_delivered_twice_by_lambda_s_retries_counts_once(issued, verify, stack, load):
@@ -234,7 +395,7 @@ def test_lines_appended_to_the_copy_later_cannot_cover_a_change(changed_key, ver
         ],
     )  # and the stream's MODIFY never copied
     assert "rejectedLogEventsInfo" not in answer
-    assert problems(verify(changed_key)) == [(None, "not a copy"), (1, "changed")]
+    assert problems(verify(changed_key)) == [(1, "changed"), (None, "not a copy")]
 
 
 def test_history_without_verify_reads_no_copy(changed_key, admin):
@@ -264,3 +425,11 @@ def test_no_keygate_role_may_delete_or_rewrite_the_copy(stack):
     assert writers == {"AuditCopyFunction"}
     group = stack.template["Resources"]["AuditCopyLogGroup"]
     assert group["DeletionPolicy"] == "Retain" and "RetentionInDays" not in group.get("Properties", {})
+    assert group["DependsOn"] == "AuditTable"  # made after the stream: its creation dates the copy's start
+
+
+def test_an_alarm_fires_when_the_copy_falls_an_hour_behind(template):
+    alarm = template["Resources"]["AuditCopyBehindAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == ("AWS/Lambda", "IteratorAge", "Maximum")
+    assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": "AuditCopyFunction"}}]
+    assert alarm["Threshold"] == 3_600_000 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"

@@ -2,11 +2,11 @@
 
 An alert may hold 1000 tokens, and anyone can publish strings in keygate's format, with key ids they
 know, for GitHub to find and sign. So the work is bounded:
-- each distinct token is settled once per alert;
+- each distinct token is settled once per alert, in a random order (so that a retry on a container that
+  remembers nothing still reaches other ones first);
 - every token is first looked up (one read per key id per alert): a malformed one, an unknown key's or a
   revoked key's is settled there, with no Argon2 and no write;
-- the tokens left need Argon2, and go in a random order: a retry on a container that remembers nothing
-  still reaches other ones, and one that does finds what Argon2 refused in its verified-key cache;
+- the tokens left need Argon2 (and a container's verified-key cache remembers what Argon2 refused);
 - once the budget is spent no further token is started. What was settled is done (revoked, announced,
   and the authorizer cache flushed once), and GitHub's retry of the whole alert finds it so.
 """
@@ -62,14 +62,14 @@ def work_through(
     settled: dict[str, TokenOutcome] = {}
     spent = False
     try:
-        costly = []
-        for token, report in first.items():
+        costly, tokens = [], list(first)
+        _SHUFFLE.shuffle(tokens)
+        for token, report in ((token, first[token]) for token in tokens):
             if spent := _over(deadline):
                 break
             outcome = look_up(report)
             settled |= {token: outcome} if outcome is not None else {}
             costly += [report] if outcome is None else []
-        _SHUFFLE.shuffle(costly)
         for report in costly if not spent else []:
             if spent := _over(deadline):
                 break

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import boto3
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-from keygate import audit, audit_copy, explain, keys, leak_alerts
+from keygate import audit, audit_verify, explain, keys, leak_alerts
 from keygate.apis import ApiStage
 from keygate.audit import Action, AuditRecord
 from keygate.audit_copy import AuditCopyLog
@@ -353,9 +353,14 @@ class KeyService:
 
         def verify(report: LeakReport) -> TokenOutcome:
             parsed = keys.parse(report.token, self.config.key_prefix)
-            if not self._leaked_secret(keys_read[parsed.key_id], parsed):
+            record = keys_read[parsed.key_id]
+            if record.status is Status.REVOKED:  # by another token of this alert: no Argon2 now
+                found = (report.token_hash, report.token_type, Label.TRUE_POSITIVE, parsed.key_id, "already")
+                return TokenOutcome(LeakFinding(*found))
+            if not self._leaked_secret(record, parsed):
                 return TokenOutcome(LeakFinding(report.token_hash, report.token_type, Label.FALSE_POSITIVE))
             changed = self.revoke(parsed.key_id, actor=actor, details=report.details(), flush=False)
+            keys_read[parsed.key_id] = changed.record
             found = (report.token_hash, report.token_type, Label.TRUE_POSITIVE, parsed.key_id)
             if changed.took_effect:
                 finding = LeakFinding(*found, "now", self._notify(changed.record, report, actor), changed.reports())
@@ -494,12 +499,19 @@ class KeyService:
             raise KeyNotFound(f"no key with key_id {key_id!r} and no history")
         return events, token
 
-    def verify_history(self, key_id: str) -> audit_copy.Verification:
-        """The key's whole audit trail, and its state, checked against the trail's tamper-evident copy."""
+    def verify_history(self, key_id: str) -> audit_verify.Verification:
+        """The key's whole audit trail, and its state, checked against the trail's tamper-evident copy. Read
+        key, copy, table, key again: a change landing meanwhile (the key's version moved) reads again."""
         if self._audit_copy is None:
             raise RuntimeError("this function has no audit copy (AUDIT_COPY_LOG_GROUP) to verify against")
-        table, copies = self._store.audit_items(key_id), self._audit_copy.read(key_id)
-        return audit_copy.verify(table, copies, self._audit_copy.began(), self._store.get(key_id), self._clock())
+        began = self._audit_copy.began()
+        for _ in range(3):
+            key, now = self._store.get(key_id), self._clock()
+            copy, table = self._audit_copy.read(key_id), self._store.audit_items(key_id)
+            again = self._store.get(key_id)
+            if (key and key.version) == (again and again.version):
+                break
+        return audit_verify.verify(table, copy, began, again, now)
 
     def pepper_usage(self, limit: int, next_token: str | None) -> tuple[dict[str, dict[str, int]], str | None]:
         """Keys per pepper version and state, for one page of the table. A key in a rotation's grace
