@@ -181,13 +181,7 @@ def test_a_record_written_before_the_copy_and_changed_since_is_named_changed(
 def test_a_key_changed_with_no_audit_record_differs_from_its_trail(changed_key, verify, stack):
     """An un-revoke by a role that may write status, straight to the keys table: no record, but the key no
     longer is what its trail says."""
-    boto3.client("dynamodb").update_item(
-        TableName=stack.physical_ids["KeysTable"],
-        Key={"key_id": {"S": changed_key}},
-        UpdateExpression="SET #status = :active",
-        ExpressionAttributeNames={"#status": "status"},
-        ExpressionAttributeValues={":active": {"S": "active"}},
-    )
+    _write_key(stack, changed_key, status={"S": "active"})
     (finding,) = verify(changed_key)["findings"]
     assert finding["problem"] == "key differs from its trail" and finding["fields"] == ["status"]
 
@@ -261,11 +255,7 @@ def test_a_record_whose_changes_are_not_keygate_s_is_named_not_a_crash(
     audit_table.put(audit_table.get(changed_key, 3) | {"changes": {"M": {"status": {"S": "active"}}}})
     copy_trail()
     assert problems(verify(changed_key)) == [(3, "changed")]
-    boto3.client("dynamodb").update_item(
-        TableName=stack.physical_ids["KeysTable"], Key={"key_id": {"S": changed_key}},
-        UpdateExpression="SET #version = :five", ExpressionAttributeNames={"#version": "version"},
-        ExpressionAttributeValues={":five": {"N": "5"}},
-    )  # fmt: skip
+    _write_key(stack, changed_key, version={"N": "5"})
     audit_table.put(audit_table.get(changed_key, 4) | {"version": {"N": "5"}, "changes": {"S": "none"}})
     copy_trail()
     assert (5, "not a record keygate writes") in problems(verify(changed_key))
@@ -280,15 +270,20 @@ def _record(key_id: str, version: int, action: str, changes: dict, at: str = "20
     }  # fmt: skip
 
 
-def _un_revoke(stack, key_id: str) -> None:
-    """What a role that may write status (RevokeKey's, UpdateKey's, the leak functions') could do."""
+def _write_key(stack, key_id: str, **typed: dict) -> None:
+    """A write to the keys table past keygate's code, as a role allowed those attributes could make it."""
     boto3.client("dynamodb").update_item(
         TableName=stack.physical_ids["KeysTable"],
         Key={"key_id": {"S": key_id}},
-        UpdateExpression="SET #status = :active, #version = :five",
-        ExpressionAttributeNames={"#status": "status", "#version": "version"},
-        ExpressionAttributeValues={":active": {"S": "active"}, ":five": {"N": "5"}},
+        UpdateExpression="SET " + ", ".join(f"#{name} = :{name}" for name in typed),
+        ExpressionAttributeNames={f"#{name}": name for name in typed},
+        ExpressionAttributeValues={f":{name}": value for name, value in typed.items()},
     )
+
+
+def _un_revoke(stack, key_id: str) -> None:
+    """What a role that may write status (RevokeKey's, UpdateKey's, the leak functions') could do."""
+    _write_key(stack, key_id, status={"S": "active"}, version={"N": "5"})
 
 
 def test_an_un_revoke_with_a_forged_record_is_named_a_change_after_the_revoke(
@@ -304,13 +299,7 @@ def test_a_forged_record_whose_old_values_the_trail_did_not_leave_is_named(
     issued, verify, audit_table, copy_trail, stack
 ):
     key_id = issued()["key_id"]  # named "test-client" by its first record
-    boto3.client("dynamodb").update_item(
-        TableName=stack.physical_ids["KeysTable"],
-        Key={"key_id": {"S": key_id}},
-        UpdateExpression="SET #name = :name, #version = :two",
-        ExpressionAttributeNames={"#name": "name", "#version": "version"},
-        ExpressionAttributeValues={":name": {"S": "x"}, ":two": {"N": "2"}},
-    )
+    _write_key(stack, key_id, name={"S": "x"}, version={"N": "2"})
     audit_table.put(_record(key_id, 2, "update", {"name": ("somebody", "x")}))
     copy_trail()
     (finding,) = verify(key_id)["findings"]
