@@ -321,6 +321,29 @@ def test_made_up_tokens_of_a_revoked_metered_key_cost_one_read_and_nothing_else(
     assert len(flushes) == 2  # the key was revoked a moment ago: one flush for the whole alert (both stages)
 
 
+class _Order:
+    """Takes the tokens in a given order instead of a random one: as listed, or reversed."""
+
+    def __init__(self, reverse: bool):
+        self._reverse = reverse
+
+    def shuffle(self, items: list) -> None:
+        if self._reverse:
+            items.reverse()
+
+
+@pytest.mark.parametrize("reverse", [False, True], ids=["as listed", "reversed"])
+def test_a_token_s_label_does_not_depend_on_the_order_the_alert_s_tokens_are_taken(
+    reverse, load, github, issued, monkeypatch
+):
+    """A made-up token of a key that another token of the same alert revokes is still a false positive."""
+    handler = load("LeakReportFunction", GITHUB_KEYS_URL=github.keys_url)
+    monkeypatch.setattr(sys.modules["keygate.leak_alerts"], "_SHUFFLE", _Order(reverse))
+    key = issued()
+    findings = json.loads(report(handler, github, wrong_secret(key["api_key"]), key["api_key"])["body"])
+    assert [finding["label"] for finding in findings] == ["false_positive", "true_positive"]
+
+
 def test_a_token_of_a_revoked_key_costs_no_argon2_and_is_a_true_positive(
     leak_report, github, issued, admin, argon2_calls
 ):

@@ -352,15 +352,11 @@ class KeyService:
             return None
 
         def verify(report: LeakReport) -> TokenOutcome:
+            # The key as it was read: a token's label must not depend on which token of the alert came first.
             parsed = keys.parse(report.token, self.config.key_prefix)
-            record = keys_read[parsed.key_id]
-            if record.status is Status.REVOKED:  # by another token of this alert: no Argon2 now
-                found = (report.token_hash, report.token_type, Label.TRUE_POSITIVE, parsed.key_id, "already")
-                return TokenOutcome(LeakFinding(*found))
-            if not self._leaked_secret(record, parsed):
+            if not self._leaked_secret(keys_read[parsed.key_id], parsed):
                 return TokenOutcome(LeakFinding(report.token_hash, report.token_type, Label.FALSE_POSITIVE))
             changed = self.revoke(parsed.key_id, actor=actor, details=report.details(), flush=False)
-            keys_read[parsed.key_id] = changed.record
             found = (report.token_hash, report.token_type, Label.TRUE_POSITIVE, parsed.key_id)
             if changed.took_effect:
                 finding = LeakFinding(*found, "now", self._notify(changed.record, report, actor), changed.reports())
