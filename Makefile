@@ -19,7 +19,7 @@ define make-venv
 	touch $@
 endef
 
-$(VENV)/.installed: requirements-dev.txt src/requirements.txt pyproject.toml
+$(VENV)/.installed: requirements-dev.txt src/requirements.txt $(wildcard src/requirements/*.txt) pyproject.toml
 	$(call make-venv,$(VENV),requirements-dev.txt)
 
 venv: $(VENV)/.installed
@@ -64,8 +64,9 @@ dynamodb-local: $(DYNAMODB_LOCAL)/node_modules/.installed
 test: lint build dynamodb-local
 	$(VENV)/bin/pytest
 
+# Each function's package is built by src/Makefile (BuildMethod: makefile), with this venv's Python 3.13.
 build: venv
-	$(VENV)/bin/sam build
+	PYTHON=$(abspath $(PY)) $(VENV)/bin/sam build
 
 # Benchmarks (not tests): writes docs/benchmarks.md, its plot and figures, and README's cost section.
 $(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
@@ -93,8 +94,8 @@ fuzz: venv
 # It is given the pins alone, once each: --strict fails on "-e ." (keygate itself), and "-r" would repeat them.
 # Without PyPI's per-release JSON (pypi.org/pypi/NAME/VERSION/json) every pin is "not found on PyPI": it fails.
 audit: $(SCAN_VENV)/.installed
-	cat src/requirements.txt requirements*.txt \
-		| grep -Ev '^[[:space:]]*-[er][[:space:]]' > $(SCAN_VENV)/pinned.txt
+	cat src/requirements/constraints.txt requirements*.txt \
+		| grep -Ev '^[[:space:]]*-[erc][[:space:]]' > $(SCAN_VENV)/pinned.txt
 	$(SCAN_VENV)/bin/pip-audit --strict --no-deps --disable-pip --progress-spinner off -r $(SCAN_VENV)/pinned.txt
 
 clean:

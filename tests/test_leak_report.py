@@ -21,7 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask, redirect
 
 from keygate import keys
-from keygate.secret_scanning import (
+from keygate_local.gateway import FlaskService, Server
+from keygate_local.github import FakeGitHub
+from leak_report.secret_scanning import (
     KEYS_MAX_AGE,
     MAX_ALERTS,
     MAX_BODY_BYTES,
@@ -33,8 +35,6 @@ from keygate.secret_scanning import (
     Unauthenticated,
     parse_alerts,
 )
-from keygate_local.gateway import FlaskService, Server
-from keygate_local.github import FakeGitHub
 from tests.conftest import (
     FLUSH_OPERATIONS,
     add_pepper_version,

@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from keygate import config, service
 from keygate.leak_alerts import BudgetSpent
 from keygate.leaks import Label, LeakFinding, LeakReport
-from keygate.secret_scanning import MAX_BODY_BYTES, GitHubPublicKeys, MalformedAlert, Unauthenticated, parse_alerts
+from leak_report.secret_scanning import MAX_BODY_BYTES, GitHubPublicKeys, MalformedAlert, Unauthenticated, parse_alerts
 
 # Seconds an alert may spend settling tokens: GitHub and the HTTP API give up at 30 s. The budget also leaves
 # FLUSH_RESERVE_SECONDS of the invocation's time (template.yaml's Timeout, less what a cold start and GitHub's

@@ -1,0 +1,166 @@
+"""What `sam build` ships is what the functions import, at the versions the tests run.
+
+Each function is built by src/Makefile (BuildMethod: makefile) for the Lambda runtime, python3.13 on arm64.
+This machine cannot import arm64 binaries, so what a function imports is learnt from a twin of its package
+built by the same recipe for this machine's platform, imported in a fresh interpreter that sees nothing but
+the standard library and the package, with the function's environment (tracing on, so the X-Ray SDK counts).
+"""
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+
+from keygate_local.template import ROOT, Stack, load_template
+
+BUILD_DIR = ROOT / ".aws-sam" / "build"
+# Installed because a dependency declares it, though the function never imports it: each with the reason.
+NEVER_IMPORTED = {
+    "cffi": "the Python half of cffi: the compiled argon2 and cryptography bindings load only its _cffi_backend",
+    "pycparser": "cffi's, to compile C declarations at run time; the argon2 and cryptography bindings ship compiled",
+    "s3transfer": "boto3's, for S3 transfers only",
+}
+FIRST_PARTY = {"keygate", "authorizer", "admin", "leak_report", "audit_copy", "demo"}
+
+
+@pytest.fixture(scope="module")
+def built() -> Path:
+    """`sam build`, as make build runs it (cached: quick after make build)."""
+    environment = os.environ | {"PYTHON": sys.executable, "SAM_CLI_TELEMETRY": "0"}
+    sam = Path(sys.executable).parent / "sam"
+    subprocess.run([str(sam), "build"], cwd=ROOT, env=environment, check=True, capture_output=True, timeout=1200)
+    return BUILD_DIR
+
+
+@pytest.fixture(scope="module")
+def stack() -> Stack:
+    """The template with names standing for what a deploy would create, for the functions' environments."""
+    stack = Stack(load_template(), {"DeployDemo": "true"})
+    for logical_id, spec in stack.template["Resources"].items():
+        if spec["Type"] in ("AWS::DynamoDB::Table", "AWS::SNS::Topic", "AWS::Logs::LogGroup"):
+            stack.physical_ids[logical_id] = f"keygate-{logical_id}"
+    stack.physical_ids["PepperSecret"] = "arn:aws:secretsmanager:us-east-1:123456789012:secret:keygate-pepper"
+    return stack
+
+
+def _importable(package: Path) -> set[str]:
+    """The top-level names a package holds that Python can import (packages, modules, extensions)."""
+    names = set()
+    for entry in package.iterdir():
+        name = entry.name.split(".")[0]
+        if entry.suffix in (".dist-info", ".data") or not name.isidentifier() or name == "__pycache__":
+            continue
+        if entry.is_dir() or entry.suffix in (".py", ".so"):
+            names.add(name)
+    return names
+
+
+def _distributions(package: Path) -> dict[str, str]:
+    """name -> version of each distribution installed in a package."""
+    found = {}
+    for info in package.glob("*.dist-info"):
+        fields = metadata.PathDistribution(info).metadata
+        found[_normal(fields["Name"])] = fields["Version"]
+    return found
+
+
+def _normal(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _twin(function: str, directory: Path) -> Path:
+    """The function's package built by the same recipe for this machine (x86_64 or aarch64 Linux)."""
+    machine = {"x86_64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}[platform.machine()]
+    platforms = f"manylinux_2_34_{machine} manylinux_2_28_{machine} manylinux2014_{machine}"
+    directory.mkdir()
+    subprocess.run(
+        ["make", "--no-print-directory", "-C", str(ROOT / "src"), f"build-{function}",
+         f"ARTIFACTS_DIR={directory}", f"PYTHON={sys.executable}", f"PLATFORMS={platforms}"],
+        check=True, capture_output=True, timeout=600,
+    )  # fmt: skip
+    return directory
+
+
+def _imported(stack: Stack, function: str, package: Path) -> set[str]:
+    """The top-level modules a fresh interpreter loads importing the function's handler from ``package``
+    alone, as Lambda's init does."""
+    _, module, _ = stack.handler_path(function)
+    environment = stack.function_environment(function) | {
+        "PATH": os.environ["PATH"], "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "false",
+        "AWS_ACCESS_KEY_ID": "built", "AWS_SECRET_ACCESS_KEY": "built", "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR",
+    }  # fmt: skip
+    code = (
+        f"import sys; sys.path.insert(0, {str(package)!r}); import json, {module}; "
+        "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", code], env=environment, cwd="/", capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return set(json.loads(done.stdout)) - set(sys.stdlib_module_names)
+
+
+# One function of each package the Makefile builds (the admin functions share one).
+KINDS = ["AuthorizerFunction", "IssueKeyFunction", "LeakReportFunction", "AuditCopyFunction", "DemoFunction"]
+
+
+@pytest.mark.parametrize("function", KINDS)
+def test_each_package_holds_what_its_function_imports_and_nothing_else(function, built, stack, tmp_path):
+    twin = _twin(function, tmp_path / "twin")
+    imported = _imported(stack, function, twin) & _importable(twin)
+    shipped = _importable(built / function)
+    assert _importable(twin) == shipped  # the twin is the package, but for its platform's binaries
+    assert imported <= shipped
+    unused = shipped - imported
+    assert unused <= set(NEVER_IMPORTED), f"{function} ships {sorted(unused - set(NEVER_IMPORTED))} it never imports"
+
+
+def test_the_authorizer_ships_no_admin_demo_or_leak_code_and_no_cryptography(built):
+    shipped = _importable(built / "AuthorizerFunction")
+    assert shipped & FIRST_PARTY == {"keygate", "authorizer"}
+    assert not {"cryptography", "pydantic", "pydantic_core"} & shipped
+    assert not (built / "AuthorizerFunction" / "keygate" / "secret_scanning.py").exists()
+
+
+def test_every_function_has_a_package_of_its_own_kind(built, stack):
+    """Every function of the template is built by src/Makefile, and the admin functions alike."""
+    for function in stack.functions():
+        assert stack.resource(function)["Metadata"]["BuildMethod"] == "makefile", function
+    admin = [f for f in stack.functions() if stack.handler_path(f)[1] == "admin.app"]
+    assert len({frozenset(_distributions(built / f).items()) for f in admin}) == 1
+
+
+def _pinned() -> dict[str, str]:
+    lines = (ROOT / "src" / "requirements" / "constraints.txt").read_text().splitlines()
+    pins = [Requirement(line) for line in lines if line.strip() and not line.startswith("#")]
+    return {_normal(pin.name): str(pin.specifier).removeprefix("==") for pin in pins}
+
+
+def test_every_distribution_ships_at_the_version_the_tests_run(built, stack):
+    pinned = _pinned()
+    for function in stack.functions():
+        for name, version in _distributions(built / function).items():
+            assert pinned.get(name) == version, f"{function}: {name} {version} is not pinned to it"
+            assert metadata.version(name) == version, f"{function}: {name} {version}, but the tests run another"
+
+
+def test_botocore_ships_only_with_the_boto3_released_with_it(built, stack):
+    for function in stack.functions():
+        shipped = _distributions(built / function)
+        if "botocore" not in shipped:
+            continue
+        assert "boto3" in shipped, f"{function} ships botocore without boto3: the runtime's boto3 would run on it"
+        boto3_info = next((built / function).glob("boto3-*.dist-info"))
+        requires = [Requirement(r) for r in metadata.PathDistribution(boto3_info).requires]
+        (needs,) = [r for r in requires if r.name == "botocore" and r.marker is None]
+        lowest = min(s.version for s in needs.specifier if s.operator == ">=")
+        assert shipped["botocore"] == lowest, (
+            f"{function}: boto3 {shipped['boto3']} was released with botocore {lowest}"
+        )
