@@ -63,6 +63,11 @@ def wrong_secret(api_key: str, n: int = 0) -> str:
     return made_up
 
 
+def mistyped(api_key: str) -> str:
+    """The key with its last character changed (never to itself): its checksum no longer holds."""
+    return api_key[:-1] + ("x" if api_key[-1] != "x" else "y")
+
+
 def add_pepper_version(stack, version: str = "v2") -> None:
     """Rotate the pepper as the runbook says: add a version and make it current, keeping the old ones."""
     secrets = boto3.client("secretsmanager")

@@ -6,6 +6,7 @@ atomic step, and a TransactWriteItems whose ClientRequestToken succeeded succeed
 
 import http.client
 import json
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -23,7 +24,7 @@ ERRORS = {  # kind -> (status, AWS JSON error type, message)
 
 @dataclass
 class Fault:
-    kind: str  # a key of ERRORS, or slow, reset, cut, cancel, conflict, lost, or race (``first`` runs, then the call)
+    kind: str  # a key of ERRORS, or slow, reset, cut, garbled, cancel, conflict, lost, race (``first``, then the call)
     times: int | None = None  # how many calls it hits; None: every one until cleared
     delay: float = 3.0  # slow: seconds before forwarding
     first: Callable[[], None] | None = None  # race: what another caller does just before this call lands
@@ -141,7 +142,9 @@ class FaultProxy:
             record("lost")
             return _answer(handler, 500, {"__type": "InternalServerError", "message": "injected after the write"})
         cut = fault is not None and fault.kind == "cut"  # half the answer (its headers whole), then the close
-        record("cut" if cut else status)
+        if fault is not None and fault.kind == "garbled":  # the whole answer, one letter of a value changed
+            answer = _garbled(answer)
+        record(fault.kind if fault is not None and fault.kind in ("cut", "garbled") else status)
         handler.send_response(status)
         for name, value in headers:
             if name.lower() not in HOP_BY_HOP:
@@ -171,3 +174,11 @@ def _answer(handler: BaseHTTPRequestHandler, status: int, document: dict) -> Non
     handler.send_header("Content-Length", str(len(payload)))
     handler.end_headers()
     handler.wfile.write(payload)
+
+
+def _garbled(answer: bytes) -> bytes:
+    """The answer with the first letter of its first string value changed: still JSON, still its length, but
+    no longer what its CRC32 header (x-amz-crc32) vouches for."""
+    at = re.search(rb'":\s*"', answer).end()  # moto writes ": ", DynamoDB ":"
+    letter = answer[at : at + 1]
+    return answer[:at] + (b"x" if letter != b"x" else b"y") + answer[at + 1 :]

@@ -17,7 +17,7 @@ from argon2 import PasswordHasher
 from botocore.exceptions import ClientError
 
 from keygate import keys
-from tests.conftest import add_pepper_version, event, invoke, remove_pepper_version, wrong_secret
+from tests.conftest import add_pepper_version, event, invoke, mistyped, remove_pepper_version, wrong_secret
 
 SHAPES = ["rest-token", "rest-request", "http-api"]
 METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/demo/GET/hello"
@@ -335,7 +335,7 @@ def test_expired_key_is_refused(shape, issued, authorizer, capsys, monkeypatch):
 def test_malformed_key_costs_no_aws_call_and_no_argon2(issued, authorizer, aws_calls, argon2_calls):
     key = issued()
     aws_calls.clear()
-    bad_checksum = key["api_key"][:-1] + ("A" if key["api_key"][-1] != "A" else "B")
+    bad_checksum = mistyped(key["api_key"])
     assert not decide(authorizer, shaped("rest-token", authorization=f"Bearer {bad_checksum}"))[0]
     assert aws_calls == [] and argon2_calls == []
 

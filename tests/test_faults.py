@@ -60,7 +60,8 @@ DYNAMODB_FAULTS = {  # kind -> what the log's fault names
     "throttle": "ThrottlingException",
     "slow": "ReadTimeoutError",
     "reset": "ConnectionClosedError",
-    "cut": "DamagedResponse",
+    "cut": "ConnectionClosedError",  # botocore (the 1.43.108 shipped) finds the body shorter than its length
+    "garbled": "DamagedResponse",  # botocore retries a CRC32 mismatch, then hands back what came: keygate refuses it
 }
 
 

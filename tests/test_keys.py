@@ -6,6 +6,7 @@ import re
 import pytest
 
 from keygate import keys
+from tests.conftest import mistyped
 
 PREFIX = "kg"
 
@@ -92,7 +93,7 @@ def test_key_of_another_prefix_is_malformed_even_with_a_valid_checksum():
 
 def test_malformed_key_error_never_contains_the_presented_string():
     api_key = _key().api_key
-    broken = api_key[:-1] + ("x" if api_key[-1] != "x" else "y")
+    broken = mistyped(api_key)
     with pytest.raises(keys.MalformedKey) as raised:
         keys.parse(broken, PREFIX)
     assert broken not in str(raised.value) and broken[3:19] not in str(raised.value)

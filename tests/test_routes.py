@@ -7,7 +7,7 @@ import pytest
 
 from keygate import config
 from keygate.routes import InvalidRouteScopes, parse_route_scopes
-from tests.conftest import invoke
+from tests.conftest import invoke, mistyped
 from tests.test_authorizer import SHAPES, decide, iam_decision, log_records, shaped
 from tests.test_config import REQUIRED
 
@@ -164,7 +164,7 @@ def test_a_key_without_the_scope_is_refused_with_403_and_a_bad_key_with_401(issu
     _, policy = decide(scoped, routed("rest-token", key["api_key"], "POST", "/orders"))
     assert iam_decision(policy, f"{API}/POST/orders") == "Deny"  # API Gateway: 403
     with pytest.raises(Exception, match="^Unauthorized$"):  # API Gateway: 401
-        invoke(scoped, routed("rest-token", key["api_key"][:-1] + "x", "POST", "/orders"))
+        invoke(scoped, routed("rest-token", mistyped(key["api_key"]), "POST", "/orders"))
 
 
 @pytest.mark.parametrize("shape", SHAPES)

@@ -5,7 +5,7 @@ import logging
 
 import boto3
 
-from tests.conftest import event, invoke
+from tests.conftest import event, invoke, mistyped
 from tests.test_authorizer import SHAPES, decide, shaped
 
 
@@ -58,7 +58,7 @@ def test_no_key_secret_or_pepper_reaches_any_output_even_at_debug(stack, load, c
     api_key, key_id = issued["api_key"], issued["key_id"]
     usage_key_value = boto3.client("apigateway").get_api_key(apiKey=issued["usage_key_id"], includeValue=True)["value"]
     secret = api_key.split("_")[2][:-6]
-    typo = api_key[:-1] + ("A" if api_key[-1] != "A" else "B")
+    typo = mistyped(api_key)
     answers = []
     for shape in SHAPES:
         for presented in (api_key, typo, api_key.upper()):

@@ -7,6 +7,7 @@ import json
 import pytest
 import requests
 
+from tests.conftest import mistyped
 from tests.e2e.test_cli import keygate
 from tests.e2e.test_http import TIMEOUT
 
@@ -37,7 +38,7 @@ def test_each_route_needs_its_scope_403_without_it_and_401_or_403_for_a_bad_key(
         holder, lacking = issue(scoped_stack, opening)["api_key"], issue(scoped_stack, other)["api_key"]
         assert call(scoped_stack, api, method, path, holder).status_code == 200, (method, path, opening)
         assert call(scoped_stack, api, method, path, lacking).status_code == 403, (method, path, other)
-    bad = holder[:-1] + ("A" if holder[-1] != "A" else "B")
+    bad = mistyped(holder)
     assert call(scoped_stack, api, "GET", "/hello", bad).status_code == (401 if api == "rest" else 403)
 
 
