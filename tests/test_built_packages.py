@@ -8,7 +8,6 @@ the standard library and the package, with the function's environment (tracing o
 
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
+from keygate_local.packages import KINDS, build_twin, run_isolated
 from keygate_local.template import ROOT, Stack, load_template
 
 BUILD_DIR = ROOT / ".aws-sam" / "build"
@@ -75,19 +75,6 @@ def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _twin(function: str, directory: Path) -> Path:
-    """The function's package built by the same recipe for this machine (x86_64 or aarch64 Linux)."""
-    machine = {"x86_64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}[platform.machine()]
-    platforms = f"manylinux_2_34_{machine} manylinux_2_28_{machine} manylinux2014_{machine}"
-    directory.mkdir()
-    subprocess.run(
-        ["make", "--no-print-directory", "-C", str(ROOT / "src"), f"build-{function}",
-         f"ARTIFACTS_DIR={directory}", f"PYTHON={sys.executable}", f"PLATFORMS={platforms}"],
-        check=True, capture_output=True, timeout=600,
-    )  # fmt: skip
-    return directory
-
-
 def _imported(stack: Stack, function: str, package: Path) -> set[str]:
     """The top-level modules a fresh interpreter loads importing the function's handler from ``package``
     alone, as Lambda's init does."""
@@ -96,24 +83,14 @@ def _imported(stack: Stack, function: str, package: Path) -> set[str]:
         "PATH": os.environ["PATH"], "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "false",
         "AWS_ACCESS_KEY_ID": "built", "AWS_SECRET_ACCESS_KEY": "built", "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR",
     }  # fmt: skip
-    code = (
-        f"import sys; sys.path.insert(0, {str(package)!r}); import json, {module}; "
-        "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", code], env=environment, cwd="/", capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return set(json.loads(done.stdout)) - set(sys.stdlib_module_names)
-
-
-# One function of each package the Makefile builds (the admin functions share one).
-KINDS = ["AuthorizerFunction", "IssueKeyFunction", "LeakReportFunction", "AuditCopyFunction", "DemoFunction"]
+    code = f"import json, {module}; print(json.dumps(sorted({{name.split('.')[0] for name in sys.modules}})))"
+    loaded = json.loads(run_isolated(package, code, environment).stdout)
+    return set(loaded) - set(sys.stdlib_module_names)
 
 
 @pytest.mark.parametrize("function", KINDS)
 def test_each_package_holds_what_its_function_imports_and_nothing_else(function, built, stack, tmp_path):
-    twin = _twin(function, tmp_path / "twin")
+    twin = build_twin(function, tmp_path / "twin")
     imported = _imported(stack, function, twin) & _importable(twin)
     shipped = _importable(built / function)
     assert _importable(twin) == shipped  # the twin is the package, but for its platform's binaries
