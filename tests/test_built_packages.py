@@ -99,6 +99,16 @@ def test_each_package_holds_what_its_function_imports_and_nothing_else(function,
     assert unused <= set(NEVER_IMPORTED), f"{function} ships {sorted(unused - set(NEVER_IMPORTED))} it never imports"
 
 
+@pytest.mark.parametrize("function", KINDS)
+def test_every_module_ships_bytecode_the_runtime_reads_as_it_is(function, built):
+    """Compiled for python3.13, and unchecked-hash (flags 0b01): the zip sam deploy makes dates every source
+    1980-01-01, so bytecode checked against the source's time would be compiled again at every cold start."""
+    for source in (built / function).rglob("*.py"):
+        bytecode = source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc"
+        assert bytecode.is_file(), f"{function}: {source.relative_to(built)} has no bytecode"
+        assert bytecode.read_bytes()[4:8] == b"\x01\x00\x00\x00", f"{function}: {bytecode} is not unchecked-hash"
+
+
 def test_the_authorizer_ships_no_admin_demo_or_leak_code_and_no_cryptography(built):
     shipped = _importable(built / "AuthorizerFunction")
     assert shipped & FIRST_PARTY == {"keygate", "authorizer"}
