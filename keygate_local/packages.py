@@ -10,6 +10,7 @@ from pathlib import Path
 
 from keygate_local.template import ROOT
 
+BUILD_DIR = ROOT / ".aws-sam" / "build"  # where sam build puts each function's package
 # One function of each package the Makefile builds (the admin functions share one).
 KINDS = ["AuthorizerFunction", "IssueKeyFunction", "LeakReportFunction", "AuditCopyFunction", "DemoFunction"]
 

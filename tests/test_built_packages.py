@@ -17,10 +17,9 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
-from keygate_local.packages import KINDS, build_twin, run_isolated
+from keygate_local.packages import BUILD_DIR, KINDS, build_twin, run_isolated
 from keygate_local.template import ROOT, Stack, load_template
 
-BUILD_DIR = ROOT / ".aws-sam" / "build"
 # Installed because a dependency declares it, though the function never imports it: each with the reason.
 NEVER_IMPORTED = {
     "cffi": "the Python half of cffi: the compiled argon2 and cryptography bindings load only its _cffi_backend",
