@@ -4,7 +4,7 @@ machine may not import arm64 binaries: the twin is the same recipe with this mac
 from it what a function imports; make bench times its cold start."""
 
 import platform
-import subprocess
+import subprocess  # nosec B404 # runs make and this Python, argv lists, never a shell
 import sys
 from pathlib import Path
 
@@ -20,7 +20,7 @@ def build_twin(function: str, directory: Path) -> Path:
     machine = {"x86_64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}[platform.machine()]
     platforms = f"manylinux_2_34_{machine} manylinux_2_28_{machine} manylinux2014_{machine}"
     directory.mkdir()
-    subprocess.run(
+    subprocess.run(  # nosec B603 B607 # src/Makefile's recipe, run by the make on PATH as make build runs it
         ["make", "--no-print-directory", "-C", str(ROOT / "src"), f"build-{function}",
          f"ARTIFACTS_DIR={directory}", f"PYTHON={sys.executable}", f"PLATFORMS={platforms}"],
         check=True, capture_output=True, timeout=600,
@@ -32,7 +32,7 @@ def run_isolated(package: Path, code: str, environment: dict[str, str], *options
     """Run ``code`` in a fresh interpreter that sees only the standard library and ``package`` and writes no
     bytecode (/var/task is read-only). ``options`` go to the interpreter (``-X importtime``). Raises if it fails."""
     path = f"import sys; sys.path.insert(0, {str(package)!r}); "
-    done = subprocess.run(
+    done = subprocess.run(  # nosec B603 # this Python, on code of the tests and the bench, an argv list
         [sys.executable, "-I", "-S", "-B", *options, "-c", path + code],
         env=environment, cwd="/", capture_output=True, text=True, timeout=120,
     )  # fmt: skip
