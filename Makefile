@@ -68,12 +68,13 @@ test: lint build dynamodb-local
 build: venv
 	PYTHON=$(abspath $(PY)) $(VENV)/bin/sam build
 
-# Benchmarks (not tests): writes docs/benchmarks.md, its plot and figures, and README's cost section.
+# Benchmarks (not tests): writes docs/benchmarks.md, its plot and figures, and README's cost section. It times
+# the authorizer's package as src/Makefile builds it, and weighs each package sam build made.
 $(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
 	$(PY) -m pip install --quiet -r requirements-bench.txt
 	touch $@
 
-bench: $(VENV)/.bench-installed
+bench: $(VENV)/.bench-installed build
 	$(PY) -m bench.authorizer
 	$(PY) -m bench.cost
 

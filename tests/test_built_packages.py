@@ -8,7 +8,6 @@ the standard library and the package, with the function's environment (tracing o
 
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -18,9 +17,9 @@ from pathlib import Path
 import pytest
 from packaging.requirements import Requirement
 
+from keygate_local.packages import BUILD_DIR, KINDS, build_twin, run_isolated
 from keygate_local.template import ROOT, Stack, load_template
 
-BUILD_DIR = ROOT / ".aws-sam" / "build"
 # Installed because a dependency declares it, though the function never imports it: each with the reason.
 NEVER_IMPORTED = {
     "cffi": "the Python half of cffi: the compiled argon2 and cryptography bindings load only its _cffi_backend",
@@ -75,19 +74,6 @@ def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _twin(function: str, directory: Path) -> Path:
-    """The function's package built by the same recipe for this machine (x86_64 or aarch64 Linux)."""
-    machine = {"x86_64": "x86_64", "aarch64": "aarch64", "arm64": "aarch64"}[platform.machine()]
-    platforms = f"manylinux_2_34_{machine} manylinux_2_28_{machine} manylinux2014_{machine}"
-    directory.mkdir()
-    subprocess.run(
-        ["make", "--no-print-directory", "-C", str(ROOT / "src"), f"build-{function}",
-         f"ARTIFACTS_DIR={directory}", f"PYTHON={sys.executable}", f"PLATFORMS={platforms}"],
-        check=True, capture_output=True, timeout=600,
-    )  # fmt: skip
-    return directory
-
-
 def _imported(stack: Stack, function: str, package: Path) -> set[str]:
     """The top-level modules a fresh interpreter loads importing the function's handler from ``package``
     alone, as Lambda's init does."""
@@ -96,30 +82,30 @@ def _imported(stack: Stack, function: str, package: Path) -> set[str]:
         "PATH": os.environ["PATH"], "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "false",
         "AWS_ACCESS_KEY_ID": "built", "AWS_SECRET_ACCESS_KEY": "built", "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR",
     }  # fmt: skip
-    code = (
-        f"import sys; sys.path.insert(0, {str(package)!r}); import json, {module}; "
-        "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", code], env=environment, cwd="/", capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return set(json.loads(done.stdout)) - set(sys.stdlib_module_names)
-
-
-# One function of each package the Makefile builds (the admin functions share one).
-KINDS = ["AuthorizerFunction", "IssueKeyFunction", "LeakReportFunction", "AuditCopyFunction", "DemoFunction"]
+    code = f"import json, {module}; print(json.dumps(sorted({{name.split('.')[0] for name in sys.modules}})))"
+    loaded = json.loads(run_isolated(package, code, environment).stdout)
+    return set(loaded) - set(sys.stdlib_module_names)
 
 
 @pytest.mark.parametrize("function", KINDS)
 def test_each_package_holds_what_its_function_imports_and_nothing_else(function, built, stack, tmp_path):
-    twin = _twin(function, tmp_path / "twin")
+    twin = build_twin(function, tmp_path / "twin")
     imported = _imported(stack, function, twin) & _importable(twin)
     shipped = _importable(built / function)
     assert _importable(twin) == shipped  # the twin is the package, but for its platform's binaries
     assert imported <= shipped
     unused = shipped - imported
     assert unused <= set(NEVER_IMPORTED), f"{function} ships {sorted(unused - set(NEVER_IMPORTED))} it never imports"
+
+
+@pytest.mark.parametrize("function", KINDS)
+def test_every_module_ships_bytecode_the_runtime_reads_as_it_is(function, built):
+    """Compiled for python3.13, and unchecked-hash (flags 0b01): the zip sam deploy makes dates every source
+    1980-01-01, so bytecode checked against the source's time would be compiled again at every cold start."""
+    for source in (built / function).rglob("*.py"):
+        bytecode = source.parent / "__pycache__" / f"{source.stem}.cpython-313.pyc"
+        assert bytecode.is_file(), f"{function}: {source.relative_to(built)} has no bytecode"
+        assert bytecode.read_bytes()[4:8] == b"\x01\x00\x00\x00", f"{function}: {bytecode} is not unchecked-hash"
 
 
 def test_the_authorizer_ships_no_admin_demo_or_leak_code_and_no_cryptography(built):

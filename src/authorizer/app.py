@@ -57,7 +57,7 @@ def _record(decision: Decision, route: RequestRoute | None) -> None:
         logger.info("key refused", extra=details)
 
 
-# The X-Ray SDK behind powertools' Tracer costs ~0.25 s of every cold start, so the authorizer loads it
+# The X-Ray SDK behind powertools' Tracer costs ~0.1 s of every cold start, so the authorizer loads it
 # only when asked for subsegments (AuthorizerTraceSubsegments); Lambda's Active tracing needs no SDK.
 if KEYS.config.tracing:
     from aws_lambda_powertools import Tracer
