@@ -5,13 +5,15 @@ itself, as before. Checked on the template as CloudFormation deploys it (after S
 local stack, which serves the authorizer either way."""
 
 import copy
+import json
 
 import pytest
 from samcli.lib.providers.api_provider import ApiProvider
 
+from bench import cost
 from keygate_local import gateway
 from keygate_local.local_stack import DEMO
-from keygate_local.template import Stack
+from keygate_local.template import ROOT, Stack
 from tests.conftest import sam_transform
 
 # As sam deploy passes them: strings.
@@ -126,3 +128,17 @@ def test_the_local_stack_guards_every_demo_route_with_the_authorizer(template, p
         authorizers = {route.path: route.authorizer_object for route in api.routes}
         assert authorizers and all(authorizer is not None for authorizer in authorizers.values()), authorizers
         assert {authorizer.lambda_name for authorizer in authorizers.values()} == {"AuthorizerFunction"}
+
+
+def test_at_the_busy_share_the_docs_give_a_provisioned_environment_costs_what_on_demand_would():
+    figures = json.loads((ROOT / "docs" / "benchmarks.json").read_text())
+    share = cost.provisioned_concurrency(figures)["busy_share"]
+    provisioned = cost.LAMBDA_ARM_PROVISIONED_GB_SECOND + share * cost.LAMBDA_ARM_PROVISIONED_DURATION_GB_SECOND
+    assert provisioned == pytest.approx(share * cost.LAMBDA_ARM_GB_SECOND)
+
+
+def test_the_operations_guide_gives_the_figures_bench_cost_computes_from_the_measured_ones():
+    """Prices live in bench/cost.py, measurements in docs/benchmarks.json: `make bench` rewrites the table."""
+    figures = json.loads((ROOT / "docs" / "benchmarks.json").read_text())
+    table = "\n".join(cost.provisioned_concurrency_section(figures))
+    assert table in (ROOT / "docs" / "operations.md").read_text()
