@@ -6,6 +6,10 @@ local stack, which serves the authorizer either way."""
 
 import copy
 import json
+import re
+import sys
+import types
+from unittest.mock import patch
 
 import pytest
 from samcli.lib.providers.api_provider import ApiProvider
@@ -109,11 +113,108 @@ def test_the_alias_runs_a_version_published_for_each_change_of_the_code_or_the_f
     assert transformed["Resources"][before]["DeletionPolicy"] == "Delete"  # replaced versions do not pile up
 
 
-def test_a_parameter_value_alone_publishes_no_new_version(template):
-    """SAM's hash reads the template, not parameter values (aws/serverless-application-model#3820):
-    docs/operations.md tells operators so, and what to do. This fails once SAM changes it."""
+def test_sams_hash_alone_misses_a_parameter_value(template):
+    """Why AuthorizerConfiguration exists: SAM names the version by a hash of the template, not of parameter
+    values (aws/serverless-application-model#3820). This fails once SAM changes it."""
     narrowed = sam_transform(template, {"RouteScopes": "GET /orders=orders:read"})
     assert _version(narrowed) == _version(sam_transform(template))
+
+
+def test_above_zero_a_new_configuration_digest_replaces_the_version_and_is_a_new_one(transformed):
+    """The version's Description is create-only (CloudFormation replaces the version when it changes), and the
+    same text in the function's Description changes the configuration Lambda publishes: a new version, never
+    the old number again. At 0 neither carries it, and the digest's resources are not deployed."""
+    digest = {"Fn::Sub": "Configuration ${AuthorizerConfiguration.Digest}."}
+    provisioned, unprovisioned = _deployed(transformed, SOME), _deployed(transformed, NONE)
+    version = _version(transformed)
+    assert provisioned["Resources"][version]["Properties"]["Description"] == digest
+    assert "Description" not in unprovisioned["Resources"][version]["Properties"]
+    joined = {
+        name: template["Resources"]["AuthorizerFunction"]["Properties"]["Description"]["Fn::Join"][1][-1]
+        for name, template in (("provisioned", provisioned), ("none", unprovisioned))
+    }
+    assert joined == {"provisioned": {"Fn::Sub": " " + digest["Fn::Sub"]}, "none": ""}
+    assert {"AuthorizerConfiguration", "ConfigurationDigestFunction"} <= set(provisioned["Resources"])
+    assert not {"AuthorizerConfiguration", "ConfigurationDigestFunction", "ConfigurationDigestRole"} & set(
+        unprovisioned["Resources"]
+    )
+
+
+def _references(value, conditions: dict) -> set[str]:
+    """The parameters and resources ``value`` reads: Ref, GetAtt, Sub's variables, and the parameters of the
+    conditions its Fn::If tests."""
+    found: set[str] = set()
+    if isinstance(value, list):
+        for item in value:
+            found |= _references(item, conditions)
+    elif isinstance(value, dict):
+        for function, argument in value.items():
+            if function == "Ref":
+                found.add(argument)
+            elif function == "Fn::GetAtt":
+                found.add(argument[0])
+            elif function == "Fn::Sub":
+                text, variables = (argument, {}) if isinstance(argument, str) else argument
+                found |= {name.split(".")[0] for name in re.findall(r"\$\{([^!}][^}]*)}", text)} - set(variables)
+                found |= _references(variables, conditions)
+            elif function in ("Fn::If", "Condition"):
+                name = argument[0] if function == "Fn::If" else argument
+                found |= _references(conditions[name], conditions) | _references(argument[1:], conditions)
+            else:
+                found |= _references(argument, conditions)
+    return {name for name in found if not name.startswith("AWS::")}
+
+
+def test_the_digest_covers_everything_the_published_configuration_is_built_from(transformed):
+    """Every parameter and resource the authorizer's function reads (as CloudFormation receives it, so SAM's
+    globals and generated role included) is in AuthorizerConfiguration, and nothing else: what does not
+    change the published configuration (the reserved concurrency, the description carrying the digest) is
+    left out, so that the digest never moves without the configuration."""
+    conditions = transformed["Conditions"]
+    function = dict(transformed["Resources"]["AuthorizerFunction"]["Properties"])
+    del function["ReservedConcurrentExecutions"], function["Description"]
+    configuration = transformed["Resources"]["AuthorizerConfiguration"]["Properties"]["Configuration"]
+    assert _references(configuration, conditions) == _references(function, conditions)
+    assert all(name == _references(value, conditions).pop() for name, value in configuration.items())
+
+
+def _digest_handler(template: dict):
+    """The digest function's inline code, run here with a cfnresponse that records what it sends."""
+    sent = []
+    cfnresponse = types.ModuleType("cfnresponse")
+    cfnresponse.SUCCESS, cfnresponse.FAILED = "SUCCESS", "FAILED"
+    cfnresponse.send = lambda event, context, status, data, physical_id, reason=None: sent.append(
+        (status, data, physical_id, reason)
+    )
+    namespace: dict = {}
+    code = template["Resources"]["ConfigurationDigestFunction"]["Properties"]["Code"]["ZipFile"]
+    with patch.dict(sys.modules, {"cfnresponse": cfnresponse}):
+        exec(compile(code, "ConfigurationDigestFunction", "exec"), namespace)  # noqa: S102 - the template's own code
+    return namespace["handler"], sent
+
+
+def _event(request: str, configuration: dict) -> dict:
+    return {"RequestType": request, "ResourceProperties": {"ServiceToken": "arn", "Configuration": configuration}}
+
+
+def test_the_digest_is_the_same_for_the_same_values_and_new_for_any_change(template):
+    handler, sent = _digest_handler(template)
+    configuration = {"RouteScopes": "* /*=read", "LogLevel": "INFO"}
+    handler(_event("Create", configuration), None)
+    handler(_event("Update", dict(reversed(configuration.items()))), None)
+    handler(_event("Update", configuration | {"RouteScopes": "GET /orders=read"}), None)
+    handler(_event("Delete", configuration), None)
+    (status, data, physical, _), same, narrowed, deleted = sent
+    assert status == "SUCCESS" and len(data["Digest"]) == 32 and physical == data["Digest"]
+    assert same[1] == data and narrowed[1] != data and deleted[0] == "SUCCESS"
+
+
+def test_a_digest_that_cannot_be_made_fails_the_deploy_naming_no_value(template):
+    handler, sent = _digest_handler(template)
+    handler({"RequestType": "Create", "PhysicalResourceId": "old", "ResourceProperties": "GET /secret-route"}, None)
+    ((status, data, physical, reason),) = sent
+    assert (status, data, physical) == ("FAILED", {}, "old")
+    assert reason == "no digest: AttributeError"
 
 
 @pytest.mark.parametrize("parameters", [NONE, SOME], ids=["none provisioned", "some provisioned"])
