@@ -1,5 +1,6 @@
-"""Cost per million authorizations, from the figures `make bench` measured (docs/benchmarks.json) and the
-published prices below; writes README's "What it costs" section between its markers.
+"""Cost per million authorizations, and of provisioned concurrency, from the figures `make bench` measured
+(docs/benchmarks.json) and the published prices below; writes README's "What it costs" section and
+docs/operations.md's provisioned concurrency figures between their markers.
 
 Run: .venv/bin/python -m bench.cost   (after bench.authorizer)
 """
@@ -10,10 +11,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- cost:begin (bench/cost.py writes this) -->", "<!-- cost:end -->"
+PC_BEGIN, PC_END = (
+    "<!-- provisioned-concurrency:begin (bench/cost.py writes this) -->",
+    "<!-- provisioned-concurrency:end -->",
+)
 
 # Published on-demand prices, us-east-1, as of 2026-11 (aws.amazon.com/<service>/pricing).
 LAMBDA_ARM_GB_SECOND = 0.0000133334  # first 7.5 billion GB-seconds a month
 LAMBDA_PER_MILLION_REQUESTS = 0.20
+# Provisioned concurrency, arm64 (aws.amazon.com/lambda/pricing, "Provisioned Concurrency Pricing"): per GB-second
+# an environment is provisioned, used or not, and per GB-second of the invocations it serves (which then cost
+# this, not LAMBDA_ARM_GB_SECOND; requests cost the same). Billed from enabling to disabling, by 5 minutes.
+LAMBDA_ARM_PROVISIONED_GB_SECOND = 0.0000033334
+LAMBDA_ARM_PROVISIONED_DURATION_GB_SECOND = 0.0000077778
+HOURS_PER_MONTH = 730
 DYNAMODB_PER_MILLION_READ_UNITS = 0.125  # on-demand; a strongly consistent read of an item up to 4 KB is 1 unit
 SECRETS_MANAGER_PER_10K_CALLS = 0.05
 API_GATEWAY_REST_PER_MILLION = 3.50  # first 333 million a month
@@ -86,17 +97,59 @@ def section(figures: dict) -> list[str]:
     ]
 
 
+def provisioned_concurrency(figures: dict) -> dict[str, float]:
+    """One provisioned environment of the authorizer: its price a month, the share of the time it must be busy
+    to cost no more than the same invocations on demand, and how many cache hits a second keep it that busy."""
+    memory_mb = figures["memory_size_mb"]
+    busy_share = LAMBDA_ARM_PROVISIONED_GB_SECOND / (LAMBDA_ARM_GB_SECOND - LAMBDA_ARM_PROVISIONED_DURATION_GB_SECOND)
+    return {
+        "per_month": memory_mb / 1024 * HOURS_PER_MONTH * 3600 * LAMBDA_ARM_PROVISIONED_GB_SECOND,
+        "busy_share": busy_share,
+        "hits_per_second": busy_share * 1000 / lambda_ms(figures["hit_ms_memory"], memory_mb),
+    }
+
+
+def provisioned_concurrency_section(figures: dict) -> list[str]:
+    memory_mb = figures["memory_size_mb"]
+    unit = provisioned_concurrency(figures)
+    cpu_share = FULL_VCPU_MB / memory_mb
+    return [
+        PC_BEGIN,
+        f"| at the template's {memory_mb} MB, arm64, us-east-1 | |",
+        "|---|---:|",
+        f"| one provisioned environment for a month ({HOURS_PER_MONTH} hours at "
+        f"${LAMBDA_ARM_PROVISIONED_GB_SECOND:.10f} per GB-second) | **${unit['per_month']:.2f}** |",
+        f"| the invocations it serves, per GB-second (on demand: ${LAMBDA_ARM_GB_SECOND:.10f}) | "
+        f"${LAMBDA_ARM_PROVISIONED_DURATION_GB_SECOND:.10f} |",
+        f"| busy share above which it costs less than on demand | {unit['busy_share']:.0%} |",
+        f"| verified-key cache hits a second that keep it that busy ({lambda_ms(figures['hit_ms_memory'], memory_mb)} "
+        f"ms billed each) | {unit['hits_per_second']:.0f} |",
+        f"| what it saves a request: import and init, measured here, scaled by {FULL_VCPU_MB}/{memory_mb} | "
+        f"{figures['init_ms'] / 1000 * cpu_share:.1f} s |",
+        f"| what it does not: a key's first request in each environment, one Argon2 verify, scaled alike | "
+        f"{figures['argon2']['argon2_ms'] * cpu_share:.0f} ms |",
+        PC_END,
+    ]
+
+
+def write_between(path: Path, begin: str, end: str, lines: list[str]) -> None:
+    """Replace what ``path`` holds between its ``begin`` and ``end`` markers, markers included, by ``lines``."""
+    text = path.read_text()
+    before, _, rest = text.partition(begin)
+    _, _, after = rest.partition(end)
+    if not rest:
+        raise SystemExit(f"{path.relative_to(ROOT)} has no {begin!r} marker")
+    path.write_text(before + "\n".join(lines) + after)
+
+
 def main() -> None:
     figures = json.loads((ROOT / "docs" / "benchmarks.json").read_text())
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    before, _, rest = text.partition(BEGIN)
-    _, _, after = rest.partition(END)
-    if not rest:
-        raise SystemExit(f"README.md has no {BEGIN!r} marker")
-    lines = section(figures)
-    readme.write_text(before + "\n".join(lines) + after)
-    print("\n".join(lines))
+    for path, begin, end, lines in (
+        (ROOT / "README.md", BEGIN, END, section(figures)),
+        (ROOT / "docs" / "operations.md", PC_BEGIN, PC_END, provisioned_concurrency_section(figures)),
+    ):
+        write_between(path, begin, end, lines)
+        print("\n".join(lines))
 
 
 if __name__ == "__main__":

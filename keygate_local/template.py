@@ -27,6 +27,8 @@ _TABLE_PROPERTIES = {
 
 
 NO_VALUE = None  # what Ref AWS::NoValue resolves to: the property is left out
+_NO_VALUE_REF = {"Ref": "AWS::NoValue"}
+_SAM_ALIAS = ".Alias"  # SAM's reference to the alias AutoPublishAlias makes: Ref Function.Alias
 LOCAL_ACCOUNT = "123456789012"  # moto's account
 NO_SUCH_OPERATION = "UnknownOperationException"  # an endpoint's answer to an operation it does not have
 
@@ -48,8 +50,8 @@ CONDITION_FUNCTIONS = ("Fn::Equals", "Fn::Not", "Fn::And", "Fn::Or", "Condition"
 
 class Stack:
     """One instance of the template, as CloudFormation would deploy it with these parameter values: the
-    resources and outputs whose Condition is false are left out, as if the template never had them. It
-    also holds the physical ids of what the local stack creates."""
+    resources and outputs whose Condition is false are left out, as if the template never had them, and
+    each Fn::If is decided. It also holds the physical ids of what the local stack creates."""
 
     def __init__(self, template: dict, parameters: dict[str, Any] | None = None, name: str = "keygate-local"):
         self.template = template
@@ -126,12 +128,30 @@ class Stack:
         raise KeyError(f"GetAtt {logical_id}.{attribute}: not created here")
 
     def _as_deployed(self, template: dict) -> dict:
-        """The template without the resources and outputs whose Condition is false."""
+        """The template without the resources and outputs whose Condition is false, their Fn::If decided."""
         kept = dict(template)
         for section in ("Resources", "Outputs"):
             entries = template.get(section, {}).items()
-            kept[section] = {key: spec for key, spec in entries if self._condition(spec.get("Condition"))}
+            kept[section] = {
+                key: self._decided(spec) for key, spec in entries if self._condition(spec.get("Condition"))
+            }
         return kept
+
+    def _decided(self, value: Any) -> Any:
+        """``value`` with each Fn::If replaced by the branch its condition picks (a property or item whose
+        branch is AWS::NoValue left out), as SAM CLI's providers need it, and each reference to a function's
+        alias by the function: the local stack serves functions by logical id, and has no versions."""
+        if isinstance(value, list):
+            return [decided for item in value if (decided := self._decided(item)) != _NO_VALUE_REF]
+        if not isinstance(value, dict):
+            return value
+        if set(value) == {"Fn::If"}:
+            condition, if_true, if_false = value["Fn::If"]
+            return self._decided(if_true if self._condition(condition) else if_false)
+        reference = value.get("Ref") if set(value) == {"Ref"} else None
+        if isinstance(reference, str) and reference.endswith(_SAM_ALIAS):
+            return {"Fn::GetAtt": [reference.removesuffix(_SAM_ALIAS), "Arn"]}
+        return {key: decided for key, item in value.items() if (decided := self._decided(item)) != _NO_VALUE_REF}
 
     def _condition(self, name: str | None) -> bool:
         """A named condition's value; no condition (None) is true."""
@@ -160,9 +180,14 @@ class Stack:
             f"{', '.join(CONDITION_FUNCTIONS)}; it will not guess which resources exist"
         )
 
-    def _sub(self, text: str) -> str:
+    def _sub(self, argument: str | list) -> str:
+        """Fn::Sub, as a string or as [string, {name: value}]."""
+        text, variables = (argument, {}) if isinstance(argument, str) else argument
+
         def replace(match: re.Match) -> str:
             name = match[1]
+            if name in variables:
+                return str(self.resolve(variables[name]))
             if "." in name:
                 return str(self._get_att(*name.split(".", 1)))
             return str(self._ref(name))

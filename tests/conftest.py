@@ -1,6 +1,7 @@
 """Fixtures: moto in-process, the template's resources created from template.yaml, and each
 function's handler imported with the template's environment, as a fresh Lambda container would."""
 
+import copy
 import json
 import logging
 import os
@@ -16,6 +17,7 @@ from argon2 import PasswordHasher
 from botocore.exceptions import ClientError
 from moto import mock_aws
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+from samtranslator.translator.transform import transform
 
 from keygate import keys
 from keygate_local.github import FakeGitHub
@@ -162,6 +164,30 @@ def invoke(handler: Callable, payload) -> dict:
 @pytest.fixture(scope="session")
 def template() -> dict:
     return load_template()
+
+
+class _NoManagedPolicies:
+    def load(self) -> dict:
+        return {}
+
+
+PACKAGED_CODE = "s3://bucket/code.zip"  # sam package's job, not what is tested
+
+
+def sam_transform(template: dict, parameters: dict | None = None, code: str = PACKAGED_CODE) -> dict:
+    """``template`` after SAM's transform, offline, as CloudFormation receives it with these parameter values:
+    every generated resource (versions, aliases, deployments, stages, roles, permissions) with the
+    Condition SAM carried over to it."""
+    template = copy.deepcopy(template)
+    template["Globals"]["Function"]["CodeUri"] = code
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        return transform(template, parameters or {}, _NoManagedPolicies())
+
+
+@pytest.fixture(scope="session")
+def transformed(template) -> dict:
+    return sam_transform(template)
 
 
 # --- DynamoDB on moto, and on DynamoDB Local for the tests marked dynamodb_local ---

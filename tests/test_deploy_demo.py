@@ -6,29 +6,12 @@ import re
 import tomllib
 
 import pytest
-from samtranslator.translator.transform import transform
 
 from keygate_local.local_stack import DEMO
 from keygate_local.template import ROOT, InvalidParameter, Stack, UnsupportedCondition, load_template
 
 DEMO_CONDITION = "DemoDeployed"
 API_TYPES = ("AWS::ApiGateway::RestApi", "AWS::ApiGatewayV2::Api")
-
-
-class _NoManagedPolicies:
-    def load(self) -> dict:
-        return {}
-
-
-@pytest.fixture(scope="module")
-def transformed() -> dict:
-    """template.yaml after SAM's transform, offline, as CloudFormation receives it: every generated resource
-    (deployments, stages, roles, permissions) with the condition SAM carried over to it."""
-    template = load_template()
-    template["Globals"]["Function"]["CodeUri"] = "s3://bucket/code.zip"  # sam package's job; not what is tested
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        return transform(template, {}, _NoManagedPolicies())
 
 
 def _references(value) -> set[str]:

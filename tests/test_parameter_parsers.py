@@ -120,6 +120,7 @@ RESOURCES_ONLY = {
     "DemoThrottlingBurstLimit": "the demo stages' throttling",
     "LogRetentionDays": "each log group's retention",
     "AuthorizerReservedConcurrency": "the authorizer's ReservedConcurrentExecutions",
+    "AuthorizerProvisionedConcurrency": "the authorizer alias's ProvisionedConcurrencyConfig",
     "TableDeletionProtection": "a condition of the tables",
     "PepperKmsKey": "a condition of the pepper secret",
     "AuthorizerTraceSubsegments": "a condition that sets POWERTOOLS_TRACE_DISABLED to a constant",

@@ -60,7 +60,7 @@ def test_demo_apis_are_protected_by_the_authorizer_in_every_shape(template):
     assert lambda_authorizer["EnableSimpleResponses"] is True
     assert lambda_authorizer["AuthorizerPayloadFormatVersion"] == "2.0"
     for authorizer in (token, request, lambda_authorizer):
-        assert authorizer["FunctionArn"] == {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]}
+        assert authorizer["FunctionArn"] == template["Outputs"]["AuthorizerFunctionArn"]["Value"]  # what is invoked
         assert authorizer["Identity"]["ReauthorizeEvery"] == {"Ref": "AuthorizerCacheTtl"}
     routes = template["Resources"]["DemoFunction"]["Properties"]["Events"]
     assert sum(route["Type"] == "Api" for route in routes.values()) >= 2
@@ -88,7 +88,9 @@ def _references(value) -> set[str]:
         elif function == "Fn::GetAtt":
             found.add(argument[0])
         elif function == "Fn::Sub":
-            found |= {name.split(".")[0] for name in re.findall(r"\$\{([^}]+)\}", argument)}
+            text, variables = (argument, {}) if isinstance(argument, str) else argument
+            named = {name.split(".")[0] for name in re.findall(r"\$\{([^}]+)\}", text)}
+            found |= (named - set(variables)) | _references(list(variables.values()))
         else:
             found |= _references(argument)
     return found
@@ -99,7 +101,12 @@ def test_every_output_and_reference_names_something_in_the_template(template):
     sam_roles = {f"{function}Role" for function in Stack(template).functions()}  # SAM makes one per function
     sam_apis = {name for name, spec in template["Resources"].items() if spec["Type"] == "AWS::Serverless::Api"}
     sam_stages = {f"{api}.Stage" for api in sam_apis}  # SAM's reference to an API's stage
-    names = set(template["Resources"]) | set(template["Parameters"]) | pseudo | sam_roles | sam_stages
+    sam_aliases = {  # SAM's reference to the alias of a function with AutoPublishAlias
+        f"{name}.Alias"
+        for name, spec in template["Resources"].items()
+        if "AutoPublishAlias" in spec.get("Properties", {})
+    }
+    names = set(template["Resources"]) | set(template["Parameters"]) | pseudo | sam_roles | sam_stages | sam_aliases
     assert _references(template["Outputs"]) <= names
     assert _references(template["Resources"]) <= names
     assert {
