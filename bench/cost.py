@@ -89,7 +89,8 @@ def section(figures: dict) -> list[str]:
         f"Beside what API Gateway itself charges per million calls: REST API ${API_GATEWAY_REST_PER_MILLION:.2f}, "
         f"HTTP API ${API_GATEWAY_HTTP_PER_MILLION:.2f}.",
         "Lambda also bills each cold start's init phase (about "
-        f"{figures['init_ms'] / 1000 * memory_mb / 1024:.1f} GB-s, measured here), a few per container's life.",
+        f"{figures['init_ms'] / 1000 * FULL_VCPU_MB / 1024:.1f} GB-s: measured here, scaled by "
+        f"{FULL_VCPU_MB}/MemorySize), a few per container's life.",
         "With API Gateway's authorizer cache on (`AuthorizerCacheTtl` > 0) keygate is invoked only when API",
         "Gateway has no answer cached; list its stages in `CachedStages` so a revocation flushes them (see",
         '"API Gateway\'s authorizer cache").',

@@ -5,6 +5,7 @@ import copy
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -188,6 +189,32 @@ def sam_transform(template: dict, parameters: dict | None = None, code: str = PA
 @pytest.fixture(scope="session")
 def transformed(template) -> dict:
     return sam_transform(template)
+
+
+def references(value, conditions: dict | None = None) -> set[str]:
+    """The names (parameters, resources, pseudo parameters) a template value reads: Ref, GetAtt, the variables
+    of a Sub (not its ${!escapes}), and, given the template's ``conditions``, what the conditions its Fn::If
+    and Condition test read."""
+    found: set[str] = set()
+    if isinstance(value, list):
+        for item in value:
+            found |= references(item, conditions)
+    elif isinstance(value, dict):
+        for function, argument in value.items():
+            if function == "Ref":
+                found.add(argument)
+            elif function == "Fn::GetAtt":
+                found.add(argument[0] if isinstance(argument, list) else argument.split(".")[0])
+            elif function == "Fn::Sub":
+                text, variables = (argument, {}) if isinstance(argument, str) else argument
+                found |= {name.split(".")[0] for name in re.findall(r"\$\{([^!}][^}]*)\}", text)} - set(variables)
+                found |= references(list(variables.values()), conditions)
+            elif function in ("Fn::If", "Condition") and conditions is not None:
+                name, rest = (argument[0], argument[1:]) if function == "Fn::If" else (argument, [])
+                found |= references(conditions[name], conditions) | references(rest, conditions)
+            else:
+                found |= references(argument, conditions)
+    return found
 
 
 # --- DynamoDB on moto, and on DynamoDB Local for the tests marked dynamodb_local ---

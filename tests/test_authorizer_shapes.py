@@ -13,7 +13,7 @@ from keygate import config, policy
 from keygate.field_scopes import FieldScopes, InvalidFieldScopes, parse_field_scopes
 from keygate.records import KeyRecord
 from keygate.routes import parse_route_scopes
-from tests.conftest import event, invoke
+from tests.conftest import event, invoke, references
 from tests.test_authorizer import (
     FAULTS,
     _fail_get_item,
@@ -524,16 +524,21 @@ def test_the_demo_websocket_api_guards_connect_with_the_authorizer(template):
     assert (authorizer["AuthorizerType"], authorizer["IdentitySource"]) == (
         "REQUEST", ["route.request.header.Authorization"]
     )  # fmt: skip
-    assert "${AuthorizerFunction.Arn}" in authorizer["AuthorizerUri"]["Fn::Sub"]
+    text, invoked = authorizer["AuthorizerUri"]["Fn::Sub"]
+    assert text.endswith("/functions/${Invoked}/invocations") and invoked == {
+        "Invoked": {"Ref": "AuthorizerFunction.Alias"}
+    }
     routes = {spec["Properties"]["RouteKey"]: spec["Properties"] for spec in resources.values()
               if spec["Type"] == "AWS::ApiGatewayV2::Route"}  # fmt: skip
     assert set(routes) == {"$connect", "$default"}
     assert routes["$connect"]["AuthorizationType"] == "CUSTOM"
     assert routes["$connect"]["AuthorizerId"] == {"Ref": "DemoWebSocketAuthorizer"}
-    permissions = {spec["Properties"]["FunctionName"]["Fn::GetAtt"][0]: spec["Properties"]["SourceArn"]["Fn::Sub"]
+    permissions = {references(spec["Properties"]["FunctionName"]).pop(): spec["Properties"]["SourceArn"]["Fn::Sub"]
                    for spec in resources.values() if spec["Type"] == "AWS::Lambda::Permission"
                    and "DemoWebSocketApi" in json.dumps(spec)}  # fmt: skip
-    assert permissions["AuthorizerFunction"].endswith("${DemoWebSocketApi}/authorizers/${DemoWebSocketAuthorizer}")
+    assert permissions["AuthorizerFunction.Alias"].endswith(
+        "${DemoWebSocketApi}/authorizers/${DemoWebSocketAuthorizer}"
+    )
     assert permissions["DemoFunction"].endswith("${DemoWebSocketApi}/${DemoWebSocketStage}/*")
     assert template["Outputs"]["DemoWebSocketUrl"]["Value"]["Fn::Sub"].startswith("wss://${DemoWebSocketApi}.")
 

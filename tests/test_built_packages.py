@@ -18,7 +18,7 @@ import pytest
 from packaging.requirements import Requirement
 
 from keygate_local.packages import BUILD_DIR, KINDS, build_twin, run_isolated
-from keygate_local.template import ROOT, Stack, load_template
+from keygate_local.template import HANDLER_PACKAGES, ROOT, Stack, load_template
 
 # Installed because a dependency declares it, though the function never imports it: each with the reason.
 NEVER_IMPORTED = {
@@ -26,7 +26,6 @@ NEVER_IMPORTED = {
     "pycparser": "cffi's, to compile C declarations at run time; the argon2 and cryptography bindings ship compiled",
     "s3transfer": "boto3's, for S3 transfers only",
 }
-FIRST_PARTY = {"keygate", "authorizer", "admin", "leak_report", "audit_copy", "demo"}
 
 
 @pytest.fixture(scope="module")
@@ -50,15 +49,25 @@ def stack() -> Stack:
 
 
 def _importable(package: Path) -> set[str]:
-    """The top-level names a package holds that Python can import (packages, modules, extensions)."""
+    """The top-level names a package holds that Python can import (packages, modules, extensions). Raises on
+    anything else but distribution metadata: nothing ships that no import can reach."""
     names = set()
     for entry in package.iterdir():
         name = entry.name.split(".")[0]
-        if entry.suffix in (".dist-info", ".data") or not name.isidentifier() or name == "__pycache__":
+        if entry.suffix in (".dist-info", ".data") or name == "__pycache__":
             continue
-        if entry.is_dir() or entry.suffix in (".py", ".so"):
-            names.add(name)
+        assert name.isidentifier() and (entry.is_dir() or entry.suffix in (".py", ".so")), f"{entry} cannot be imported"
+        names.add(name)
     return names
+
+
+def _first_party_shipped(package: Path) -> set[str]:
+    return {
+        str(source.relative_to(package))
+        for name in HANDLER_PACKAGES
+        if (package / name).is_dir()
+        for source in (package / name).rglob("*.py")
+    }
 
 
 def _distributions(package: Path) -> dict[str, str]:
@@ -74,26 +83,27 @@ def _normal(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _imported(stack: Stack, function: str, package: Path) -> set[str]:
-    """The top-level modules a fresh interpreter loads importing the function's handler from ``package``
+def _loaded(stack: Stack, function: str, package: Path) -> set[Path]:
+    """The files of the modules a fresh interpreter loads importing the function's handler from ``package``
     alone, as Lambda's init does."""
     _, module, _ = stack.handler_path(function)
     environment = stack.function_environment(function) | {
         "PATH": os.environ["PATH"], "AWS_DEFAULT_REGION": "us-east-1", "POWERTOOLS_TRACE_DISABLED": "false",
         "AWS_ACCESS_KEY_ID": "built", "AWS_SECRET_ACCESS_KEY": "built", "AWS_XRAY_CONTEXT_MISSING": "IGNORE_ERROR",
     }  # fmt: skip
-    code = f"import json, {module}; print(json.dumps(sorted({{name.split('.')[0] for name in sys.modules}})))"
-    loaded = json.loads(run_isolated(package, code, environment).stdout)
-    return set(loaded) - set(sys.stdlib_module_names)
+    code = f"import json, {module}; print(json.dumps([getattr(m, '__file__', None) for m in sys.modules.values()]))"
+    return {Path(file) for file in json.loads(run_isolated(package, code, environment).stdout) if file}
 
 
 @pytest.mark.parametrize("function", KINDS)
 def test_each_package_holds_what_its_function_imports_and_nothing_else(function, built, stack, tmp_path):
     twin = build_twin(function, tmp_path / "twin")
-    imported = _imported(stack, function, twin) & _importable(twin)
+    loaded = {file.relative_to(twin) for file in _loaded(stack, function, twin) if file.is_relative_to(twin)}
+    imported = {file.parts[0].split(".")[0] for file in loaded}
     shipped = _importable(built / function)
     assert _importable(twin) == shipped  # the twin is the package, but for its platform's binaries
-    assert imported <= shipped
+    assert _first_party_shipped(twin) == _first_party_shipped(built / function)
+    assert _first_party_shipped(built / function) == {str(file) for file in loaded if file.parts[0] in HANDLER_PACKAGES}
     unused = shipped - imported
     assert unused <= set(NEVER_IMPORTED), f"{function} ships {sorted(unused - set(NEVER_IMPORTED))} it never imports"
 
@@ -110,7 +120,7 @@ def test_every_module_ships_bytecode_the_runtime_reads_as_it_is(function, built)
 
 def test_the_authorizer_ships_no_admin_demo_or_leak_code_and_no_cryptography(built):
     shipped = _importable(built / "AuthorizerFunction")
-    assert shipped & FIRST_PARTY == {"keygate", "authorizer"}
+    assert shipped & set(HANDLER_PACKAGES) == {"keygate", "authorizer"}
     assert not {"cryptography", "pydantic", "pydantic_core"} & shipped
     assert not (built / "AuthorizerFunction" / "keygate" / "secret_scanning.py").exists()
 

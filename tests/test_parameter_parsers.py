@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 from keygate import authorizer_cache, config
 from keygate_local.template import load_template
 from tests import hypothesis_profiles
+from tests.conftest import references
 from tests.test_config import REQUIRED
-from tests.test_template import _references
 
 hypothesis_profiles.load()
 
@@ -47,7 +47,7 @@ def _variables() -> dict[str, set[str]]:
     variables: dict[str, set[str]] = {}
     for environment in _environments():
         for variable, value in environment.items():
-            for name in _references(value) & set(PARAMETERS):
+            for name in references(value) & set(PARAMETERS):
                 variables.setdefault(name, set()).add(variable)
     return variables
 
@@ -173,7 +173,7 @@ def test_every_constrained_parameter_no_function_sees_is_listed_with_what_reads_
 
 @pytest.mark.parametrize("name", TABLE)
 def test_a_parameter_the_code_parses_reaches_it_verbatim_in_one_variable(name):
-    values = [env[key] for env in _environments() for key in env if name in _references(env[key])]
+    values = [env[key] for env in _environments() for key in env if name in references(env[key])]
     assert all(value == {"Ref": name} for value in values) and len(VARIABLES[name]) == 1
     assert (name in NUMBERS) != (name in PATTERNS), "a number with a range, or a string with a pattern"
 

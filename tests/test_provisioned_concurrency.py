@@ -1,28 +1,27 @@
-"""AuthorizerProvisionedConcurrency: above 0, the authorizer's alias holds that many initialized environments
-and every attachment (the AuthorizerFunctionArn output, the demo APIs' authorizers and their invoke
-permissions) invokes the alias; at 0, the default, none is provisioned and everything invokes the function
-itself, as before. Checked on the template as CloudFormation deploys it (after SAM's transform), and on the
-local stack, which serves the authorizer either way."""
+"""AuthorizerProvisionedConcurrency: every attachment (the AuthorizerFunctionArn output, the demo APIs'
+authorizers and their invoke permissions) invokes the authorizer's alias "live", which holds that many
+initialized environments (none at 0, the default) and runs a version of the configuration last deployed.
+Checked on the template as CloudFormation deploys it (after SAM's transform), on the digest function's own
+code, and on the local stack, which serves the authorizer either way."""
 
 import copy
 import json
-import re
 import sys
 import types
 from unittest.mock import patch
 
 import pytest
+from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
 from samcli.lib.providers.api_provider import ApiProvider
 
 from bench import cost
 from keygate_local import gateway
 from keygate_local.local_stack import DEMO
 from keygate_local.template import ROOT, Stack
-from tests.conftest import sam_transform
+from tests.conftest import references, sam_transform
 
 # As sam deploy passes them: strings.
 NONE, SOME = {"AuthorizerProvisionedConcurrency": "0"}, {"AuthorizerProvisionedConcurrency": "5"}
-THE_FUNCTION = {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]}
 ATTACHMENTS = {  # with DeployDemo=true: the output, the demo APIs' four authorizers and their four permissions
     "output AuthorizerFunctionArn",
     "DemoRestApi authorizer 0", "DemoRestApi authorizer 1", "DemoHttpApi authorizer 0", "DemoWebSocketAuthorizer",
@@ -52,10 +51,9 @@ def _version(transformed: dict) -> str:
 
 
 def _uri_function(uri: dict) -> dict:
-    """The function ARN in an API Gateway authorizer URI (Fn::Sub [text, {its one variable}])."""
-    ((_, variables),) = uri.values()
-    (function,) = variables.values()
-    return function
+    """The function ARN in an API Gateway authorizer URI, an Fn::Sub: what it reads beside pseudo parameters."""
+    (function,) = {name for name in references(uri) if not name.startswith("AWS::")}
+    return {"Ref": function}
 
 
 def _authorizer_uris(value, found: list) -> list:
@@ -87,20 +85,32 @@ def _invoked(deployed: dict) -> dict[str, dict]:
     return invoked
 
 
-def test_by_default_nothing_is_provisioned_and_every_attachment_invokes_the_function(transformed):
-    assert transformed["Parameters"]["AuthorizerProvisionedConcurrency"]["Default"] == 0
-    deployed = _deployed(transformed, NONE)
-    _, alias = _alias(deployed)  # SAM makes it whatever the parameter: nothing invokes it
-    assert "ProvisionedConcurrencyConfig" not in alias["Properties"]
-    assert _invoked(deployed) == dict.fromkeys(ATTACHMENTS, THE_FUNCTION)
+def _rest_deployments(deployed: dict) -> set[str]:
+    return {name for name, spec in deployed["Resources"].items() if spec["Type"] == "AWS::ApiGateway::Deployment"}
 
 
-def test_above_zero_the_alias_holds_the_environments_and_every_attachment_invokes_it(transformed):
-    deployed = _deployed(transformed, SOME)
-    name, alias = _alias(deployed)
+def test_every_attachment_invokes_the_alias_whatever_the_count(transformed):
+    """A REST API's deployment is named by a hash of its body as written: had the attachments switched between
+    function and alias with the parameter, the stage would have kept invoking what it did before."""
+    none, some = _deployed(transformed, NONE), _deployed(transformed, SOME)
+    name, alias = _alias(none)
+    assert transformed["Parameters"]["AuthorizerProvisionedConcurrency"]["Default"] == "0"
+    assert _invoked(none) == _invoked(some) == dict.fromkeys(ATTACHMENTS, {"Ref": name})  # permissions too
+    assert _rest_deployments(none) == _rest_deployments(some)
+
+
+def test_above_zero_the_alias_holds_that_many_environments_and_at_zero_none(transformed):
+    _, unprovisioned = _alias(_deployed(transformed, NONE))
+    _, alias = _alias(_deployed(transformed, SOME))
+    assert "ProvisionedConcurrencyConfig" not in unprovisioned["Properties"]
     provisioned = Stack(transformed, DEMO | SOME).resolve(alias["Properties"]["ProvisionedConcurrencyConfig"])
     assert provisioned == {"ProvisionedConcurrentExecutions": "5"}
-    assert _invoked(deployed) == dict.fromkeys(ATTACHMENTS, {"Ref": name})  # permissions name the alias too
+
+
+@pytest.mark.parametrize("count", ["00", "1.5", "-1", "10000", " 2"])
+def test_a_count_lambda_would_refuse_is_refused_before_the_deploy(template, count):
+    with pytest.raises(ValueError, match="AuthorizerProvisionedConcurrency"):
+        Stack(template, {"AuthorizerProvisionedConcurrency": count})
 
 
 def test_the_alias_runs_a_version_published_for_each_change_of_the_code_or_the_functions_properties(template):
@@ -120,49 +130,17 @@ def test_sams_hash_alone_misses_a_parameter_value(template):
     assert _version(narrowed) == _version(sam_transform(template))
 
 
-def test_above_zero_a_new_configuration_digest_replaces_the_version_and_is_a_new_one(transformed):
-    """The version's Description is create-only (CloudFormation replaces the version when it changes), and the
-    same text in the function's Description changes the configuration Lambda publishes: a new version, never
-    the old number again. At 0 neither carries it, and the digest's resources are not deployed."""
+def test_a_new_configuration_digest_replaces_the_version_and_is_a_new_one(transformed):
+    """The version's Description is create-only (CloudFormation's schema for AWS::Lambda::Version: it replaces
+    the version when it changes), and the same text in the function's Description changes the configuration
+    Lambda publishes: a new version, never the number the alias already runs."""
+    schema = PROVIDER_SCHEMA_MANAGER.get_resource_schema("us-east-1", "AWS::Lambda::Version").schema
+    assert "/properties/Description" in schema["createOnlyProperties"]
     digest = {"Fn::Sub": "Configuration ${AuthorizerConfiguration.Digest}."}
-    provisioned, unprovisioned = _deployed(transformed, SOME), _deployed(transformed, NONE)
-    version = _version(transformed)
-    assert provisioned["Resources"][version]["Properties"]["Description"] == digest
-    assert "Description" not in unprovisioned["Resources"][version]["Properties"]
-    joined = {
-        name: template["Resources"]["AuthorizerFunction"]["Properties"]["Description"]["Fn::Join"][1][-1]
-        for name, template in (("provisioned", provisioned), ("none", unprovisioned))
-    }
-    assert joined == {"provisioned": {"Fn::Sub": " " + digest["Fn::Sub"]}, "none": ""}
-    assert {"AuthorizerConfiguration", "ConfigurationDigestFunction"} <= set(provisioned["Resources"])
-    assert not {"AuthorizerConfiguration", "ConfigurationDigestFunction", "ConfigurationDigestRole"} & set(
-        unprovisioned["Resources"]
-    )
-
-
-def _references(value, conditions: dict) -> set[str]:
-    """The parameters and resources ``value`` reads: Ref, GetAtt, Sub's variables, and the parameters of the
-    conditions its Fn::If tests."""
-    found: set[str] = set()
-    if isinstance(value, list):
-        for item in value:
-            found |= _references(item, conditions)
-    elif isinstance(value, dict):
-        for function, argument in value.items():
-            if function == "Ref":
-                found.add(argument)
-            elif function == "Fn::GetAtt":
-                found.add(argument[0])
-            elif function == "Fn::Sub":
-                text, variables = (argument, {}) if isinstance(argument, str) else argument
-                found |= {name.split(".")[0] for name in re.findall(r"\$\{([^!}][^}]*)}", text)} - set(variables)
-                found |= _references(variables, conditions)
-            elif function in ("Fn::If", "Condition"):
-                name = argument[0] if function == "Fn::If" else argument
-                found |= _references(conditions[name], conditions) | _references(argument[1:], conditions)
-            else:
-                found |= _references(argument, conditions)
-    return {name for name in found if not name.startswith("AWS::")}
+    deployed = _deployed(transformed, NONE)
+    assert deployed["Resources"][_version(transformed)]["Properties"]["Description"] == digest
+    function = deployed["Resources"]["AuthorizerFunction"]["Properties"]["Description"]["Fn::Join"][1]
+    assert function[-1] == {"Fn::Sub": " " + digest["Fn::Sub"]}
 
 
 def test_the_digest_covers_everything_the_published_configuration_is_built_from(transformed):
@@ -174,8 +152,9 @@ def test_the_digest_covers_everything_the_published_configuration_is_built_from(
     function = dict(transformed["Resources"]["AuthorizerFunction"]["Properties"])
     del function["ReservedConcurrentExecutions"], function["Description"]
     configuration = transformed["Resources"]["AuthorizerConfiguration"]["Properties"]["Configuration"]
-    assert _references(configuration, conditions) == _references(function, conditions)
-    assert all(name == _references(value, conditions).pop() for name, value in configuration.items())
+    pseudo = {name for name in references(function) if name.startswith("AWS::")}
+    assert references(configuration, conditions) == references(function, conditions) - pseudo
+    assert all({name} == references(value, conditions) for name, value in configuration.items())
 
 
 def _digest_handler(template: dict):
@@ -215,6 +194,12 @@ def test_a_digest_that_cannot_be_made_fails_the_deploy_naming_no_value(template)
     ((status, data, physical, reason),) = sent
     assert (status, data, physical) == ("FAILED", {}, "old")
     assert reason == "no digest: AttributeError"
+
+
+def test_a_delete_always_succeeds_so_it_never_blocks_the_stack(template):
+    handler, sent = _digest_handler(template)
+    handler({"RequestType": "Delete", "PhysicalResourceId": "0123abcd", "ResourceProperties": "malformed"}, None)
+    assert sent == [("SUCCESS", {}, "0123abcd", None)]
 
 
 @pytest.mark.parametrize("parameters", [NONE, SOME], ids=["none provisioned", "some provisioned"])

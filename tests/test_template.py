@@ -6,6 +6,7 @@ import pytest
 
 from keygate import config, keys, store
 from keygate_local.template import NO_VALUE, ROOT, Stack, load_template
+from tests.conftest import references
 
 
 def test_no_function_logs_its_event_or_traces_its_response(template):
@@ -76,26 +77,6 @@ def test_every_function_handler_imports(stack, load):
         assert callable(load(function)), function
 
 
-def _references(value) -> set[str]:
-    if isinstance(value, list):
-        return set().union(*map(_references, value)) if value else set()
-    if not isinstance(value, dict):
-        return set()
-    found = set()
-    for function, argument in value.items():
-        if function == "Ref":
-            found.add(argument)
-        elif function == "Fn::GetAtt":
-            found.add(argument[0])
-        elif function == "Fn::Sub":
-            text, variables = (argument, {}) if isinstance(argument, str) else argument
-            named = {name.split(".")[0] for name in re.findall(r"\$\{([^}]+)\}", text)}
-            found |= (named - set(variables)) | _references(list(variables.values()))
-        else:
-            found |= _references(argument)
-    return found
-
-
 def test_every_output_and_reference_names_something_in_the_template(template):
     pseudo = {"AWS::Region", "AWS::URLSuffix", "AWS::NoValue", "AWS::Partition", "AWS::AccountId", "AWS::StackName"}
     sam_roles = {f"{function}Role" for function in Stack(template).functions()}  # SAM makes one per function
@@ -107,8 +88,8 @@ def test_every_output_and_reference_names_something_in_the_template(template):
         if "AutoPublishAlias" in spec.get("Properties", {})
     }
     names = set(template["Resources"]) | set(template["Parameters"]) | pseudo | sam_roles | sam_stages | sam_aliases
-    assert _references(template["Outputs"]) <= names
-    assert _references(template["Resources"]) <= names
+    assert references(template["Outputs"]) <= names
+    assert references(template["Resources"]) <= names
     assert {
         "AuthorizerFunctionArn",
         "IssueKeyFunctionName",
@@ -203,9 +184,9 @@ def _dependencies(template: dict) -> dict[str, set[str]]:
         depends_on = spec.get("DependsOn", [])
         waits = set([depends_on] if isinstance(depends_on, str) else depends_on)
         if spec["Type"] == "AWS::Serverless::Function":
-            graph[f"{name}Role"] = _references(properties.pop("Policies", [])) & names
-            waits |= {f"{name}Role"} | _references(template.get("Globals", {}).get("Function", {}))
-        graph[name] = (waits | _references(properties)) & names
+            graph[f"{name}Role"] = references(properties.pop("Policies", [])) & names
+            waits |= {f"{name}Role"} | references(template.get("Globals", {}).get("Function", {}))
+        graph[name] = (waits | references(properties)) & names
     return graph
 
 
