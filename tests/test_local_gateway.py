@@ -2,8 +2,19 @@
 
 import json
 
+import pytest
+
 from keygate import keys
 from keygate_local import gateway
+from keygate_local.local_stack import DEMO
+from keygate_local.template import Stack
+
+
+@pytest.fixture(scope="module")
+def served(template) -> dict:
+    """The template as the local stack hands it to SAM CLI: conditions decided, the authorizer's alias served
+    as the function."""
+    return Stack(template, DEMO).template
 
 
 def _events(template: dict) -> dict[str, dict]:
@@ -30,9 +41,9 @@ def test_each_api_keeps_only_its_own_routes(template):
     assert set(_events(template)) == set(_events(rest)) | set(_events(http))  # the original is untouched
 
 
-def test_the_routes_and_authorizers_sam_cli_reads_for_each_api(template):
-    rest = gateway.ApiProvider(gateway.load_stacks(gateway.only_api(template, "DemoRestApi"), "us-east-1")).api
-    http = gateway.ApiProvider(gateway.load_stacks(gateway.only_api(template, "DemoHttpApi"), "us-east-1")).api
+def test_the_routes_and_authorizers_sam_cli_reads_for_each_api(served):
+    rest = gateway.ApiProvider(gateway.load_stacks(gateway.only_api(served, "DemoRestApi"), "us-east-1")).api
+    http = gateway.ApiProvider(gateway.load_stacks(gateway.only_api(served, "DemoHttpApi"), "us-east-1")).api
     rest_routes = {(method, route.path, route.authorizer_name) for route in rest.routes for method in route.methods}
     assert rest_routes == {
         ("GET", "/hello", "KeygateToken"),
@@ -71,9 +82,9 @@ class RecordingRunner:
         stdout.write_str(json.dumps(answer))
 
 
-def test_the_token_authorizer_is_not_invoked_for_a_value_that_is_not_bearer_and_a_key(template):
+def test_the_token_authorizer_is_not_invoked_for_a_value_that_is_not_bearer_and_a_key(served):
     runner = RecordingRunner()
-    api = gateway.ApiProvider(gateway.load_stacks(gateway.only_api(template, "DemoRestApi"), "us-east-1")).api
+    api = gateway.ApiProvider(gateway.load_stacks(gateway.only_api(served, "DemoRestApi"), "us-east-1")).api
     service = gateway.ApiGateway(
         api=api, lambda_runner=runner, static_dir=None, port=3000, host="127.0.0.1", stderr=None, api_id="a1b2c3d4e5"
     )
