@@ -35,7 +35,7 @@ from bench.packages import package_sizes
 from bench.peers import keyshield_samples
 from bench.report import HEADER, measured_on, p99, publish, row
 from keygate import keys
-from keygate.hashing import Argon2Params, Hasher
+from keygate.hashing import Argon2id, Argon2Params, Hasher
 from keygate.verified import DEFAULT_SIZE, VerifiedKeys
 from keygate_local.packages import build_twin
 from keygate_local.template import Stack, import_handler, load_template
@@ -136,7 +136,7 @@ def argon2_rows(rounds: int) -> tuple[list[str], dict]:
     rows, cpu = [], {}
     pepper, secret = b"p" * 64, "S" * 43
     for params in PARAMETER_SETS:
-        hasher = Hasher(params)
+        hasher = Hasher([Argon2id(params)])
         phc = hasher.hash(secret, pepper)
         samples = timed(lambda hasher=hasher, phc=phc: hasher.verify(phc, secret, pepper), rounds)
         rows.append(row(f"verify m={params.memory_kib} KiB, t={params.time_cost}, p={params.parallelism}", samples))
@@ -218,7 +218,7 @@ def calls_per_authorization(handler, issued: dict, rounds: int) -> dict[str, dic
 
 def cache_memory(entries: int) -> float:
     """MB that a full VerifiedKeys holds: ``entries`` matched and ``entries`` refused keys."""
-    phc = Hasher(DEFAULT_PARAMS).hash("S" * 43, b"p" * 64)
+    phc = Hasher([Argon2id(DEFAULT_PARAMS)]).hash("S" * 43, b"p" * 64)
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
     cache = VerifiedKeys(entries)

@@ -7,7 +7,8 @@ import pytest
 from argon2 import extract_parameters
 from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-from keygate.hashing import Argon2Params, Hasher, PepperRing, PepperUnavailable
+from keygate.hashing import Argon2id, Argon2Params, Hasher, PepperRing, PepperUnavailable, UnknownScheme
+from tests.scrypt_scheme import Scrypt
 
 PARAMS = Argon2Params(memory_kib=19456, time_cost=2, parallelism=1)
 PEPPER = b"p" * 64
@@ -16,7 +17,7 @@ SECRET = "S" * 43
 
 @pytest.fixture(scope="module")
 def hasher() -> Hasher:
-    return Hasher(PARAMS)
+    return Hasher([Argon2id(PARAMS)])
 
 
 def test_hash_verifies_with_the_same_secret_and_pepper(hasher):
@@ -42,7 +43,7 @@ def test_hashes_are_salted(hasher):
 
 
 def test_a_hash_made_at_another_cost_still_verifies(hasher):
-    cheaper = Hasher(Argon2Params(memory_kib=8192, time_cost=1, parallelism=1))
+    cheaper = Hasher([Argon2id(Argon2Params(memory_kib=8192, time_cost=1, parallelism=1))])
     assert hasher.verify(cheaper.hash(SECRET, PEPPER), SECRET, PEPPER)
 
 
@@ -107,3 +108,38 @@ def test_an_unreadable_secret_names_the_aws_error(secret):
     client.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
     with pytest.raises(PepperUnavailable, match="ResourceNotFoundException"):
         _ring(arn).current()
+
+
+# --- schemes: the first hashes, every one verifies ---
+
+
+def test_a_hasher_hashes_with_its_first_scheme_and_verifies_with_each(hasher):
+    old = Hasher([Scrypt()])
+    both = Hasher([Argon2id(PARAMS), Scrypt()])
+    made_before = old.hash(SECRET, PEPPER)
+    assert made_before.startswith("$scrypt$") and both.hash(SECRET, PEPPER).startswith("$argon2id$")
+    assert both.verify(made_before, SECRET, PEPPER) and not both.verify(made_before, SECRET + "x", PEPPER)
+    assert both.verify(hasher.hash(SECRET, PEPPER), SECRET, PEPPER)
+
+
+def test_a_hash_of_any_scheme_but_the_first_needs_rehash(hasher):
+    both = Hasher([Argon2id(PARAMS), Scrypt()])
+    assert both.needs_rehash(Hasher([Scrypt()]).hash(SECRET, PEPPER))
+    assert not both.needs_rehash(hasher.hash(SECRET, PEPPER))
+    cheaper = Hasher([Argon2id(Argon2Params(memory_kib=8192, time_cost=1, parallelism=1))])
+    assert both.needs_rehash(cheaper.hash(SECRET, PEPPER))  # the first scheme, at other parameters
+    assert Hasher([Scrypt(), Argon2id(PARAMS)]).needs_rehash(hasher.hash(SECRET, PEPPER))  # the order decides
+
+
+@pytest.mark.parametrize("stored", ["$scrypt$ln=14,r=8,p=1$c2FsdA$ZGlnZXN0", "$bcrypt$x", "plain" + PEPPER.decode()])
+def test_a_hash_of_a_scheme_not_held_raises_without_showing_it(hasher, stored):
+    with pytest.raises(UnknownScheme) as raised:
+        hasher.verify(stored, SECRET, PEPPER)
+    assert PEPPER.decode() not in str(raised.value) and "c2FsdA" not in str(raised.value)
+    with pytest.raises(UnknownScheme):
+        hasher.needs_rehash(stored)
+
+
+def test_a_hasher_needs_a_scheme():
+    with pytest.raises(ValueError, match="at least one scheme"):
+        Hasher([])

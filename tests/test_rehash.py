@@ -3,13 +3,21 @@ ones, conditionally, and the decision never depends on that write. And pepper-st
 an old pepper version can be retired."""
 
 import inspect
+import json
+import sys
+from dataclasses import replace
 
+import boto3
 import pytest
 from argon2 import extract_parameters
 
+from keygate import keys
+from keygate.hashing import Argon2id, Argon2Params, Hasher
 from tests.conftest import add_pepper_version, event, fail_calls, invoke
+from tests.scrypt_scheme import Scrypt
 from tests.test_authorizer import decide, log_records, shaped
 
+ARGON2 = Argon2Params(memory_kib=19456, time_cost=2, parallelism=1)  # the template's
 pytestmark = pytest.mark.dynamodb_local  # the re-hash's condition on the old hash, and pepper-status's projection
 
 
@@ -38,6 +46,29 @@ def test_a_key_under_old_argon2_parameters_is_rehashed_with_the_configured_ones(
     authorizer = load("AuthorizerFunction")  # the template's 19456 KiB
     assert decide(authorizer, shaped("rest-token", authorization=f"Bearer {key['api_key']}"))[0]
     assert extract_parameters(item_of(table_items, key["key_id"])["hash"]["S"]).memory_cost == 19456
+
+
+def test_a_key_hashed_by_an_older_scheme_verifies_and_is_rehashed_with_the_first(stack, issued, load, table_items):
+    """A move to a new scheme: the authorizer holds [Argon2id, Scrypt]; a key whose stored hash is scrypt's
+    (written before the move) is allowed, and its next use stores an Argon2id hash in its place."""
+    key = issued()
+    ring = json.loads(
+        boto3.client("secretsmanager").get_secret_value(SecretId=stack.physical_ids["PepperSecret"])["SecretString"]
+    )
+    secret = keys.parse(key["api_key"], stack.parameters["KeyPrefix"]).secret
+    scrypt_hash = Hasher([Scrypt()]).hash(secret, ring[ring["current"]].encode())
+    boto3.client("dynamodb").update_item(
+        TableName=stack.physical_ids["KeysTable"], Key={"key_id": {"S": key["key_id"]}},
+        UpdateExpression="SET #h = :h", ExpressionAttributeNames={"#h": "hash"},
+        ExpressionAttributeValues={":h": {"S": scrypt_hash}},
+    )  # fmt: skip
+    handler = load("AuthorizerFunction")
+    service = sys.modules[handler.__module__].KEYS
+    service.authorizer = replace(service.authorizer, hasher=Hasher([Argon2id(ARGON2), Scrypt()]))
+    assert decide(handler, shaped("rest-token", authorization=f"Bearer {key['api_key']}"))[0]
+    stored = item_of(table_items, key["key_id"])["hash"]["S"]
+    assert stored.startswith("$argon2id$") and extract_parameters(stored).memory_cost == ARGON2.memory_kib
+    assert decide(handler, shaped("http-api", authorization=f"Bearer {key['api_key']}"))[0]  # the new hash holds
 
 
 def test_a_failed_rehash_is_logged_and_the_key_is_still_allowed(stack, issued, load, monkeypatch, capsys):

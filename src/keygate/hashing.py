@@ -1,7 +1,11 @@
-"""Peppered Argon2id: the secret is HMAC-SHA256'd with a pepper from Secrets Manager, then hashed.
+"""Peppered hashing: the secret is HMAC-SHA256'd with a pepper from Secrets Manager, then hashed by a
+scheme (Argon2id, the only one configured).
 
-The PHC string carries the Argon2 parameters and the item records the pepper version, so both can
-change later without invalidating existing keys. All verification goes through ``Hasher.verify``.
+The PHC string names its scheme and carries its parameters, and the item records the pepper version, so
+the scheme, its parameters and the pepper can all change later without invalidating existing keys: every
+scheme a ``Hasher`` holds verifies, its first hashes, and a key verified under anything but the first
+scheme, its parameters and the current pepper is re-hashed on its next use. All verification goes through
+``Hasher.verify``.
 """
 
 import functools
@@ -9,7 +13,9 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import VerifyMismatchError
@@ -39,7 +45,25 @@ def _peppered(secret: str, pepper: bytes) -> bytes:
 SALT_BYTES, HASH_BYTES = 16, 32
 
 
-class Hasher:
+class Scheme(Protocol):
+    """A password-hashing scheme over PHC strings ("$<identifier>$..."): what ``Hasher`` holds."""
+
+    identifier: str  # the PHC string's first field: "argon2id"
+
+    def hash(self, data: bytes) -> str: ...
+
+    def verify(self, phc_hash: str, data: bytes) -> bool:
+        """True when ``data`` matches, False when not; raises when the hash is corrupt."""
+        ...
+
+    def needs_rehash(self, phc_hash: str) -> bool:
+        """True when this scheme's hash was made with other parameters than its own."""
+        ...
+
+
+class Argon2id:
+    identifier = "argon2id"
+
     def __init__(self, params: Argon2Params):
         self._argon2 = PasswordHasher(
             time_cost=params.time_cost,
@@ -50,21 +74,50 @@ class Hasher:
             type=Type.ID,
         )
         # Asked on every allowed call, of the few hashes a container sees: parse each once.
-        self._needs_rehash = functools.lru_cache(maxsize=4096)(self._argon2.check_needs_rehash)
+        self.needs_rehash = functools.lru_cache(maxsize=4096)(self._argon2.check_needs_rehash)
 
-    def hash(self, secret: str, pepper: bytes) -> str:
-        return self._argon2.hash(_peppered(secret, pepper))
+    def hash(self, data: bytes) -> str:
+        return self._argon2.hash(data)
 
-    def verify(self, phc_hash: str, secret: str, pepper: bytes) -> bool:
-        """True when the secret matches. A corrupt hash raises: the caller treats that as a fault."""
+    def verify(self, phc_hash: str, data: bytes) -> bool:
         try:
-            return self._argon2.verify(phc_hash, _peppered(secret, pepper))
+            return self._argon2.verify(phc_hash, data)
         except VerifyMismatchError:
             return False
 
+
+class UnknownScheme(ValueError):
+    """A stored hash names no scheme the hasher holds: the caller treats it as a fault. Never carries the hash."""
+
+
+class Hasher:
+    """Schemes in order: the first hashes new secrets, each verifies its own hashes."""
+
+    def __init__(self, schemes: Sequence[Scheme]):
+        if not schemes:
+            raise ValueError("a Hasher needs at least one scheme")
+        self._first = schemes[0]
+        self._schemes = {scheme.identifier: scheme for scheme in schemes}
+
+    def hash(self, secret: str, pepper: bytes) -> str:
+        return self._first.hash(_peppered(secret, pepper))
+
+    def verify(self, phc_hash: str, secret: str, pepper: bytes) -> bool:
+        """True when the secret matches. A corrupt hash, or one of no scheme held here, raises: the caller
+        treats that as a fault."""
+        return self._scheme_of(phc_hash).verify(phc_hash, _peppered(secret, pepper))
+
     def needs_rehash(self, phc_hash: str) -> bool:
-        """True when the hash was made with other Argon2 parameters than this hasher's."""
-        return self._needs_rehash(phc_hash)
+        """True when the hash was made by another scheme than the first, or with other parameters."""
+        scheme = self._scheme_of(phc_hash)
+        return scheme is not self._first or scheme.needs_rehash(phc_hash)
+
+    def _scheme_of(self, phc_hash: str) -> Scheme:
+        identifier = phc_hash.split("$", 2)[1] if phc_hash.startswith("$") and phc_hash.count("$") >= 2 else ""
+        if identifier not in self._schemes:
+            shown = identifier if re.fullmatch(r"[a-z0-9-]{1,32}", identifier) else "(unreadable)"
+            raise UnknownScheme(f"the stored hash's scheme {shown} is not one this hasher holds")
+        return self._schemes[identifier]
 
 
 class PepperRing:

@@ -22,7 +22,7 @@ from keygate.audit_copy import AuditCopyLog
 from keygate.authorize import Authorizer, Decision, explained
 from keygate.authorizer_cache import AuthorizerCache, FlushReport
 from keygate.config import AWS_CLIENT_CONFIG, GATEWAY_CLIENT_CONFIG, Config
-from keygate.hashing import Argon2Params, Hasher, PepperRing
+from keygate.hashing import Argon2id, Argon2Params, Hasher, PepperRing
 from keygate.leak_alerts import TokenOutcome
 from keygate.leaks import Label, LeakFinding, LeakNotifier, LeakReport
 from keygate.records import KeyRecord, State, Status, parse_time, state_of
@@ -573,7 +573,9 @@ def from_config(config: Config) -> KeyService:
     return KeyService(
         config=config,
         store=KeyStore(config.keys_table, dynamodb, config.audit_table),
-        hasher=Hasher(Argon2Params(config.argon2_memory_kib, config.argon2_time_cost, config.argon2_parallelism)),
+        hasher=Hasher(
+            [Argon2id(Argon2Params(config.argon2_memory_kib, config.argon2_time_cost, config.argon2_parallelism))]
+        ),
         peppers=PepperRing(config.pepper_secret_arn, secrets, max_age=config.pepper_cache_seconds),
         usage_plans=UsagePlans(_ClientOnFirstUse("apigateway"), config.keys_table),
         authorizer_cache=AuthorizerCache(
