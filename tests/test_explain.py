@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from keygate.apis import ApiStage
-from keygate.explain import Settings, explain, parse_route
+from keygate.authorize import Reason
+from keygate.explain import WHY, Settings, explain, parse_route
 from keygate.field_scopes import parse_field_scopes
 from keygate.records import KeyRecord
 from keygate.routes import parse_route_scopes
@@ -250,3 +251,10 @@ def test_without_an_api_the_answer_says_which_apis_it_assumed():
     now = datetime(2026, 11, 25, tzinfo=UTC)
     answer = explain(_record(apis=("a1b2c3d4e5/prod",)), "GET", "/x", None, Settings(), now)
     assert answer["assumes"].endswith("on an API its apis allow (a1b2c3d4e5/prod): pass api to check one")
+
+
+def test_every_reason_the_authorizer_can_give_has_its_words():
+    """explain answers with WHY[reason]: a new Reason without its text would be a KeyError there."""
+    assert set(WHY) == set(Reason)
+    for reason, text in WHY.items():
+        assert text.startswith("allowed: " if reason is Reason.ALLOWED else "refused: "), reason

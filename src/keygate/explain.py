@@ -20,7 +20,11 @@ ROUTE_EXAMPLE = 'METHOD /path, e.g. "GET /orders/7" (a WebSocket connect: "GET /
 
 # The authorizer's reasons (its log's "reason"), in words. The status a client sees depends on the API:
 # README's "How it works" table.
-WHY = {
+WHY = {  # every Reason: tests/test_explain.py checks it
+    Reason.MISSING: "refused: the request carries no key (no Authorization: Bearer header, no x-api-key)",
+    Reason.MALFORMED: "refused: the value is not a key of this stack (its prefix, shape or checksum does not hold)",
+    Reason.UNKNOWN: "refused: no key has this key id (never issued here, or deleted after RetentionDays)",
+    Reason.WRONG_SECRET: "refused: the key id is known, but the secret does not match its hash",
     Reason.ALLOWED: "allowed: the key is live, may be used on this API, and holds a scope of every matching entry",
     Reason.REVOKED: "refused: the key is revoked, for good",
     Reason.DISABLED: "refused: the key is disabled until enabled again",
