@@ -57,6 +57,10 @@ def event(name: str, api_key: str | None = None, key_id: str | None = None) -> d
     return json.loads(text)
 
 
+# The environment variables keygate's configuration cannot do without, with stand-in values.
+REQUIRED = {"KEYS_TABLE": "keys", "PEPPER_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:p"}
+
+
 def wrong_secret(api_key: str, n: int = 0) -> str:
     """The same key id with another secret (the n-th) and a valid checksum: well-formed, and wrong."""
     key_id = keys.parse(api_key, "kg").key_id

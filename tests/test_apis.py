@@ -8,9 +8,8 @@ import pytest
 from keygate import apis
 from keygate.apis import ApiStage
 from keygate.config import ConfigError, load
-from tests.conftest import invoke, wrong_secret
-from tests.test_authorizer import SHAPES, decide, log_records, reasons, refused_as_a_fault, shaped
-from tests.test_config import REQUIRED
+from tests.conftest import REQUIRED, invoke, wrong_secret
+from tests.helpers.authorizer import SHAPES, decide, log_records, reasons, refused_as_a_fault, shaped
 
 
 @pytest.mark.parametrize(

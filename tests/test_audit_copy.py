@@ -12,7 +12,7 @@ import pytest
 from keygate.audit_copy import AuditCopyLog, digest
 from keygate_local.streams import StreamReader
 from tests.conftest import invoke
-from tests.test_authorizer import service_of
+from tests.helpers.authorizer import service_of
 
 READ = {"key_id", "verify"}
 

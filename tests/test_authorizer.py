@@ -2,110 +2,28 @@
 
 import copy
 import fnmatch
-import inspect
-import json
-import re
 import socket
 import threading
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-import boto3
 import botocore.client
 import pytest
-from argon2 import PasswordHasher
-from botocore.exceptions import ClientError
 
 from keygate import keys
-from tests.conftest import add_pepper_version, event, invoke, mistyped, remove_pepper_version, wrong_secret
-
-SHAPES = ["rest-token", "rest-request", "http-api"]
-METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/demo/GET/hello"
-
-
-def shaped(shape: str, authorization: str | None = None, api_key: str | None = None) -> dict:
-    """An authorizer event of ``shape`` presenting the given header values (None: header absent)."""
-    if shape == "rest-token":
-        request = event("authorizer-rest-token.json")
-        request["authorizationToken"] = authorization if authorization is not None else (api_key or "")
-        return request
-    headers = {"Authorization": authorization, "x-api-key": api_key}
-    present = {name: value for name, value in headers.items() if value is not None}
-    if shape == "rest-request":
-        request = event("authorizer-rest-request.json")
-        request["headers"] = {"Host": "abcdef1234.execute-api.us-east-1.amazonaws.com"} | present
-        request["multiValueHeaders"] = {name: [value] for name, value in request["headers"].items()}
-        return request
-    request = event("authorizer-http-api.json")
-    request["headers"] = {"host": "qwerty5678.execute-api.us-east-1.amazonaws.com"} | {
-        name.lower(): value for name, value in present.items()
-    }
-    request["identitySource"] = list(present.values())
-    return request
-
-
-def decide(handler, request: dict) -> tuple[bool, dict | None]:
-    """(allowed, response) in any shape; a REST refusal is exactly the Unauthorized error (401) or a
-    Deny policy (403)."""
-    try:
-        response = invoke(handler, request)
-    except Exception as error:
-        assert str(error) == "Unauthorized" and request.get("version") != "2.0"
-        return False, None
-    if "isAuthorized" in response:
-        assert set(response) <= {"isAuthorized", "context"}
-        return response["isAuthorized"], response
-    return iam_decision(response, request["methodArn"]) == "Allow", response
-
-
-def iam_evaluator(policy: dict) -> Callable[[str], str]:
-    """How IAM decides an execute-api:Invoke of an ARN under an authorizer's policy: an explicit Deny wins,
-    then an Allow, else an implicit deny. In a resource ``*`` matches any run of characters (a line break,
-    which a path may hold, too), ``?`` any one. Compiled once, for the many ARNs a property asks."""
-    rules = []
-    for statement in policy["policyDocument"]["Statement"]:
-        assert set(statement) == {"Action", "Effect", "Resource"}, statement  # nothing this evaluator ignores
-        assert statement["Action"] == "execute-api:Invoke" and statement["Effect"] in ("Allow", "Deny"), statement
-        resources = [statement["Resource"]] if isinstance(statement["Resource"], str) else statement["Resource"]
-        for resource in resources:
-            pattern = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in resource)
-            rules.append((statement["Effect"], re.compile(pattern, re.DOTALL)))
-
-    def effect(arn: str) -> str:
-        effects = {effect for effect, resource in rules if resource.fullmatch(arn)}
-        return "Deny" if "Deny" in effects else "Allow" if "Allow" in effects else "ImplicitDeny"
-
-    return effect
-
-
-def iam_decision(policy: dict, method_arn: str) -> str:
-    return iam_evaluator(policy)(method_arn)
-
-
-def refused_as_a_fault(handler, request: dict) -> None:
-    """A fault's answer is an error, never an answer API Gateway could cache: REST gets ``Unauthorized``
-    (401), an HTTP API a function error, which it answers with 500 (``isAuthorized: false`` would be
-    cached for the TTL and lock a good key out after one throttle)."""
-    with pytest.raises(Exception) as raised:
-        invoke(handler, request)
-    if request.get("version") == "2.0":
-        assert str(raised.value) != "Unauthorized" and type(raised.value).__name__ == "AuthorizerFault"
-    else:
-        assert str(raised.value) == "Unauthorized"
-
-
-def log_records(captured: str) -> list[dict]:
-    return [json.loads(line) for line in captured.splitlines() if line.startswith("{")]
-
-
-def reasons(capsys) -> list[str]:
-    return [record["reason"] for record in log_records(capsys.readouterr().out) if "reason" in record]
-
-
-def service_of(handler):
-    """The KeyService of the container a handler was loaded in."""
-    return inspect.unwrap(handler).__globals__["KEYS"]
-
+from tests.conftest import add_pepper_version, invoke, mistyped, remove_pepper_version, wrong_secret
+from tests.helpers.authorizer import (
+    FAULTS,
+    SHAPES,
+    decide,
+    fail_get_item,
+    faults,
+    log_records,
+    reasons,
+    refusals,
+    refused_as_a_fault,
+    service_of,
+    shaped,
+)
 
 # --- allowed ---
 
@@ -257,31 +175,10 @@ def test_spaces_and_tabs_around_a_header_value_are_optional_whitespace(shape, is
 # --- refused ---
 
 
-def _refusals(key: dict, other_key: dict) -> list[tuple[str, dict, str]]:
-    """(case, headers, logged reason) for every way a request is refused."""
-    api_key = key["api_key"]
-    unknown = keys.generate("kg").api_key
-    return [
-        ("no header", {}, "MissingKey"),
-        ("empty bearer", {"authorization": "Bearer "}, "MalformedKey"),
-        ("other scheme", {"authorization": "Basic dXNlcjpwYXNz"}, "MalformedKey"),
-        ("not a key", {"authorization": "Bearer hello"}, "MalformedKey"),
-        (
-            "bad checksum",
-            {"authorization": f"Bearer {api_key[:-1]}{'A' if api_key[-1] != 'A' else 'B'}"},
-            "MalformedKey",
-        ),
-        ("other prefix", {"authorization": f"Bearer {keys.generate('acme').api_key}"}, "MalformedKey"),
-        ("two keys", {"authorization": f"Bearer {api_key}", "api_key": other_key["api_key"]}, "MalformedKey"),
-        ("unknown key id", {"authorization": f"Bearer {unknown}"}, "UnknownKey"),
-        ("wrong secret", {"authorization": f"Bearer {wrong_secret(api_key)}"}, "WrongSecret"),
-    ]
-
-
 @pytest.mark.parametrize("shape", SHAPES)
 def test_every_bad_key_is_refused_with_its_reason(shape, issued, authorizer, capsys):
     key, other_key = issued(), issued()
-    for case, headers, reason in _refusals(key, other_key):
+    for case, headers, reason in refusals(key, other_key):
         if shape == "rest-token" and "api_key" in headers:
             continue  # a TOKEN event carries one header only
         capsys.readouterr()
@@ -367,65 +264,11 @@ def test_the_key_is_read_with_a_strongly_consistent_get(issued, authorizer, monk
 # --- failing closed ---
 
 
-def _fail_get_item(monkeypatch, code: str):
-    real = botocore.client.BaseClient._make_api_call
-
-    def failing(self, operation, params):
-        if operation == "GetItem":
-            raise ClientError({"Error": {"Code": code, "Message": "injected"}}, operation)
-        return real(self, operation, params)
-
-    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", failing)
-
-
-FAULTS = [
-    "table missing", "secret missing", "throttled", "access denied", "corrupt hash", "item missing attributes",
-    "bug in verify",
-]  # fmt: skip
-
-
-def _faults(stack, monkeypatch, key: dict) -> dict:
-    """case -> arrange, for every fault the authorizer must survive by refusing."""
-    dynamodb, secrets = boto3.client("dynamodb"), boto3.client("secretsmanager")
-    table = stack.physical_ids["KeysTable"]
-
-    def corrupt_item():
-        dynamodb.update_item(
-            TableName=table,
-            Key={"key_id": {"S": key["key_id"]}},
-            UpdateExpression="SET #hash = :bad",
-            ExpressionAttributeNames={"#hash": "hash"},
-            ExpressionAttributeValues={":bad": {"S": "$argon2id$garbage"}},
-        )
-
-    def missing_attributes():
-        dynamodb.update_item(
-            TableName=table, Key={"key_id": {"S": key["key_id"]}}, UpdateExpression="REMOVE pepper_version"
-        )
-
-    def broken_verify():
-        monkeypatch.setattr(PasswordHasher, "verify", lambda *args: (_ for _ in ()).throw(RuntimeError("bug")))
-
-    faults = {
-        "table missing": lambda: (dynamodb.update_table(TableName=table, DeletionProtectionEnabled=False),
-                                  dynamodb.delete_table(TableName=table)),
-        "secret missing": lambda: secrets.delete_secret(
-            SecretId=stack.physical_ids["PepperSecret"], ForceDeleteWithoutRecovery=True),
-        "throttled": lambda: _fail_get_item(monkeypatch, "ProvisionedThroughputExceededException"),
-        "access denied": lambda: _fail_get_item(monkeypatch, "AccessDeniedException"),
-        "corrupt hash": corrupt_item,
-        "item missing attributes": missing_attributes,
-        "bug in verify": broken_verify,
-    }  # fmt: skip
-    assert sorted(faults) == sorted(FAULTS)
-    return faults
-
-
 @pytest.mark.parametrize("name", FAULTS)
 @pytest.mark.parametrize("shape", SHAPES)
 def test_every_fault_is_a_refusal_logged_as_an_error(shape, name, stack, issued, load, monkeypatch, capsys):
     key = issued()
-    _faults(stack, monkeypatch, key)[name]()
+    faults(stack, monkeypatch, key)[name]()
     authorizer = load("AuthorizerFunction")  # a fresh container: nothing cached
     capsys.readouterr()
     refused_as_a_fault(authorizer, shaped(shape, authorization=f"Bearer {key['api_key']}"))
@@ -522,7 +365,7 @@ def test_a_fault_does_not_outlast_itself(shape, issued, authorizer, monkeypatch)
     key = issued()
     request = shaped(shape, authorization=f"Bearer {key['api_key']}")
     with monkeypatch.context() as fault:
-        _fail_get_item(fault, "ThrottlingException")
+        fail_get_item(fault, "ThrottlingException")
         refused_as_a_fault(authorizer, request)
     assert decide(authorizer, request)[0]
 

@@ -13,7 +13,7 @@ from keygate.records import format_time
 from keygate_local.control_plane import AuthorizerCache as LocalCache
 from keygate_local.control_plane import ControlPlane
 from tests.conftest import FLUSH_OPERATIONS, event, fail_calls, invoke
-from tests.test_authorizer import service_of
+from tests.helpers.authorizer import service_of
 
 STAGES = "rest:a1b2c3d4e5/prod, http:f6g7h8i9j0/$default"
 CACHED = {"AUTHORIZER_CACHE_TTL": "300", "CACHED_STAGES": STAGES}

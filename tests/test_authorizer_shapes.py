@@ -13,41 +13,24 @@ from keygate import config, policy
 from keygate.field_scopes import FieldScopes, InvalidFieldScopes, parse_field_scopes
 from keygate.records import KeyRecord
 from keygate.routes import parse_route_scopes
-from tests.conftest import event, invoke, references
-from tests.test_authorizer import (
+from tests.conftest import REQUIRED, event, invoke, references
+from tests.helpers.authorizer import (
+    APPSYNC_API,
     FAULTS,
-    _fail_get_item,
-    _faults,
-    _refusals,
+    appsync,
+    fail_get_item,
+    faults,
     iam_decision,
     log_records,
     reasons,
+    refusals,
     service_of,
     shaped,
+    websocket,
 )
-from tests.test_config import REQUIRED
 
 CONNECT_ARN = "arn:aws:execute-api:us-east-1:123456789012:wsapi12345/demo/$connect"
-APPSYNC_API = "abcdefghijklmnopqrstuvwxyz"
 FIELDS = "Mutation.createOrder=orders:write; Query.orders=orders:read orders:write; Query.audit=admin"
-
-
-def websocket(authorization: str | None = None, api_key: str | None = None) -> dict:
-    """A WebSocket $connect authorizer event presenting the given header values (None: header absent)."""
-    request = event("authorizer-websocket-connect.json")
-    present = {name: value for name, value in {"Authorization": authorization, "x-api-key": api_key}.items() if value}
-    kept = {name: value for name, value in request["headers"].items() if name != "Authorization"}
-    request["headers"] = kept | present
-    request["multiValueHeaders"] = {name: [value] for name, value in request["headers"].items()}
-    return request
-
-
-def appsync(token: str) -> dict:
-    """An AppSync authorization request whose Authorization header is ``token``."""
-    request = event("authorizer-appsync.json")
-    request["authorizationToken"] = token
-    request["requestHeaders"]["authorization"] = token
-    return request
 
 
 def connects(handler, request: dict) -> tuple[str, dict | None]:
@@ -111,7 +94,7 @@ def test_a_websocket_policy_keeps_the_partition_of_the_method_arn(issued, author
 
 def test_every_bad_key_on_a_websocket_connect_is_a_401(issued, authorizer, capsys):
     key, other_key = issued(), issued()
-    for case, headers, reason in _refusals(key, other_key):
+    for case, headers, reason in refusals(key, other_key):
         capsys.readouterr()
         assert connects(authorizer, websocket(**headers)) == ("Unauthorized", None), case
         assert reasons(capsys) == [reason], case
@@ -279,7 +262,7 @@ def test_the_appsync_event_file_works_with_a_pasted_key(issued, authorizer):
 
 def test_every_bad_key_on_appsync_is_refused_and_never_cached(issued, authorizer, capsys):
     key, other_key = issued(), issued()
-    for case, headers, reason in _refusals(key, other_key):
+    for case, headers, reason in refusals(key, other_key):
         if "api_key" in headers:
             continue  # AppSync passes the Authorization header alone
         capsys.readouterr()
@@ -358,7 +341,7 @@ def test_appsync_caches_an_allow_for_appsync_cache_ttl_and_a_refusal_never(issue
 @pytest.mark.parametrize("shape", ["websocket", "appsync"])
 def test_every_fault_is_a_refusal_nothing_caches(shape, name, stack, issued, load, monkeypatch, capsys):
     key = issued()
-    _faults(stack, monkeypatch, key)[name]()
+    faults(stack, monkeypatch, key)[name]()
     fresh = load("AuthorizerFunction", APPSYNC_CACHE_TTL="300")  # a fresh container: nothing cached
     capsys.readouterr()
     if shape == "websocket":
@@ -374,7 +357,7 @@ def test_a_fault_does_not_outlast_itself_on_the_new_shapes(shape, issued, author
     key = issued()
     request = websocket(api_key=key["api_key"]) if shape == "websocket" else appsync(key["api_key"])
     with monkeypatch.context() as fault:
-        _fail_get_item(fault, "ThrottlingException")
+        fail_get_item(fault, "ThrottlingException")
         if shape == "websocket":
             assert connects(authorizer, request)[0] == "Unauthorized"
         else:

@@ -3,8 +3,7 @@
 import pytest
 
 from keygate.config import Config, ConfigError, load
-
-REQUIRED = {"KEYS_TABLE": "keys", "PEPPER_SECRET_ARN": "arn:aws:secretsmanager:us-east-1:1:secret:p"}
+from tests.conftest import REQUIRED
 
 
 def test_defaults_are_owasp_argon2id_and_the_kg_prefix():

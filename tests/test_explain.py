@@ -15,8 +15,7 @@ from keygate.field_scopes import parse_field_scopes
 from keygate.records import KeyRecord
 from keygate.routes import parse_route_scopes
 from tests.conftest import add_pepper_version, event, invoke, remove_pepper_version
-from tests.test_authorizer import service_of, shaped
-from tests.test_authorizer_shapes import APPSYNC_API, appsync, websocket
+from tests.helpers.authorizer import APPSYNC_API, appsync, service_of, shaped, websocket
 
 ROUTE_SCOPES = (
     "GET /orders*=orders:read orders:write; POST /orders*=orders:write; * /admin/*=admin; GET /hello=demo; "

@@ -13,7 +13,7 @@ import pytest
 from keygate.config import AWS_CLIENT_CONFIG
 from tests.conftest import invoke
 from tests.faults import FaultProxy
-from tests.test_authorizer import decide, log_records, shaped
+from tests.helpers.authorizer import decide, log_records, shaped
 
 # The longest a refusal may take: every attempt timing out on connect and read, standard mode's backoff
 # (at most 1 s) between them, and a second for a loaded machine.

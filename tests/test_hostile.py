@@ -9,6 +9,8 @@ import pytest
 
 from keygate import keys
 from tests.conftest import invoke, snapshot_of_writes, wrong_secret
+from tests.helpers.authorizer import iam_decision, log_records
+from tests.helpers.leak_report import http_event
 from tests.hostile.corpus import (
     SHAPES,
     admin_case,
@@ -22,8 +24,6 @@ from tests.hostile.corpus import (
     presented_tokens,
     shaped_event,
 )
-from tests.test_authorizer import iam_decision, log_records
-from tests.test_leak_report import http_event
 
 MAX_LOG_LINE = 4096  # a log line's bound, whatever was sent: one route is logged, cut to 256 characters
 NO_IO_REASONS = {"MissingKey", "MalformedKey"}  # refused before any AWS call

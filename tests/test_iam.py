@@ -15,8 +15,8 @@ import pytest
 from keygate import keys
 from keygate_local.streams import StreamReader
 from tests.conftest import add_pepper_version, invoke
-from tests.test_authorizer import decide, shaped
-from tests.test_leak_report import http_event
+from tests.helpers.authorizer import decide, shaped
+from tests.helpers.leak_report import http_event
 
 TRANSACTION_ACTIONS = {
     "Put": "PutItem",

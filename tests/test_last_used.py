@@ -9,7 +9,7 @@ import pytest
 
 from keygate_cli import cli
 from tests.conftest import fail_calls, invoke, wrong_secret
-from tests.test_authorizer import decide, log_records, service_of, shaped
+from tests.helpers.authorizer import decide, log_records, service_of, shaped
 
 pytestmark = pytest.mark.dynamodb_local  # the authorizer's own conditional update, and the list filter on it
 

@@ -8,7 +8,7 @@ import pytest
 
 from keygate.authorize import Reason
 from keygate_local.template import NO_VALUE, Stack
-from tests.test_authorizer import _fail_get_item, log_records, refused_as_a_fault, shaped
+from tests.helpers.authorizer import fail_get_item, log_records, refused_as_a_fault, shaped
 
 ROLES_THAT_READ_THE_PEPPER = [  # the functions that verify or hash secrets, and explain
     {"Fn::GetAtt": ["AuthorizerFunctionRole", "Arn"]},
@@ -63,7 +63,7 @@ def test_the_unauthenticated_leak_report_api_keeps_an_access_log_of_who_called_w
 def test_the_fault_alarm_watches_the_metric_the_authorizer_emits(stack, issued, load, monkeypatch, capsys):
     key = issued()
     authorizer = load("AuthorizerFunction")
-    _fail_get_item(monkeypatch, "ThrottlingException")
+    fail_get_item(monkeypatch, "ThrottlingException")
     capsys.readouterr()
     refused_as_a_fault(authorizer, shaped("http-api", authorization=f"Bearer {key['api_key']}"))
     (emf,) = [record for record in log_records(capsys.readouterr().out) if "_aws" in record]

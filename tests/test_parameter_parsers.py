@@ -25,8 +25,7 @@ from hypothesis import strategies as st
 from keygate import authorizer_cache, config
 from keygate_local.template import load_template
 from tests import hypothesis_profiles
-from tests.conftest import references
-from tests.test_config import REQUIRED
+from tests.conftest import REQUIRED, references
 
 hypothesis_profiles.load()
 

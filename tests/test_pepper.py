@@ -3,7 +3,7 @@
 import botocore.client
 
 from tests.conftest import add_pepper_version, invoke, remove_pepper_version
-from tests.test_authorizer import decide, log_records, refused_as_a_fault, shaped
+from tests.helpers.authorizer import decide, log_records, refused_as_a_fault, shaped
 
 
 def test_the_pepper_is_read_once_per_warm_container(issued, load, monkeypatch):

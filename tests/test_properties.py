@@ -27,11 +27,17 @@ from keygate.records import KeyRecord
 from keygate.routes import InvalidRouteScopes, parse_route_scopes
 from keygate.verified import VerifiedKeys
 from tests import hypothesis_profiles
-from tests.conftest import event, invoke
-from tests.test_authorizer import iam_decision, iam_evaluator, log_records, shaped
-from tests.test_authorizer_shapes import APPSYNC_API, appsync, websocket
-from tests.test_config import REQUIRED
-from tests.test_routes import routed
+from tests.conftest import REQUIRED, event, invoke
+from tests.helpers.authorizer import (
+    APPSYNC_API,
+    appsync,
+    iam_decision,
+    iam_evaluator,
+    log_records,
+    routed,
+    shaped,
+    websocket,
+)
 
 hypothesis_profiles.load()
 budget = hypothesis_profiles.budget

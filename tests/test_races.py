@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from tests.conftest import invoke
-from tests.test_authorizer import decide, shaped
+from tests.helpers.authorizer import decide, shaped
 
 pytestmark = pytest.mark.dynamodb_local  # real concurrent transactions, without the proxy (conftest.served)
 

@@ -14,8 +14,8 @@ from argon2 import extract_parameters
 from keygate import keys
 from keygate.hashing import Argon2id, Argon2Params, Hasher
 from tests.conftest import add_pepper_version, event, fail_calls, invoke
+from tests.helpers.authorizer import decide, log_records, shaped
 from tests.scrypt_scheme import Scrypt
-from tests.test_authorizer import decide, log_records, shaped
 
 ARGON2 = Argon2Params(memory_kib=19456, time_cost=2, parallelism=1)  # the template's
 pytestmark = pytest.mark.dynamodb_local  # the re-hash's condition on the old hash, and pepper-status's projection

@@ -1,21 +1,15 @@
 """Rotation with a grace period: a new secret for the same key id; the old one verifies until the grace
 ends, then only the new one; rotating again ends the older grace at once (two secrets at most)."""
 
-import inspect
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from keygate import keys
 from tests.conftest import event, invoke
-from tests.test_authorizer import SHAPES, decide, reasons, shaped
+from tests.helpers.authorizer import SHAPES, at, decide, reasons, shaped
 
 pytestmark = pytest.mark.dynamodb_local  # rotation's two hashes and their expiry, written and read back
-
-
-def at(handler, moment: datetime) -> None:
-    """Set the clock of a function's container."""
-    inspect.unwrap(handler).__globals__["KEYS"]._clock = lambda: moment
 
 
 def allowed(authorizer, api_key: str, shape: str = "rest-token") -> bool:

@@ -7,12 +7,10 @@ import pytest
 
 from keygate import config
 from keygate.routes import InvalidRouteScopes, parse_route_scopes
-from tests.conftest import invoke, mistyped
-from tests.test_authorizer import SHAPES, decide, iam_decision, log_records, shaped
-from tests.test_config import REQUIRED
+from tests.conftest import REQUIRED, invoke, mistyped
+from tests.helpers.authorizer import API, SHAPES, decide, iam_decision, log_records, routed
 
 MAP = "GET /orders*=orders:read orders:write; POST /orders*=orders:write; * /admin/*=admin; GET /=home"
-API = "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/demo"
 
 # (key's scopes, method, path, allowed?)
 DECISIONS = [
@@ -112,18 +110,6 @@ def test_the_template_passes_the_parameter_to_the_authorizer_and_explain_only(te
 
 
 # --- the authorizer ---
-
-
-def routed(shape: str, api_key: str, method: str, path: str) -> dict:
-    """An authorizer event of ``shape`` for a request to ``method path``."""
-    request = shaped(shape, authorization=f"Bearer {api_key}")
-    arn = f"{API}/{method}{path}"
-    if shape == "http-api":
-        request["routeArn"] = arn.replace("abcdef1234/demo", "qwerty5678/$default")
-        request["requestContext"]["http"] |= {"method": method, "path": path}
-    else:
-        request["methodArn"] = arn
-    return request
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import logging
 import boto3
 
 from tests.conftest import event, invoke, mistyped
-from tests.test_authorizer import SHAPES, decide, shaped
+from tests.helpers.authorizer import SHAPES, decide, shaped
 
 
 def _fault_paths(stack, load, api_key: str, key_id: str) -> list:

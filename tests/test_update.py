@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tests.conftest import event, invoke
-from tests.test_authorizer import SHAPES, decide, reasons, shaped
+from tests.helpers.authorizer import SHAPES, decide, reasons, shaped
 
 pytestmark = pytest.mark.dynamodb_local  # update, disable and enable: conditional transactions with their audit records
 

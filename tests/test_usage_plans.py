@@ -6,7 +6,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import fail_calls, invoke
-from tests.test_authorizer import decide, shaped
+from tests.helpers.authorizer import decide, shaped
 
 
 @pytest.fixture

@@ -15,8 +15,7 @@ from keygate import keys
 from keygate.verified import VerifiedKeys, _Lru
 from keygate_local.template import ROOT
 from tests.conftest import add_pepper_version, invoke, wrong_secret
-from tests.test_authorizer import SHAPES, decide, log_records, service_of, shaped
-from tests.test_rotation import at
+from tests.helpers.authorizer import SHAPES, at, decide, log_records, service_of, shaped
 
 
 @pytest.fixture

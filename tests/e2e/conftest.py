@@ -10,9 +10,11 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import boto3
 import pytest
+import requests
 
 from keygate_local.github import FakeGitHub
 from keygate_local.template import ROOT
@@ -168,3 +170,26 @@ def issued(invoke):
         return answer
 
     return issue
+
+
+# --- what the end-to-end tests share ---
+
+TIMEOUT = 30  # seconds, for any one HTTP request to the local stack
+KEYGATE = str(Path(sys.executable).parent / "keygate")  # the console script pip installed
+
+
+def keygate(local_stack, *arguments: str, endpoint: str | None = None, stdin: str = "") -> subprocess.CompletedProcess:
+    command = [KEYGATE, "--endpoint-url", endpoint or local_stack.lambda_endpoint, *arguments]
+    return subprocess.run(command, capture_output=True, text=True, timeout=60, input=stdin)
+
+
+def run(stack, *arguments: str) -> dict:
+    """A keygate command that must succeed, and its JSON answer."""
+    done = keygate(stack, *arguments)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def status_of(url: str, api_key: str) -> int:
+    """The status of a GET of ``url`` with ``api_key`` as a Bearer key."""
+    return requests.get(url, headers={"Authorization": f"Bearer {api_key}"}, timeout=TIMEOUT).status_code

@@ -2,20 +2,11 @@
 
 import json
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import free_port, local_client
-
-KEYGATE = str(Path(sys.executable).parent / "keygate")  # the console script pip installed
-
-
-def keygate(local_stack, *arguments: str, endpoint: str | None = None, stdin: str = "") -> subprocess.CompletedProcess:
-    command = [KEYGATE, "--endpoint-url", endpoint or local_stack.lambda_endpoint, *arguments]
-    return subprocess.run(command, capture_output=True, text=True, timeout=60, input=stdin)
+from tests.e2e.conftest import KEYGATE, free_port, keygate, local_client
 
 
 @pytest.mark.dynamodb_local

@@ -7,9 +7,7 @@ import requests
 
 from keygate import keys
 from tests.conftest import event, mistyped, wrong_secret
-from tests.e2e.conftest import keys_table, local_client
-
-TIMEOUT = 30
+from tests.e2e.conftest import TIMEOUT, keys_table, local_client
 
 
 def get(url: str, **headers: str) -> requests.Response:

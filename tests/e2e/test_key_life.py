@@ -8,8 +8,7 @@ import pytest
 import requests
 
 from tests.conftest import mistyped
-from tests.e2e.test_cli import keygate
-from tests.e2e.test_http import TIMEOUT
+from tests.e2e.conftest import TIMEOUT, keygate
 
 pytestmark = pytest.mark.dynamodb_local  # the local_stack tests: a key's life through the stack's own workers
 

@@ -5,9 +5,7 @@ nothing, and `keygate report-leak` revokes a key read from standard input."""
 import requests
 
 from keygate import keys
-from tests.e2e.test_cli import keygate
-from tests.e2e.test_gateway_scale import get, run
-from tests.e2e.test_http import TIMEOUT
+from tests.e2e.conftest import TIMEOUT, keygate, run, status_of
 
 
 def post_alert(stack, body: bytes, headers: dict[str, str]) -> requests.Response:
@@ -18,13 +16,13 @@ def test_a_signed_alert_revokes_the_key_and_its_cached_allow(scoped_stack, githu
     leaked = run(scoped_stack, "issue", "--name", "leaky", "--owner", "o", "--scope", "demo")
     bystander = run(scoped_stack, "issue", "--name", "fine", "--owner", "o", "--scope", "demo")
     url = f"{scoped_stack.http}/whoami"
-    assert get(url, leaked["api_key"]) == 200  # cached by the stage from here on
+    assert status_of(url, leaked["api_key"]) == 200  # cached by the stage from here on
     body, headers = github.signed_alert(leaked["api_key"], keys.generate("kg").api_key)
     response = post_alert(scoped_stack, body, headers)
     assert response.status_code == 200
     assert [entry["label"] for entry in response.json()] == ["true_positive", "false_positive"]
-    assert get(url, leaked["api_key"]) == 403  # the flush took the cached allow away
-    assert get(url, bystander["api_key"]) == 200
+    assert status_of(url, leaked["api_key"]) == 403  # the flush took the cached allow away
+    assert status_of(url, bystander["api_key"]) == 200
     assert run(scoped_stack, "history", leaked["key_id"])["events"][-1]["actor"] == "secret-scanning:github"
 
 
@@ -48,4 +46,4 @@ def test_report_leak_reads_the_key_from_stdin_and_revokes_it(scoped_stack):
     done = keygate(scoped_stack, "report-leak", "--url", "https://chat.example/1", stdin=key["api_key"] + "\n")
     assert done.returncode == 0, done.stderr
     assert key["api_key"] not in done.stdout
-    assert get(f"{scoped_stack.rest}/hello", key["api_key"]) == 401
+    assert status_of(f"{scoped_stack.rest}/hello", key["api_key"]) == 401

@@ -10,7 +10,7 @@ import pytest
 from keygate_local.local_stack import SERVICES, LocalStack
 from keygate_local.runtime import Worker
 from tests.e2e.conftest import local_client
-from tests.test_authorizer import shaped
+from tests.helpers.authorizer import shaped
 
 
 @pytest.fixture(scope="module")
