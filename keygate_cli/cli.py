@@ -3,8 +3,9 @@ leaked one, and flush the authorizer cache, by invoking the admin functions.
 
 Against the local stack (``--endpoint-url``, printed by ``make local``) the functions are called by
 their template names; against a deployed stack (``--stack-name``) by the names in its outputs.
-Prints the function's JSON answer; exits 1 when the function refuses the request, 2 on a usage error, 3 on
-a fault, 4 when `history --verify` finds the trail does not match its copy.
+Prints the function's JSON answer. Exit codes: 0 done; 1 the function refused the request (its error on
+stderr); 2 a usage error (a missing or contradictory option, a wrong endpoint); 3 a fault (AWS or the
+function failed); 4 `history --verify` found the trail does not match its copy.
 Every change is recorded with who asked: ``--actor``, else your AWS identity (STS GetCallerIdentity),
 else, on a local stack, your user name.
 """
@@ -39,7 +40,7 @@ FIELDS = {
     "report-leak": ("url",), "explain": ("key_id", "route", "api"),
 }  # fmt: skip
 PEPPER_STATUS_PAGES = 1000  # a bound on the pages pepper-status follows (1000 keys each)
-EXIT_REFUSED, EXIT_FAULT, EXIT_UNVERIFIED = 1, 3, 4  # 2: argparse's usage error
+EXIT_REFUSED, EXIT_USAGE, EXIT_FAULT, EXIT_UNVERIFIED = 1, 2, 3, 4  # EXIT_USAGE is argparse's own too
 NO_EXPIRY = object()
 NO_USAGE_PLAN = object()
 
@@ -48,11 +49,24 @@ class Fault(RuntimeError):
     """The call did not reach the function, or the function failed."""
 
 
+class UsageError(ValueError):
+    """The command cannot be sent as given: the message says what was expected."""
+
+
+def _endpoint(text: str) -> str:
+    if not text.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(
+            "must be a URL, http://HOST:PORT: the local stack's Lambda endpoint, which make local prints"
+        )
+    return text
+
+
 def parser() -> argparse.ArgumentParser:
-    cli = argparse.ArgumentParser(prog="keygate", description=__doc__.split("\n")[0])
+    cli = argparse.ArgumentParser(prog="keygate", description=" ".join(__doc__.split("\n\n")[0].split()))
     target = cli.add_argument_group("target (default: the deployed stack named in KEYGATE_STACK_NAME, else 'keygate')")
     target.add_argument(
         "--endpoint-url",
+        type=_endpoint,
         default=os.environ.get("KEYGATE_ENDPOINT_URL"),
         help="Lambda endpoint of a local stack [env KEYGATE_ENDPOINT_URL]",
     )
@@ -71,16 +85,13 @@ def parser() -> argparse.ArgumentParser:
     issue.add_argument("--description")
     _key_fields(issue)
 
-    update = commands.add_parser("update", help="change a key's name, description, scopes, APIs or expiry")
+    update = commands.add_parser(
+        "update", help="change a key's name, description, scopes, APIs or expiry (--scope and --api replace the list)"
+    )
     update.add_argument("key_id")
     update.add_argument("--name")
     update.add_argument("--description")
-    _key_fields(update)
-    update.add_argument("--no-scopes", action="store_const", const=[], dest="scopes", help="remove every scope")
-    update.add_argument("--no-expiry", action="store_const", const=NO_EXPIRY, dest="expires_at")
-    update.add_argument(
-        "--no-usage-plan", action="store_const", const=NO_USAGE_PLAN, dest="usage_plan_id", help="take it off its plan"
-    )
+    _key_fields(update, clearable=True)
     update.add_argument("--expected-version", type=int, help="change only if the key is still at this version")
 
     rotate = commands.add_parser("rotate", help="a new secret for a key; the old one works for --grace-seconds")
@@ -132,17 +143,32 @@ def parser() -> argparse.ArgumentParser:
     return cli
 
 
-def _key_fields(command: argparse.ArgumentParser) -> None:
-    command.add_argument("--scope", action="append", dest="scopes", metavar="SCOPE", help="repeat for several")
+def _key_fields(command: argparse.ArgumentParser, clearable: bool = False) -> None:
+    """The key's fields; ``clearable`` (update) adds the --no-* option beside each, and refuses both at once."""
+
+    def group():
+        return command.add_mutually_exclusive_group() if clearable else command
+
+    scopes = group()
+    scopes.add_argument("--scope", action="append", dest="scopes", metavar="SCOPE", help="repeat for several")
     command.add_argument(
         "--api", action="append", dest="apis", metavar="API_ID/STAGE",
         help="an API and stage the key may be used on, * for any run of characters (repeat for several; "
         "default at issue: the deployment's DefaultKeyApis, else every API)",
     )  # fmt: skip
-    command.add_argument("--expires-at", help="ISO-8601 with a time zone, e.g. 2027-01-31T00:00:00Z")
-    command.add_argument(
+    expiry = group()
+    expiry.add_argument("--expires-at", help="ISO-8601 with a time zone, e.g. 2027-01-31T00:00:00Z")
+    plan = group()
+    plan.add_argument(
         "--usage-plan-id", help="an API Gateway usage plan that meters the key (quota, throttling) on REST APIs"
     )
+    if clearable:
+        scopes.add_argument("--no-scopes", action="store_const", const=[], dest="scopes", help="remove every scope")
+        expiry.add_argument("--no-expiry", action="store_const", const=NO_EXPIRY, dest="expires_at")
+        plan.add_argument(
+            "--no-usage-plan", action="store_const", const=NO_USAGE_PLAN, dest="usage_plan_id",
+            help="take it off its plan",
+        )  # fmt: skip
 
 
 def _instant(text: str) -> str:
@@ -173,7 +199,7 @@ def _leaked_key() -> str:
     key = sys.stdin.readline() if not sys.stdin.isatty() else getpass.getpass("leaked key (not echoed): ")
     key = key.strip(" \t\r\n")
     if not key:
-        raise Fault("report-leak: no key on standard input")
+        raise UsageError("report-leak: no key on standard input (pipe it in, or run it at a terminal to be asked)")
     return key
 
 
@@ -235,7 +261,14 @@ def _call(client, name: str, event: dict) -> dict:
     try:
         response = client.invoke(FunctionName=name, Payload=json.dumps(event).encode())
         answer = json.loads(response["Payload"].read() or b"null")
-    except (ClientError, BotoCoreError) as error:
+    except ClientError as error:
+        if "Missing Authentication Token" in str(error):  # API Gateway's answer to an unknown path
+            raise UsageError(
+                f"{client.meta.endpoint_url} is an API's endpoint, not the Lambda endpoint: make local prints that "
+                "one (its --lambda-port, 3002 by default)"
+            ) from None
+        raise Fault(f"cannot invoke {name}: {error}") from None
+    except BotoCoreError as error:
         raise Fault(f"cannot invoke {name}: {error}") from None
     except ValueError:
         raise Fault(f"{name} answered something that is not JSON") from None
@@ -267,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     arguments = parser().parse_args(argv)
     try:
         answer = invoke(arguments)
+    except UsageError as mistake:
+        print(f"keygate: {mistake}", file=sys.stderr)
+        return EXIT_USAGE
     except Fault as fault:
         print(f"keygate: {fault}", file=sys.stderr)
         return EXIT_FAULT

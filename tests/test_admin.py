@@ -1,6 +1,7 @@
 """The admin functions: issue, revoke, get and list, with the events/ files and bad input."""
 
 import inspect
+import json
 import sys
 from datetime import UTC, datetime, timedelta
 
@@ -306,3 +307,17 @@ def test_a_dynamodb_fault_in_admin_raises_rather_than_answering(issued, admin, s
     dynamodb.delete_table(TableName=table)
     with pytest.raises(Exception, match="ResourceNotFoundException"):
         invoke(admin["RevokeKey"], {"key_id": key["key_id"]})
+
+
+def test_a_whole_key_given_as_a_key_id_is_refused_saying_so_without_echoing_it(issued, admin):
+    key = issued()
+    answer = invoke(admin["GetKey"], {"key_id": key["api_key"]})
+    assert answer["error"]["type"] == "InvalidRequest"
+    assert "not a whole key" in answer["error"]["fields"]["key_id"]
+    assert key["api_key"].split("_")[2] not in json.dumps(answer)  # the secret part, nowhere
+
+
+def test_scopes_written_with_a_comma_are_refused_saying_a_scope_per_entry(admin):
+    answer = invoke(admin["IssueKey"], {"name": "n", "owner": "o", "scopes": ["orders:read,orders:write"]})
+    assert answer["error"]["type"] == "InvalidRequest"
+    assert "a scope per entry" in answer["error"]["fields"]["scopes.0"]

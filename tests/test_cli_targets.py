@@ -2,12 +2,13 @@
 
 import argparse
 import getpass
+import io
 import json
 
 import boto3
 import pytest
 
-from keygate_cli.cli import ACTIONS, Fault, actor, function_names, parser, payload
+from keygate_cli.cli import ACTIONS, EXIT_USAGE, Fault, actor, function_names, main, parser, payload
 
 ADMIN = (
     "IssueKey", "UpdateKey", "RotateKey", "RevokeKey", "GetKey", "ListKeys", "KeyHistory", "PepperStatus",
@@ -97,3 +98,36 @@ def test_the_template_names_every_command_s_function_in_its_outputs(template):
     for logical in ACTIONS.values():
         output = template["Outputs"][f"{logical}FunctionName"]["Value"]
         assert output == {"Ref": f"{logical}Function"} and f"{logical}Function" in template["Resources"]
+
+
+# --- usage errors: exit 2, saying what was expected ---
+
+
+def test_an_endpoint_that_is_not_a_url_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--endpoint-url", "127.0.0.1:3002", "get", "K" * 16])
+    assert exited.value.code == EXIT_USAGE and "http://HOST:PORT" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("set_it", "clear_it"),
+    [(["--expires-at", "2099-01-01T00:00:00Z"], ["--no-expiry"]), (["--scope", "a"], ["--no-scopes"]),
+     (["--usage-plan-id", "abc123"], ["--no-usage-plan"])],
+)  # fmt: skip
+def test_an_option_with_its_opposite_is_a_usage_error(set_it, clear_it, capsys):
+    for argv in (["update", "K" * 16, *set_it, *clear_it], ["update", "K" * 16, *clear_it, *set_it]):
+        with pytest.raises(SystemExit) as exited:
+            arguments(*argv)
+        assert exited.value.code == EXIT_USAGE and "not allowed with" in capsys.readouterr().err
+
+
+def test_report_leak_with_nothing_on_standard_input_is_a_usage_error(monkeypatch, capsys):
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert main(["--endpoint-url", "http://127.0.0.1:9", "report-leak"]) == EXIT_USAGE
+    assert "no key on standard input" in capsys.readouterr().err
+
+
+def test_the_help_describes_the_command_in_whole_sentences(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "by invoking the admin functions." in " ".join(capsys.readouterr().out.split())

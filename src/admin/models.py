@@ -1,6 +1,7 @@
 """The admin events, validated by powertools' parser: unknown fields, wrong types, bad dates and
 oversized strings are refused with the field named, before anything is written."""
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -21,11 +22,32 @@ _PRINTABLE = r"^[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}]*$"
 MAX_LIFETIME = timedelta(days=3660)
 MAX_GRACE = timedelta(days=30)
 
-KeyId = Annotated[StrictStr, Field(pattern=rf"^{KEY_ID_PATTERN}$")]
+
+def _matching(pattern: str, expected: str):
+    """A validator saying what was expected, never echoing the value (a whole key pasted as a key id)."""
+    compiled = re.compile(pattern)
+
+    def check(text: str) -> str:
+        if not compiled.fullmatch(text):
+            raise ValueError(f"must be {expected}")
+        return text
+
+    return AfterValidator(check)
+
+
+KeyId = Annotated[
+    StrictStr,
+    _matching(
+        KEY_ID_PATTERN, "a key id: the 16 letters and digits after the prefix (kg_<key id>_...), not a whole key"
+    ),
+]
 Name = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=_PRINTABLE)]
 Owner = Annotated[StrictStr, Field(min_length=1, max_length=128, pattern=_PRINTABLE)]
 Description = Annotated[StrictStr, Field(max_length=1024, pattern=_PRINTABLE)]
-Scope = Annotated[StrictStr, Field(pattern=rf"^{SCOPE_PATTERN}$")]
+Scope = Annotated[
+    StrictStr,
+    _matching(SCOPE_PATTERN, "one scope: 1 to 64 of A-Z a-z 0-9 . _ : / * - (no space or comma: a scope per entry)"),
+]
 Actor = Annotated[StrictStr, Field(min_length=1, max_length=256, pattern=_PRINTABLE)]
 Limit = Annotated[StrictInt, Field(ge=1, le=100)]
 NextToken = Annotated[StrictStr, Field(min_length=1, max_length=2048)]

@@ -43,6 +43,13 @@ def test_an_unreachable_endpoint_exits_3_with_a_clear_message(local_stack):
     assert done.stderr.startswith("keygate: cannot invoke GetKeyFunction:")
 
 
+def test_an_api_endpoint_in_place_of_the_lambda_one_exits_2_naming_the_right_one(local_stack):
+    origin = "/".join(local_stack.rest.split("/")[:3])  # the REST API's port, where make local's users land
+    done = keygate(local_stack, "get", "A" * 16, endpoint=origin)
+    assert done.returncode == 2, done.stderr
+    assert "not the Lambda endpoint" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_a_missing_profile_exits_3_without_a_traceback(local_stack):
     command = [KEYGATE, "--stack-name", "keygate", "get", "A" * 16]
     done = subprocess.run(command, capture_output=True, text=True, timeout=30, env={"AWS_PROFILE": "nope", "PATH": ""})
