@@ -3,10 +3,14 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-# The Lambda runtime is python3.13: use pyenv's 3.13 when there is one, else python3.13 on PATH.
-PYTHON313 ?= $(shell p="$$(pyenv root 2>/dev/null)/versions/3.13.0/bin/python3"; [ -x "$$p" ] && echo "$$p" || command -v python3.13)
+# The Lambda runtime is python3.13: use pyenv's newest 3.13 release when it has one (and make it the version
+# pyenv's shims run here), else python3.13 on PATH.
+PYENV_313 := $(shell r="$$(pyenv root 2>/dev/null)"; [ -n "$$r" ] && ls -d "$$r"/versions/3.13.* 2>/dev/null | sort -V | tail -n 1)
+PYTHON313 ?= $(if $(PYENV_313),$(PYENV_313)/bin/python3,$(shell command -v python3.13))
+ifneq ($(PYENV_313),)
+export PYENV_VERSION := $(notdir $(PYENV_313))
+endif
 export SAM_CLI_TELEMETRY := 0
-export PYENV_VERSION := 3.11.7:3.13.0
 
 .PHONY: venv demo local test lint build clean bench audit load fuzz dynamodb-local
 
@@ -32,9 +36,10 @@ $(SCAN_VENV)/.installed: requirements-scan.txt
 demo: venv
 	$(PY) -m keygate_local.demo
 
-# The local stack with the demo APIs, serving until Ctrl-C: REST API :3000, HTTP API :3001, Lambda Invoke API :3002.
+# The local stack with the demo APIs and the demo's parameters (make demo's), serving until Ctrl-C: REST API
+# :3000, HTTP API :3001, Lambda Invoke API :3002.
 local: venv
-	$(PY) -m keygate_local --parameter-overrides DeployDemo=true
+	$(PY) -m keygate_local --demo-parameters
 
 # The security scanners too: bandit on the code (not tests), cfn-lint with the serverless rules, checkov on
 # both templates. A finding is fixed, or passed over where it stands with its reason: "# nosec BXXX # why"
