@@ -95,7 +95,7 @@ BAD_ISSUES = [
     ({"name": "n", "owner": "o" * 129}, "owner", "at most 128"),
     ({"name": "n", "owner": "o", "description": "d" * 1025}, "description", "at most 1024"),
     ({"name": "n", "owner": "o", "scopes": "read"}, "scopes", "valid list"),
-    ({"name": "n", "owner": "o", "scopes": ["a b"]}, "scopes.0", "pattern"),
+    ({"name": "n", "owner": "o", "scopes": ["a b"]}, "scopes.0", "a scope per entry"),
     ({"name": "n", "owner": "o", "scopes": ["read", "read"]}, "scopes", "must not repeat"),
     ({"name": "n", "owner": "o", "scopes": [f"s{i}" for i in range(51)]}, "scopes", "at most 50"),
     ({"name": "n", "owner": "o", "expires_at": "next week"}, "expires_at", "ISO-8601"),

@@ -93,7 +93,7 @@ def test_a_disabled_key_rotates_and_stays_disabled(issued, admin, authorizer):
     ("request_", "field", "problem"),
     [({"grace_seconds": -1}, "grace_seconds", "greater than or equal to 0"),
      ({"grace_seconds": 30 * 86400 + 1}, "grace_seconds", "less than or equal to 2592000"),
-     ({"grace_seconds": "1d"}, "grace_seconds", "valid integer"), ({"key_id": "short"}, "key_id", "pattern")],
+     ({"grace_seconds": "1d"}, "grace_seconds", "valid integer"), ({"key_id": "short"}, "key_id", "a key id")],
 )  # fmt: skip
 def test_a_bad_rotation_names_the_field_and_writes_nothing(request_, field, problem, issued, admin, table_items):
     key = issued()
