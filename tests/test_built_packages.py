@@ -171,3 +171,17 @@ def test_botocore_ships_only_with_the_boto3_released_with_it(built, stack):
         assert shipped["botocore"] == lowest, (
             f"{function}: boto3 {shipped['boto3']} was released with botocore {lowest}"
         )
+
+
+def test_a_build_with_another_python_than_313_stops_saying_so(tmp_path):
+    """Its bytecode would be dead weight in Lambda and pip would pick wheels for it: src/Makefile refuses it."""
+    other_python = tmp_path / "python3.11"
+    other_python.write_text("#!/bin/sh\nexit 1\n")  # fails the version check, as any other Python would
+    other_python.chmod(0o755)
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(ROOT / "src"), "build-DemoFunction",
+         f"ARTIFACTS_DIR={tmp_path / 'package'}", f"PYTHON={other_python}"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode != 0 and "is not Python 3.13" in done.stderr
+    assert not (tmp_path / "package").exists()  # nothing built
