@@ -28,8 +28,8 @@ from admin.models import (
 )
 from keygate import config, service
 from keygate.leaks import Label, LeakReport
+from keygate.lifecycle import Changed, KeyRevoked, Update, VersionConflict
 from keygate.records import format_time
-from keygate.service import Changed, KeyRevoked, Update, VersionConflict
 from keygate.store import ConcurrentChange, InvalidNextToken, KeyNotFound
 from keygate.usage_plans import UsagePlanNotFound
 

@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from keygate.records import KeyRecord, format_time
+from keygate.records import DECLARED, KeyRecord, format_time
 
 UNSPECIFIED_ACTOR = "unspecified"
-# Not audited: what identifies the record, and what no admin changes.
-_NOT_AUDITED = {"key_id", "version", "created_at", "last_used_at", "status"}
+# What the audit trail records changes of, by its name in the admin view (KeyRecord declares it).
+_AUDITED = frozenset(declared.shown_as for declared in DECLARED.values() if declared.audited)
 
 
 class Action(StrEnum):
@@ -53,5 +53,5 @@ def changes(before: KeyRecord | None, after: KeyRecord, now: datetime) -> dict[s
 
 def audited_view(record: KeyRecord, now: datetime) -> dict:
     """What an audit record's changes describe of a key: its admin view, with the stored status."""
-    view = {name: value for name, value in record.metadata(now).items() if name not in _NOT_AUDITED}
+    view = {name: value for name, value in record.metadata(now).items() if name in _AUDITED}
     return view | {"status": record.status.value}  # the stored status: expiry is not a change

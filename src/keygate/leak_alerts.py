@@ -23,7 +23,7 @@ from keygate.authorizer_cache import FlushReport
 from keygate.leaks import LeakFinding, LeakReport
 
 if TYPE_CHECKING:
-    from keygate.service import Changed
+    from keygate.lifecycle import Changed
 
 _SHUFFLE = random.SystemRandom()  # an order no publisher of tokens can predict
 

@@ -5,9 +5,11 @@ past its expiry is expired. During a rotation's grace period it has two hashes: 
 previous one's, which verifies until ``previous_expires_at``.
 """
 
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
@@ -47,31 +49,119 @@ def optional_time(moment: datetime | None) -> str | None:
     return format_time(moment) if moment is not None else None
 
 
+class Writer(StrEnum):
+    """What may change a stored attribute of an existing key. Each has its own IAM grant, whose
+    ``dynamodb:Attributes`` list is exactly the attributes declared written by it (tests/test_record_fields.py)."""
+
+    UPDATE = "update"  # UpdateKeyFunction
+    ROTATE = "rotate"  # RotateKeyFunction
+    REVOKE = "revoke"  # RevokeKeyFunction, ReportLeakFunction and LeakReportFunction
+    REHASH = "rehash"  # the authorizer's lazy re-hash
+    TOUCH = "touch"  # the authorizer's last_used_at
+
+
+@dataclass(frozen=True)
+class Codec:
+    """How a field's value is stored in DynamoDB (before boto3's typing) and shown to an admin."""
+
+    store: Callable[[Any], Any]
+    load: Callable[[Any], Any]
+    show: Callable[[Any], Any]
+
+
+def _strings(value: object) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(entry, str) for entry in value):
+        raise TypeError("expected a list of strings")
+    return tuple(value)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+TEXT = Codec(_same, _same, _same)
+NUMBER = Codec(_same, int, _same)
+TIME = Codec(format_time, parse_time, format_time)  # a sortable UTC string
+EPOCH = Codec(
+    lambda moment: int(moment.timestamp()), lambda stored: datetime.fromtimestamp(int(stored), UTC), format_time
+)
+STRINGS = Codec(list, _strings, list)
+STATUS = Codec(lambda status: status.value, Status, lambda status: status.value)
+
+
+@dataclass(frozen=True)
+class Declared:
+    """What keygate does with one field of a key: its stored attribute, whether an admin sees it (and as
+    what), whether the audit trail records its changes, and what may change it once the key exists."""
+
+    attribute: str
+    codec: Codec
+    shown_as: str | None  # None: never in an admin answer (a hash, say)
+    audited: bool
+    updatable: bool  # an UpdateKeyFunction event sets it by name
+    writers: frozenset[Writer]
+    required: bool = True  # the stored item must hold it (filled in from the field's default)
+
+
+def _declared(
+    attribute: str = "",
+    codec: Codec = TEXT,
+    *,
+    shown_as: str | None = "",
+    audited: bool = True,
+    updatable: bool = False,
+    writers: Iterable[Writer] = (),
+    **dataclass_field: Any,
+) -> Any:
+    """A KeyRecord field and its declaration; the attribute and the admin's name default to the field's
+    name (filled in below, once the dataclass knows it). An update by name is a write by UPDATE."""
+    writers = frozenset(writers) | ({Writer.UPDATE} if updatable else set())
+    declared = Declared(attribute, codec, shown_as, audited and shown_as is not None, updatable, writers)
+    return field(metadata={"keygate": declared}, **dataclass_field)
+
+
 @dataclass(frozen=True)
 class KeyRecord:
-    key_id: str
-    phc_hash: str = field(repr=False)
-    pepper_version: str
-    name: str
-    owner: str
-    created_at: datetime
-    description: str = ""
-    scopes: tuple[str, ...] = ()
-    apis: tuple[str, ...] | None = None  # API_ID/STAGE patterns the key may be used on; None: every API
-    status: Status = Status.ACTIVE
-    expires_at: datetime | None = None
-    revoked_at: datetime | None = None
-    last_used_at: datetime | None = None
-    rotated_at: datetime | None = None
-    previous_hash: str | None = field(default=None, repr=False)  # the secret before the last rotation ...
-    previous_pepper_version: str | None = None
-    previous_expires_at: datetime | None = None  # ... which verifies until then
-    purge_at: datetime | None = None  # the table's TTL: DynamoDB deletes the item after this
-    access_changed_at: datetime | None = None  # when an update last changed its status, scopes, apis or expiry
-    usage_plan_id: str | None = None  # the API Gateway usage plan that meters the key ...
-    usage_key_id: str | None = None  # ... through this API Gateway API key, whose value (an identifier,
-    usage_key_value: str | None = field(default=None, repr=False)  # never the secret) the authorizer returns
-    version: int = 1
+    """A key as stored. Each field declares, once, how it is stored, shown, audited and changed: the
+    DynamoDB item, the admin answer, the audit trail's changes, the update event and the IAM grants of
+    the functions that write it all follow from these declarations."""
+
+    key_id: str = _declared(audited=False)
+    phc_hash: str = _declared("hash", shown_as=None, writers={Writer.ROTATE, Writer.REHASH}, repr=False)
+    pepper_version: str = _declared(writers={Writer.ROTATE, Writer.REHASH})
+    name: str = _declared(updatable=True)
+    owner: str = _declared()
+    created_at: datetime = _declared(codec=TIME, audited=False)
+    description: str = _declared(updatable=True, default="")
+    scopes: tuple[str, ...] = _declared(codec=STRINGS, updatable=True, default=())
+    # API_ID/STAGE patterns the key may be used on; None: every API
+    apis: tuple[str, ...] | None = _declared(codec=STRINGS, updatable=True, default=None)
+    # shown as the key's state (expired, for a live key past its expiry); an update sets it as ``enabled``
+    status: Status = _declared(codec=STATUS, writers={Writer.UPDATE, Writer.REVOKE}, default=Status.ACTIVE)
+    expires_at: datetime | None = _declared(codec=TIME, updatable=True, default=None)
+    revoked_at: datetime | None = _declared(codec=TIME, writers={Writer.REVOKE}, default=None)
+    last_used_at: datetime | None = _declared(codec=TIME, audited=False, writers={Writer.TOUCH}, default=None)
+    rotated_at: datetime | None = _declared(codec=TIME, writers={Writer.ROTATE}, default=None)
+    # the secret before the last rotation, which verifies until previous_expires_at
+    previous_hash: str | None = _declared(shown_as=None, writers={Writer.ROTATE}, default=None, repr=False)
+    previous_pepper_version: str | None = _declared(shown_as=None, writers={Writer.ROTATE}, default=None)
+    previous_expires_at: datetime | None = _declared(
+        codec=TIME, shown_as="previous_key_expires_at", writers={Writer.ROTATE}, default=None
+    )
+    # the table's TTL: DynamoDB deletes the item after this
+    purge_at: datetime | None = _declared(
+        codec=EPOCH, shown_as=None, writers={Writer.UPDATE, Writer.REVOKE}, default=None
+    )
+    # when an update last changed its status, scopes, apis or expiry
+    access_changed_at: datetime | None = _declared(codec=TIME, shown_as=None, writers={Writer.UPDATE}, default=None)
+    # the API Gateway usage plan that meters the key, through the API Gateway API key usage_key_id, whose
+    # value (an identifier, never the secret) the authorizer returns
+    usage_plan_id: str | None = _declared(updatable=True, default=None)
+    usage_key_id: str | None = _declared(writers={Writer.UPDATE}, default=None)
+    usage_key_value: str | None = _declared(shown_as=None, writers={Writer.UPDATE}, default=None, repr=False)
+    version: int = _declared(
+        codec=NUMBER, audited=False, writers={Writer.UPDATE, Writer.ROTATE, Writer.REVOKE}, default=1
+    )
 
     def is_expired(self, now: datetime) -> bool:
         return self.expires_at is not None and now >= self.expires_at
@@ -100,23 +190,32 @@ class KeyRecord:
         return state_of(self.status, self.expires_at, now)
 
     def metadata(self, now: datetime) -> dict:
-        """The admin view of the key: every field but the hashes, times as ISO-8601 strings."""
-        return {
-            "key_id": self.key_id,
-            "name": self.name,
-            "owner": self.owner,
-            "description": self.description,
-            "scopes": list(self.scopes),
-            "apis": list(self.apis) if self.apis is not None else None,
-            "status": self.state(now).value,
-            "created_at": format_time(self.created_at),
-            "expires_at": optional_time(self.expires_at),
-            "revoked_at": optional_time(self.revoked_at),
-            "last_used_at": optional_time(self.last_used_at),
-            "rotated_at": optional_time(self.rotated_at),
-            "previous_key_expires_at": optional_time(self.previous_expires_at if self.previous_hash else None),
-            "pepper_version": self.pepper_version,
-            "usage_plan_id": self.usage_plan_id,
-            "usage_key_id": self.usage_key_id,
-            "version": self.version,
+        """The admin view of the key: every field declared shown, times as ISO-8601 strings."""
+        view = {
+            declared.shown_as: declared.codec.show(value) if value is not None else None
+            for declared, value in ((declared, getattr(self, name)) for name, declared in DECLARED.items())
+            if declared.shown_as is not None
         }
+        return view | {"status": self.state(now).value}
+
+
+def _declarations() -> dict[str, Declared]:
+    declarations = {}
+    for each in fields(KeyRecord):
+        declared = each.metadata["keygate"]
+        shown_as = None if declared.shown_as is None else declared.shown_as or each.name
+        # Stored only when set: an absent attribute reads as the field's empty default. Others must be there.
+        required = each.default is MISSING or each.default not in (None, "", ())
+        declarations[each.name] = replace(
+            declared, attribute=declared.attribute or each.name, shown_as=shown_as, required=required
+        )
+    return declarations
+
+
+DECLARED = _declarations()  # field name -> its declaration, in the record's order
+UPDATABLE = tuple(name for name, declared in DECLARED.items() if declared.updatable)
+
+
+def written_by(writer: Writer) -> frozenset[str]:
+    """The stored attributes that ``writer`` may change."""
+    return frozenset(declared.attribute for declared in DECLARED.values() if writer in declared.writers)

@@ -12,13 +12,13 @@ import base64
 import binascii
 import json
 import zlib
-from datetime import UTC, datetime
+from datetime import datetime
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from keygate.audit import Action, AuditRecord
-from keygate.records import KeyRecord, State, Status, format_time, parse_time
+from keygate.records import DECLARED, KeyRecord, State, Status, Writer, format_time, parse_time, written_by
 
 OWNER_INDEX = "by-owner"
 # What pepper-status reads of each key: enough to tell its pepper versions and state, never a hash.
@@ -45,6 +45,11 @@ class CorruptRecord(ValueError):
     """An item in the table that is not a valid key record."""
 
 
+class UndeclaredWrite(RuntimeError):
+    """A change of an attribute that its writer is not declared to write (KeyRecord), and so is not granted
+    to write either: refused here, with its name, rather than by IAM as AccessDenied."""
+
+
 class DamagedResponse(RuntimeError):
     """DynamoDB's answer does not match its CRC32 (``x-amz-crc32``). botocore retries such an answer but,
     out of attempts, hands back the damaged one parsed as far as it goes: a cut-off GetItem would read
@@ -58,66 +63,24 @@ def _refuse_damaged(http_response, **_) -> None:
 
 
 def to_item(record: KeyRecord) -> dict:
-    item = {
-        "key_id": record.key_id,
-        "hash": record.phc_hash,
-        "pepper_version": record.pepper_version,
-        "status": record.status.value,
-        "name": record.name,
-        "owner": record.owner,
-        "description": record.description,
-        "scopes": list(record.scopes),
-        "created_at": format_time(record.created_at),
-        "version": record.version,
-    }
-    if record.apis is not None:
-        item["apis"] = list(record.apis)
-    if record.previous_hash is not None:
-        item["previous_hash"] = record.previous_hash
-        item["previous_pepper_version"] = record.previous_pepper_version
-    for name in ("usage_plan_id", "usage_key_id", "usage_key_value"):
+    """The key's item: each field as its declaration stores it, a field that is None left out."""
+    item = {}
+    for name, declared in DECLARED.items():
         if (value := getattr(record, name)) is not None:
-            item[name] = value
-    for name in ("expires_at", "revoked_at", "last_used_at", "rotated_at", "previous_expires_at", "access_changed_at"):
-        if (moment := getattr(record, name)) is not None:
-            item[name] = format_time(moment)
-    if record.purge_at is not None:
-        item["purge_at"] = int(record.purge_at.timestamp())
+            item[declared.attribute] = declared.codec.store(value)
     return _serialized(item)
 
 
 def from_item(item: dict) -> KeyRecord:
     try:
         values = _deserialized(item)
-
-        def optional_time(name: str) -> datetime | None:
-            return parse_time(values[name]) if name in values else None
-
-        return KeyRecord(
-            key_id=values["key_id"],
-            phc_hash=values["hash"],
-            pepper_version=values["pepper_version"],
-            status=Status(values["status"]),
-            name=values["name"],
-            owner=values["owner"],
-            description=values.get("description", ""),
-            scopes=_strings(values.get("scopes", [])),
-            apis=_strings(values["apis"]) if "apis" in values else None,
-            created_at=parse_time(values["created_at"]),
-            expires_at=optional_time("expires_at"),
-            revoked_at=optional_time("revoked_at"),
-            last_used_at=optional_time("last_used_at"),
-            rotated_at=optional_time("rotated_at"),
-            previous_hash=values.get("previous_hash"),
-            previous_pepper_version=values.get("previous_pepper_version"),
-            previous_expires_at=optional_time("previous_expires_at"),
-            access_changed_at=optional_time("access_changed_at"),
-            purge_at=datetime.fromtimestamp(int(values["purge_at"]), UTC) if "purge_at" in values else None,
-            usage_plan_id=values.get("usage_plan_id"),
-            usage_key_id=values.get("usage_key_id"),
-            usage_key_value=values.get("usage_key_value"),
-            version=int(values["version"]),
-        )
+        fields = {}
+        for name, declared in DECLARED.items():
+            if declared.attribute in values:
+                fields[name] = declared.codec.load(values[declared.attribute])
+            elif declared.required:
+                raise KeyError(declared.attribute)
+        return KeyRecord(**fields)
     except (KeyError, TypeError, ValueError) as error:
         key_id = item.get("key_id", {}).get("S", "?")
         raise CorruptRecord(f"item {key_id!r} is not a key record: {type(error).__name__} {error}") from None
@@ -171,11 +134,14 @@ def _plain(value: object) -> object:
     return value
 
 
-def _strings(value: object) -> tuple[str, ...]:
-    if not isinstance(value, list) or not all(isinstance(entry, str) for entry in value):
-        raise TypeError("expected a list of strings")
-    return tuple(value)
-
+# The writer of each change the audit trail records.
+_WRITERS = {
+    Action.UPDATE: Writer.UPDATE,
+    Action.ENABLE: Writer.UPDATE,
+    Action.DISABLE: Writer.UPDATE,
+    Action.ROTATE: Writer.ROTATE,
+    Action.REVOKE: Writer.REVOKE,
+}
 
 # Lost races: a condition that no longer holds, or (DynamoDB) another transaction on the same item at the
 # same moment, which botocore does not retry. Either way nothing was written and a fresh read may succeed.
@@ -211,12 +177,13 @@ class KeyStore:
     def update(self, before: KeyRecord, after: KeyRecord, audit: AuditRecord) -> None:
         """Write what differs between two versions of a key, with its audit record, only if the stored
         item still has ``before.version``. Attributes not changed are left as they are, known or not."""
-        self._transact({"Update": self._changed(before, after)}, audit, f"key {after.key_id!r} changed since read")
+        update = self._changed(before, after, _WRITERS[audit.action])
+        self._transact({"Update": update}, audit, f"key {after.key_id!r} changed since read")
 
     def rehash(self, before: KeyRecord, after: KeyRecord) -> None:
         """Replace a key's hash and pepper version (the same secret, re-hashed), only if neither it nor
         its hash changed since it was read. Not a change of the key: no audit record, no new version."""
-        update = self._changed(before, after)
+        update = self._changed(before, after, Writer.REHASH)
         update["ConditionExpression"] += " AND #hash = :old_hash"
         update["ExpressionAttributeNames"]["#hash"] = "hash"
         update["ExpressionAttributeValues"][":old_hash"] = {"S": before.phc_hash}
@@ -245,9 +212,11 @@ class KeyStore:
             raise
         return True
 
-    def _changed(self, before: KeyRecord, after: KeyRecord) -> dict:
+    def _changed(self, before: KeyRecord, after: KeyRecord, writer: Writer) -> dict:
         old, new = to_item(before), to_item(after)
         changed = [name for name in sorted(old.keys() | new.keys()) if old.get(name) != new.get(name)]
+        if undeclared := set(changed) - written_by(writer):
+            raise UndeclaredWrite(f"{writer} may not change {', '.join(sorted(undeclared))} of a key")
         names = {f"#a{n}": name for n, name in enumerate(changed)}
         to_set = [alias for alias, name in names.items() if name in new]
         to_remove = [alias for alias, name in names.items() if name not in new]
