@@ -123,7 +123,7 @@ def parser() -> argparse.ArgumentParser:
         help="check the whole trail against its tamper-evident copy; exit 4 if it does not match",
     )  # fmt: skip
 
-    commands.add_parser("pepper-status", help="how many keys each pepper version still hashes, by state")
+    commands.add_parser("pepper-status", help="keys per pepper version and state; secrets in a grace period apart")
     flush = commands.add_parser("flush-cache", help="flush API Gateway's authorizer cache on every CachedStages stage")
     flush.add_argument("--reason", help="why, for the function's log")
     explain = commands.add_parser(
@@ -279,19 +279,21 @@ def _call(client, name: str, event: dict) -> dict:
 
 
 def _pepper_status(client, name: str) -> dict:
-    """Every page of the function's counts, summed: keys per pepper version and state."""
-    totals: dict[str, dict[str, int]] = {}
+    """Every page of the function's counts, summed: keys per pepper version and state, and the secrets in
+    a rotation's grace period apart."""
+    totals: dict[str, dict[str, dict[str, int]]] = {"versions": {}, "grace_secrets": {}}
     event: dict = {}
     for _ in range(PEPPER_STATUS_PAGES):
         answer = _call(client, name, event)
         if "error" in answer:
             return answer
-        for version, states in answer["versions"].items():
-            for state, count in states.items():
-                totals.setdefault(version, {}).setdefault(state, 0)
-                totals[version][state] += count
+        for counts, total in totals.items():
+            for version, states in answer[counts].items():
+                for state, count in states.items():
+                    total.setdefault(version, {}).setdefault(state, 0)
+                    total[version][state] += count
         if answer["next_token"] is None:
-            return {"versions": totals}
+            return totals
         event = {"next_token": answer["next_token"]}
     raise Fault(f"{name}: more than {PEPPER_STATUS_PAGES} pages of keys; counts are incomplete")
 

@@ -133,14 +133,18 @@ def test_a_revoked_or_refused_key_is_not_rehashed(shape, stack, issued, admin, l
 # --- pepper-status ---
 
 
-def test_pepper_status_counts_keys_per_version_and_state(stack, issued, admin, load):
+def test_pepper_status_counts_each_key_once_and_secrets_in_a_grace_period_apart(stack, issued, admin, load):
     active, revoked, rotating = issued(), issued(), issued()
     invoke(admin["RevokeKey"], {"key_id": revoked["key_id"]})
     add_pepper_version(stack, "v2")
     rotate = load("RotateKeyFunction")
     invoke(rotate, {"key_id": rotating["key_id"]})  # v2 now, v1 still verifies during its grace
     status = invoke(admin["PepperStatus"], event("pepper-status.json"))
-    assert status == {"versions": {"v1": {"active": 2, "revoked": 1}, "v2": {"active": 1}}, "next_token": None}
+    assert status == {
+        "versions": {"v1": {"active": 1, "revoked": 1}, "v2": {"active": 1}},
+        "grace_secrets": {"v1": {"active": 1}},
+        "next_token": None,
+    }
     assert active["pepper_version"] == "v1"
 
 

@@ -183,8 +183,8 @@ def key_history(request: KeyHistory) -> dict:
 
 @admin_action(PepperStatus)
 def pepper_status(request: PepperStatus) -> dict:
-    versions, next_token = KEYS.pepper_usage(PEPPER_STATUS_PAGE, request.next_token)
-    return {"versions": versions, "next_token": next_token}
+    versions, grace_secrets, next_token = KEYS.pepper_usage(PEPPER_STATUS_PAGE, request.next_token)
+    return {"versions": versions, "grace_secrets": grace_secrets, "next_token": next_token}
 
 
 @admin_action(FlushAuthorizerCache)

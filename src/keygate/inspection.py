@@ -14,6 +14,8 @@ from keygate.hashing import PepperRing
 from keygate.records import KeyRecord, Status, parse_time, state_of
 from keygate.store import KeyStore
 
+Counts = dict[str, dict[str, int]]  # pepper version -> state -> how many
+
 
 class Inspection:
     """KeyService's questions about keys (a part of it: service.KeyService holds the state)."""
@@ -62,19 +64,25 @@ class Inspection:
                 break
         return audit_verify.verify(table, copy, began, again, now)
 
-    def pepper_usage(self, limit: int, next_token: str | None) -> tuple[dict[str, dict[str, int]], str | None]:
-        """Keys per pepper version and state, for one page of the table. A key in a rotation's grace
-        period counts under its previous secret's version too, while that secret still verifies."""
+    def pepper_usage(self, limit: int, next_token: str | None) -> tuple[Counts, Counts, str | None]:
+        """For one page of the table: keys by their secret's pepper version and state, each key once; and
+        the previous secrets still verifying in a rotation's grace period, by their pepper version and their
+        key's state. A version is in use while either counts it."""
         now = self._clock()
-        counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+        keys: Counts = defaultdict(lambda: defaultdict(int))
+        grace_secrets: Counts = defaultdict(lambda: defaultdict(int))
         items, token = self._store.pepper_usage(limit, next_token)
         for item in items:
             state = state_of(Status(item["status"]), _time(item.get("expires_at")), now).value
-            counts[item["pepper_version"]][state] += 1
+            keys[item["pepper_version"]][state] += 1
             previous_until = _time(item.get("previous_expires_at"))
             if item.get("previous_pepper_version") and previous_until is not None and now < previous_until:
-                counts[item["previous_pepper_version"]][state] += 1
-        return {version: dict(states) for version, states in counts.items()}, token
+                grace_secrets[item["previous_pepper_version"]][state] += 1
+        return _plain(keys), _plain(grace_secrets), token
+
+
+def _plain(counts: Counts) -> dict[str, dict[str, int]]:
+    return {version: dict(states) for version, states in counts.items()}
 
 
 def _time(text: str | None) -> datetime | None:

@@ -79,7 +79,14 @@ def test_the_history_names_each_change_and_who_made_it(local_stack):
     assert history["events"][1]["changes"] == {"description": {"old": "", "new": "nightly export"}}
 
 
-def test_pepper_status_counts_every_key(local_stack):
-    issue(local_stack)
-    status = json.loads(keygate(local_stack, "pepper-status").stdout)
-    assert status["versions"]["v1"]["active"] >= 1 and set(status["versions"]) == {"v1"}
+def test_pepper_status_counts_a_rotating_key_once_and_its_secret_in_grace_apart(local_stack):
+    def active(status: dict, counts: str) -> int:
+        return status[counts].get("v1", {}).get("active", 0)
+
+    before = json.loads(keygate(local_stack, "pepper-status").stdout)
+    key = issue(local_stack)
+    keygate(local_stack, "rotate", key["key_id"])  # the old secret verifies for a day
+    after = json.loads(keygate(local_stack, "pepper-status").stdout)
+    assert set(after["versions"]) == {"v1"}
+    assert active(after, "versions") - active(before, "versions") == 1
+    assert active(after, "grace_secrets") - active(before, "grace_secrets") == 1
