@@ -3,7 +3,7 @@
 1. every generated key parses back to its key id and secret, for every prefix the configuration accepts;
 2. every single-character change to a key is refused by its format and checksum, before any AWS call and
    without Argon2;
-3. no answer allows a route its key's scopes do not grant, by RouteScopes as README.md defines it (a
+3. no answer allows a route its key's scopes do not grant, by RouteScopes as docs/reference.md defines it (a
    matcher written here from that text; a REST policy evaluated as IAM does), and each allows what they do;
 4. no event, header value or method ARN makes the authorizer answer other than as documented.
 """
@@ -42,7 +42,7 @@ from tests.helpers.authorizer import (
 hypothesis_profiles.load()
 budget = hypothesis_profiles.budget
 
-# --- the key format, as README.md describes it: <prefix>_<key_id>_<secret><checksum> ---
+# --- the key format, as docs/reference.md describes it: <prefix>_<key_id>_<secret><checksum> ---
 
 ALPHANUMERIC = string.digits + string.ascii_uppercase + string.ascii_lowercase  # base62, in its digits' order
 KEY_IDS = st.text(ALPHANUMERIC, min_size=16, max_size=16)
@@ -51,7 +51,7 @@ PREFIXES = st.one_of(st.just("kg"), st.from_regex(r"[a-z0-9]{1,16}", fullmatch=T
 
 
 def crc32_base62(body: str) -> str:
-    """README: "CRC32 of everything before it in 6 base62 characters"."""
+    """docs/reference.md: "CRC32 of everything before it in 6 base62 characters"."""
     value = zlib.crc32(body.encode())
     return "".join(ALPHANUMERIC[value // 62**power % 62] for power in reversed(range(6)))
 
@@ -338,7 +338,7 @@ def outcome_of(handler, request: object) -> dict | Exception:
 
 
 # --- 3. RouteScopes: never an allow outside the key's scopes ---
-# README.md, "Scopes per route": entries separated by ";", each "METHOD /path=scope [scope...]"; METHOD is
+# docs/reference.md, "RouteScopes": entries separated by ";", each "METHOD /path=scope [scope...]"; METHOD is
 # an HTTP method or "*"; in a path "*" matches any run of characters, "/" included; a path matches an entry
 # also with one "/" added at its end or one removed from it. A request is allowed when at least one entry
 # matches its method and path and the key holds at least one scope of every entry that matches; a route no
@@ -390,7 +390,7 @@ def slash_forms(path: str) -> set[str]:
 
 
 def grants(entries: list[Entry], scopes: list[str], method: str, path: str) -> bool:
-    """README's semantics of RouteScopes, directly."""
+    """docs/reference.md's semantics of RouteScopes, directly."""
     if not entries:
         return True
     if "%2f" in path.lower() or path.endswith("//"):
@@ -404,7 +404,8 @@ def grants(entries: list[Entry], scopes: list[str], method: str, path: str) -> b
 
 
 def api_allows(apis: list[str] | None, api_id: str, stage: str) -> bool:
-    """README, "One deployment, many APIs": no list, every API; else an API_ID/STAGE pattern matching both."""
+    """docs/reference.md, "apis: one deployment, many APIs": no list, every API; else an API_ID/STAGE
+    pattern matching both."""
     if apis is None:
         return True
     return any(glob(pattern.split("/")[0], api_id) and glob(pattern.split("/")[1], stage) for pattern in apis)
@@ -438,7 +439,7 @@ SEGMENTS = st.one_of(
     ),
     st.from_regex(r"[A-Za-z0-9._*{}+$-]{0,5}", fullmatch=True),
 )
-# Paths entries share (so that they overlap, as the README's example's do), and paths of any segments.
+# Paths entries share (so that they overlap, as the reference's example's do), and paths of any segments.
 COMMON_PATHS = st.sampled_from(["/", "/*", "/orders", "/orders*", "/orders/*", "/orders/{id}", "/admin/*",
                                 "/*/admin/*", "/*/$batch", "/$connect", "/graphql", "//orders", "/a*b*"])  # fmt: skip
 PATH_PATTERNS = st.one_of(
@@ -770,9 +771,9 @@ REFUSED = "refused"
 
 
 def carried_key(authorization: list[str], api_key: list[str]) -> str | None:
-    """README and presented_key's docstring, directly: "Authorization: Bearer <key>" (the scheme in any case)
-    or "x-api-key: <key>", space or tab around either; a header sent twice with different values, a blank
-    one, another scheme, or two different keys: refused."""
+    """docs/reference.md, "The key header", and presented_key's docstring, directly: "Authorization:
+    Bearer <key>" (the scheme in any case) or "x-api-key: <key>", space or tab around either; a header
+    sent twice with different values, a blank one, another scheme, or two different keys: refused."""
     authorizations, api_keys = {value.strip(" \t") for value in authorization}, {v.strip(" \t") for v in api_key}
     if len(authorizations) > 1 or len(api_keys) > 1 or "" in authorizations | api_keys:
         return REFUSED
