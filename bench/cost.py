@@ -92,8 +92,8 @@ def section(figures: dict) -> list[str]:
         f"{figures['init_ms'] / 1000 * FULL_VCPU_MB / 1024:.1f} GB-s: measured here, scaled by "
         f"{FULL_VCPU_MB}/MemorySize), a few per container's life.",
         "With API Gateway's authorizer cache on (`AuthorizerCacheTtl` > 0) keygate is invoked only when API",
-        "Gateway has no answer cached; list its stages in `CachedStages` so a revocation flushes them (see",
-        '"API Gateway\'s authorizer cache").',
+        "Gateway has no answer cached; list its stages in `CachedStages` so a revocation flushes them",
+        "([docs/operations.md](docs/operations.md#api-gateways-authorizer-cache)).",
         END,
     ]
 
