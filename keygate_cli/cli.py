@@ -288,7 +288,7 @@ def _pepper_status(client, name: str) -> dict:
         if "error" in answer:
             return answer
         for counts, total in totals.items():
-            for version, states in answer[counts].items():
+            for version, states in answer.get(counts, {}).items():  # a function before 0.17 has no grace_secrets
                 for state, count in states.items():
                     total.setdefault(version, {}).setdefault(state, 0)
                     total[version][state] += count

@@ -224,11 +224,11 @@ def test_a_write_whose_answer_was_lost_is_retried_with_its_token_and_happens_onc
 def test_the_retries_of_a_lost_race_end_within_the_functions_timeouts(template):
     """No attempt starts after the retry budget, and the last one (a read and a write, each at most two
     attempts of a connect and a read timeout, and a backoff) ends before Lambda would cut the function off."""
-    from keygate import lifecycle as service
+    from keygate import lifecycle
 
     per_call = ATTEMPTS * (AWS_CLIENT_CONFIG.connect_timeout + AWS_CLIENT_CONFIG.read_timeout) + (ATTEMPTS - 1)
     for function in ("IssueKeyFunction", *CHANGES, "LeakReportFunction", "ReportLeakFunction"):
         timeout = template["Resources"][function]["Properties"].get(
             "Timeout", template["Globals"]["Function"]["Timeout"]
         )
-        assert service._RETRY_SECONDS + 2 * per_call < timeout, function
+        assert lifecycle._RETRY_SECONDS + 2 * per_call < timeout, function

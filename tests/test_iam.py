@@ -12,6 +12,7 @@ import botocore.exceptions
 import pytest
 
 from keygate import keys
+from keygate.records import UPDATABLE
 from keygate_local.streams import StreamReader
 from tests.conftest import add_pepper_version, invoke
 from tests.helpers.authorizer import decide, shaped
@@ -200,6 +201,12 @@ ADMIN_JOBS = {
     "FlushAuthorizerCacheFunction": lambda key_id, plan, plain: [{"reason": "test"}],
     "ExplainKeyFunction": lambda key_id, plan, plain: [{"key_id": key_id, "route": "GET /x", "api": "a1/b"}],
 }
+
+
+def test_the_update_requests_here_set_every_field_an_update_may_set():
+    """So the exact-grant check above sees every attribute UpdateKeyFunction's code can write."""
+    named = set().union(*ADMIN_JOBS["UpdateKeyFunction"]("k", "p", "q"))
+    assert {*UPDATABLE, "enabled"} <= named
 
 
 def usage_plan(name: str) -> str:

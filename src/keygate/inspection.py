@@ -21,6 +21,7 @@ class Inspection:
     """KeyService's questions about keys (a part of it: service.KeyService holds the state)."""
 
     config: Config
+    get: Callable[[str], KeyRecord]  # lifecycle.KeyLifecycle's
     _store: KeyStore
     _peppers: PepperRing
     _clock: Callable[[], datetime]

@@ -6,7 +6,7 @@ previous one's, which verifies until ``previous_expires_at``.
 """
 
 from collections.abc import Callable, Iterable
-from dataclasses import MISSING, dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -100,7 +100,7 @@ class Declared:
     audited: bool
     updatable: bool  # an UpdateKeyFunction event sets it by name
     writers: frozenset[Writer]
-    required: bool = True  # the stored item must hold it (filled in from the field's default)
+    required: bool  # an item without it is corrupt; else an absent attribute reads as the field's default
 
 
 def _declared(
@@ -111,12 +111,16 @@ def _declared(
     audited: bool = True,
     updatable: bool = False,
     writers: Iterable[Writer] = (),
+    required: bool = False,
     **dataclass_field: Any,
 ) -> Any:
     """A KeyRecord field and its declaration; the attribute and the admin's name default to the field's
-    name (filled in below, once the dataclass knows it). An update by name is a write by UPDATE."""
+    name (filled in by _declarations, once the dataclass knows it: read DECLARED, not a field's metadata).
+    A field without a default is required; one with a default only when declared so, since items written
+    before a field existed lack it. An update by name is a write by UPDATE."""
     writers = frozenset(writers) | ({Writer.UPDATE} if updatable else set())
-    declared = Declared(attribute, codec, shown_as, audited and shown_as is not None, updatable, writers)
+    required = required or "default" not in dataclass_field
+    declared = Declared(attribute, codec, shown_as, audited and shown_as is not None, updatable, writers, required)
     return field(metadata={"keygate": declared}, **dataclass_field)
 
 
@@ -137,7 +141,9 @@ class KeyRecord:
     # API_ID/STAGE patterns the key may be used on; None: every API
     apis: tuple[str, ...] | None = _declared(codec=STRINGS, updatable=True, default=None)
     # shown as the key's state (expired, for a live key past its expiry); an update sets it as ``enabled``
-    status: Status = _declared(codec=STATUS, writers={Writer.UPDATE, Writer.REVOKE}, default=Status.ACTIVE)
+    status: Status = _declared(
+        codec=STATUS, writers={Writer.UPDATE, Writer.REVOKE}, required=True, default=Status.ACTIVE
+    )  # required: an item without a status must not read as active
     expires_at: datetime | None = _declared(codec=TIME, updatable=True, default=None)
     revoked_at: datetime | None = _declared(codec=TIME, writers={Writer.REVOKE}, default=None)
     last_used_at: datetime | None = _declared(codec=TIME, audited=False, writers={Writer.TOUCH}, default=None)
@@ -160,7 +166,7 @@ class KeyRecord:
     usage_key_id: str | None = _declared(writers={Writer.UPDATE}, default=None)
     usage_key_value: str | None = _declared(shown_as=None, writers={Writer.UPDATE}, default=None, repr=False)
     version: int = _declared(
-        codec=NUMBER, audited=False, writers={Writer.UPDATE, Writer.ROTATE, Writer.REVOKE}, default=1
+        codec=NUMBER, audited=False, writers={Writer.UPDATE, Writer.ROTATE, Writer.REVOKE}, required=True, default=1
     )
 
     def is_expired(self, now: datetime) -> bool:
@@ -204,11 +210,7 @@ def _declarations() -> dict[str, Declared]:
     for each in fields(KeyRecord):
         declared = each.metadata["keygate"]
         shown_as = None if declared.shown_as is None else declared.shown_as or each.name
-        # Stored only when set: an absent attribute reads as the field's empty default. Others must be there.
-        required = each.default is MISSING or each.default not in (None, "", ())
-        declarations[each.name] = replace(
-            declared, attribute=declared.attribute or each.name, shown_as=shown_as, required=required
-        )
+        declarations[each.name] = replace(declared, attribute=declared.attribute or each.name, shown_as=shown_as)
     return declarations
 
 
