@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from keygate_local import runtime as runtime_module
 from keygate_local.runtime import MAX_WORKERS_PER_FUNCTION, WorkerRuntime
 
 HANDLERS = """
@@ -31,6 +32,9 @@ HANDLERS = """
 
     def fail(event, context):
         raise ValueError("no such thing")
+
+    def whence(event, context):
+        return {"worker": sys.modules["__main__"].__file__, "path": sys.path}
 
     def slow(event, context):
         time.sleep(event["seconds"])
@@ -118,9 +122,14 @@ def test_decimals_are_answered_as_numbers_as_on_lambda(runtime, code):
     }
 
 
-def test_an_unexpected_failure_frees_the_workers_slot(runtime, code, monkeypatch):
-    from keygate_local import runtime as runtime_module
+def test_the_worker_is_this_checkouts_and_its_package_is_not_on_the_handlers_path(runtime, code):
+    reply = call(runtime, FunctionConfig("Whence", "handlers.whence", code), {})
+    package = Path(runtime_module.__file__).parent
+    assert reply["worker"] == str(package / "worker.py")  # not the one a venv's editable install names
+    assert str(package) not in reply["path"] and code in reply["path"]
 
+
+def test_an_unexpected_failure_frees_the_workers_slot(runtime, code, monkeypatch):
     config = FunctionConfig("Count", "handlers.count", code)
     real_invoke = runtime_module.Worker.invoke
     monkeypatch.setattr(
