@@ -33,6 +33,9 @@ HANDLERS = """
     def fail(event, context):
         raise ValueError("no such thing")
 
+    def refuse(event, context):
+        raise Exception("Unauthorized")  # an authorizer's refusal, in API Gateway's contract
+
     def whence(event, context):
         return {"worker": sys.modules["__main__"].__file__, "path": sys.path}
 
@@ -127,6 +130,22 @@ def test_the_worker_is_this_checkouts_and_its_package_is_not_on_the_handlers_pat
     package = Path(runtime_module.__file__).parent
     assert reply["worker"] == str(package / "worker.py")  # not the one a venv's editable install names
     assert str(package) not in reply["path"] and code in reply["path"]
+
+
+def test_an_authorizers_refusal_prints_no_traceback_and_any_other_error_does(code, tmp_path):
+    printed = tmp_path / "workers.log"
+    with printed.open("w") as log:
+        runtime = WorkerRuntime(log=log)
+        try:
+            refused = call(runtime, FunctionConfig("Refuse", "handlers.refuse", code), {})
+            after_refusal = printed.read_text()  # the worker prints before it answers
+            failed = call(runtime, FunctionConfig("Fail", "handlers.fail", code), {})
+        finally:
+            runtime.close()
+    assert refused["errorMessage"] == "Unauthorized" and refused["stackTrace"]  # still in the reply
+    assert "Traceback" not in after_refusal
+    assert failed["errorType"] == "ValueError"
+    assert "Traceback" in printed.read_text() and "ValueError: no such thing" in printed.read_text()
 
 
 def test_an_unexpected_failure_frees_the_workers_slot(runtime, code, monkeypatch):
