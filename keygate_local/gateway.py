@@ -2,7 +2,7 @@
 
 Glue only: SAM CLI's providers read the routes, authorizers and functions from template.yaml, its
 LocalApigwService evaluates the Lambda authorizers, and its LocalLambdaHttpService answers the Lambda
-Invoke API. Two things differ from ``sam local start-api``, both towards API Gateway's behaviour:
+Invoke API. Where it differs from ``sam local start-api``:
 
 - Each API resource gets its own port. ``sam local`` merges all APIs into one route table, where the
   HTTP API's ``GET /hello`` would hide the REST API's.
@@ -12,6 +12,8 @@ Invoke API. Two things differ from ``sam local start-api``, both towards API Gat
   is refused on the other (``sam local`` writes 1234567890 into every event).
 - Authorizer answers are cached for ReauthorizeEvery seconds, and a route with ApiKeyRequired on a REST
   API whose ApiKeySourceType is AUTHORIZER is metered by its usage plan (``control_plane``).
+- A refusal (401, 403) prints one line, not SAM CLI's "Lambda authorizer failed to invoke successfully",
+  which it logs as an error for every refusal; a fault keeps that line.
 """
 
 import copy
@@ -21,13 +23,13 @@ import json
 import logging
 import threading
 
-from flask import g, jsonify, make_response, request
+from flask import g, has_app_context, jsonify, make_response, request
 from samcli.commands.local.lib.local_lambda import LocalLambdaRunner
 from samcli.lib.providers.api_provider import ApiProvider
 from samcli.lib.providers.sam_function_provider import SamFunctionProvider
 from samcli.lib.providers.sam_stack_provider import SamLocalStackProvider
 from samcli.lib.utils.stream_writer import StreamWriter
-from samcli.local.apigw.exceptions import LambdaResponseParseException
+from samcli.local.apigw.exceptions import AuthorizerUnauthorizedRequest, LambdaResponseParseException
 from samcli.local.apigw.local_apigw_service import LocalApigwService
 from samcli.local.apigw.service_error_responses import ServiceErrorResponses
 from samcli.local.lambda_service.local_lambda_http_service import LocalLambdaHttpService
@@ -35,10 +37,24 @@ from samcli.local.services.base_local_service import LambdaOutputParser
 from werkzeug.serving import make_server
 
 from keygate_local.control_plane import AuthorizerCache, NoUsagePlan, QuotaExceeded, UsageMeter
+from keygate_local.worker import REFUSAL
 
 LOG = logging.getLogger(__name__)
 API_TYPES = {"AWS::Serverless::Api": "Api", "AWS::Serverless::HttpApi": "HttpApi"}
 SAM_API_ID = "1234567890"  # the id SAM CLI writes into every event, of whichever API
+# What SAM CLI's API Gateway logs, at ERROR, for every authorizer answer but an allow: a refusal too.
+SAM_AUTHORIZER_FAILED = "Lambda authorizer failed to invoke successfully: %s"
+
+
+class RefusalsAreNotErrors(logging.Filter):
+    """Drops SAM CLI's "Lambda authorizer failed to invoke successfully" for an ordinary refusal (401, 403),
+    which ApiGateway has reported in a line of its own; a fault's (500, 502) is kept."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.msg == SAM_AUTHORIZER_FAILED and has_app_context() and g.get("keygate_refused"))
+
+
+REFUSALS_ARE_NOT_ERRORS = RefusalsAreNotErrors()
 
 
 def local_api_id(logical_id: str) -> str:
@@ -136,8 +152,25 @@ class ApiGateway(LocalApigwService):
         g.keygate_authorizer = (identity, self.cache_ttls.get(lambda_authorizer.authorizer_name, 0))
         try:
             super()._invoke_parse_lambda_authorizer(lambda_authorizer, auth_lambda_event, route_lambda_event, route)
+        except (AuthorizerUnauthorizedRequest, FunctionError) as error:
+            self._report_refusal(error, lambda_authorizer.authorizer_name)
+            raise
         finally:
             g.keygate_authorizer = None
+
+    def _report_refusal(self, error: Exception, authorizer_name: str) -> None:
+        """One line for an ordinary refusal, in place of SAM CLI's error (RefusalsAreNotErrors): a deny (403)
+        or the authorizer's ``Unauthorized`` (401). A fault is left to SAM CLI's line and the worker's traceback."""
+        if isinstance(error, AuthorizerUnauthorizedRequest):
+            status = "403 Forbidden"
+        elif error.payload.get("errorMessage") == REFUSAL:
+            status = "401 Unauthorized"
+        else:
+            return
+        g.keygate_refused = True
+        if self.stderr is not None:  # the authorizer's log names the API and route the same way
+            route = f"{self.api_id}/{self.api.stage_name} {_printable(f'{request.method} {request.path}')}"
+            self.stderr.write_str(f"{route}: {status}, refused by the authorizer {authorizer_name}\n")
 
     def _build_v2_context(self, route) -> dict:
         """HTTP API context variables, with the two identity sources keygate's cache key uses, which
@@ -182,6 +215,7 @@ class ApiGateway(LocalApigwService):
 
     def create(self):
         super().create()
+        logging.getLogger(LocalApigwService.__module__).addFilter(REFUSALS_ARE_NOT_ERRORS)  # once: the same filter
         self._app.register_error_handler(FunctionError, _authorizer_error)
         self._app.register_error_handler(QuotaExceeded, lambda _: _message("Limit Exceeded", 429))
         self._app.register_error_handler(NoUsagePlan, lambda _: _message("Forbidden", 403))
@@ -191,13 +225,18 @@ def _message(text: str, status: int):
     return make_response(jsonify({"message": text}), status)
 
 
+def _printable(text: str, limit: int = 256) -> str:
+    """Request text for one log line: a line break or control character in it cannot forge another line."""
+    return "".join(character if character.isprintable() else repr(character)[1:-1] for character in text[:limit])
+
+
 def _with_own_id(arn: str, api_id: str) -> str:
     return arn.replace(f":{SAM_API_ID}/", f":{api_id}/", 1)
 
 
 def _authorizer_error(error: FunctionError):
     """Reached by authorizer errors only: SAM CLI handles a route function's error itself."""
-    if error.payload.get("errorMessage") == "Unauthorized":
+    if error.payload.get("errorMessage") == REFUSAL:
         return ServiceErrorResponses.missing_lambda_auth_identity_sources()  # 401 {"message": "Unauthorized"}
     return _message("Internal Server Error", 500)
 

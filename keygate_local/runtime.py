@@ -18,10 +18,14 @@ import tempfile
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import IO
 
 LOG = logging.getLogger(__name__)
 MAX_WORKERS_PER_FUNCTION = 4
+# Run by its path, so the worker is this checkout's, not whichever one the venv's editable install names;
+# -P keeps its directory (this package) off the handler's import path.
+WORKER = str(Path(__file__).with_name("worker.py"))
 
 
 class WorkerFailed(RuntimeError):
@@ -35,7 +39,7 @@ class WorkerFailed(RuntimeError):
 class Worker:
     def __init__(self, handler: str, code_dir: str, environment: dict[str, str], log: IO | None):
         self.process = subprocess.Popen(  # nosec B603 # this Python, our worker module, a handler of the template
-            [sys.executable, "-m", "keygate_local.worker", handler],
+            [sys.executable, "-P", WORKER, handler],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=log,

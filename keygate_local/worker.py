@@ -14,6 +14,10 @@ import time
 import traceback
 from decimal import Decimal
 
+# API Gateway's contract: an authorizer that fails with exactly this message refuses the request (401). That is
+# an answer, not a fault, and the handler's own log says why: the worker prints no traceback for it.
+REFUSAL = "Unauthorized"
+
 
 class Context:
     """The Lambda context object, as much of it as handlers and powertools read."""
@@ -64,7 +68,8 @@ def serve(handler_path: str, requests, replies) -> None:
             context = Context(request["request_id"], request["deadline"])
             reply = json.dumps(handler(json.loads(request["event"]), context), default=_lambda_json, ensure_ascii=False)
         except Exception as error:  # an unserialisable answer too: an error here, not in the parent
-            traceback.print_exc()
+            if str(error) != REFUSAL:
+                traceback.print_exc()
             reply = json.dumps(error_payload(error))
         replies.write(reply + "\n")
         replies.flush()

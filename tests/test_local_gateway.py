@@ -96,3 +96,16 @@ def test_the_token_authorizer_is_not_invoked_for_a_value_that_is_not_bearer_and_
     assert runner.invoked == []
     assert client.get("/hello", headers={"Authorization": f"bearer  {api_key}"}).status_code == 200
     assert runner.invoked == ["AuthorizerFunction", "DemoFunction"]
+
+
+@pytest.mark.parametrize(
+    ("request_text", "line"),
+    [
+        ("GET /orders/caf\u00e9", "GET /orders/caf\u00e9"),  # printable text is kept as it is
+        ("GET /a\nGET /b: 200", "GET /a\\nGET /b: 200"),  # a decoded %0A cannot start a line of its own
+        ("GET /a\r\x1b[2K\x00", "GET /a\\r\\x1b[2K\\x00"),  # nor return over one, or send a terminal escape
+        ("GET /" + "a" * 300, "GET /" + "a" * 251),  # at most 256 characters of it
+    ],
+)
+def test_a_refusal_line_shows_the_request_escaped_on_one_line(request_text, line):
+    assert gateway._printable(request_text) == line

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from keygate_local import runtime as runtime_module
 from keygate_local.runtime import MAX_WORKERS_PER_FUNCTION, WorkerRuntime
 
 HANDLERS = """
@@ -31,6 +32,12 @@ HANDLERS = """
 
     def fail(event, context):
         raise ValueError("no such thing")
+
+    def refuse(event, context):
+        raise Exception("Unauthorized")  # an authorizer's refusal, in API Gateway's contract
+
+    def whence(event, context):
+        return {"worker": sys.modules["__main__"].__file__, "path": sys.path}
 
     def slow(event, context):
         time.sleep(event["seconds"])
@@ -118,9 +125,30 @@ def test_decimals_are_answered_as_numbers_as_on_lambda(runtime, code):
     }
 
 
-def test_an_unexpected_failure_frees_the_workers_slot(runtime, code, monkeypatch):
-    from keygate_local import runtime as runtime_module
+def test_the_worker_is_this_checkouts_and_its_package_is_not_on_the_handlers_path(runtime, code):
+    reply = call(runtime, FunctionConfig("Whence", "handlers.whence", code), {})
+    package = Path(runtime_module.__file__).parent
+    assert reply["worker"] == str(package / "worker.py")  # not the one a venv's editable install names
+    assert str(package) not in reply["path"] and code in reply["path"]
 
+
+def test_an_authorizers_refusal_prints_no_traceback_and_any_other_error_does(code, tmp_path):
+    printed = tmp_path / "workers.log"
+    with printed.open("w") as log:
+        runtime = WorkerRuntime(log=log)
+        try:
+            refused = call(runtime, FunctionConfig("Refuse", "handlers.refuse", code), {})
+            after_refusal = printed.read_text()  # the worker prints before it answers
+            failed = call(runtime, FunctionConfig("Fail", "handlers.fail", code), {})
+        finally:
+            runtime.close()
+    assert refused["errorMessage"] == "Unauthorized" and refused["stackTrace"]  # still in the reply
+    assert "Traceback" not in after_refusal
+    assert failed["errorType"] == "ValueError"
+    assert "Traceback" in printed.read_text() and "ValueError: no such thing" in printed.read_text()
+
+
+def test_an_unexpected_failure_frees_the_workers_slot(runtime, code, monkeypatch):
     config = FunctionConfig("Count", "handlers.count", code)
     real_invoke = runtime_module.Worker.invoke
     monkeypatch.setattr(

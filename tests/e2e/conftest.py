@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import boto3
 import pytest
@@ -40,16 +41,18 @@ def start_stack(
     extra_environment: dict[str, str] | None = None,
     options: tuple[str, ...] = (),
     parameters: dict[str, str] | None = None,
+    output: IO | None = None,
 ) -> tuple[subprocess.Popen, dict]:
     """The local stack as `make local` starts it, with the demo APIs (DeployDemo=true), on free ports;
-    ``parameters`` override the template's (and ``options``' --demo-parameters)."""
+    ``parameters`` override the template's (and ``options``' --demo-parameters). What it prints (stderr)
+    goes to ``output``, else to this process's stderr."""
     environment = {name: value for name, value in os.environ.items() if not name.startswith("AWS_ENDPOINT_URL")}
     environment |= {"SAM_CLI_TELEMETRY": "0", "PYTHONUNBUFFERED": "1"} | (extra_environment or {})
     command = [sys.executable, "-m", "keygate_local", "--rest-port", "0", "--http-port", "0", "--lambda-port", "0"]
     overrides = {"DeployDemo": "true"} | (parameters or {})
     command += [*options, "--parameter-overrides", *(f"{name}={value}" for name, value in overrides.items())]
     process = subprocess.Popen(
-        [*command, "--ready-json"], stdout=subprocess.PIPE, stderr=None, cwd=ROOT, env=environment, text=True
+        [*command, "--ready-json"], stdout=subprocess.PIPE, stderr=output, cwd=ROOT, env=environment, text=True
     )
     with selectors.DefaultSelector() as selector:
         selector.register(process.stdout, selectors.EVENT_READ)
