@@ -30,9 +30,10 @@ ACTIONS = {
 }  # fmt: skip
 CHANGES = {"issue", "update", "disable", "enable", "rotate", "revoke", "report-leak"}  # they record an actor
 FIELDS = {
-    "issue": ("name", "owner", "description", "scopes", "apis", "expires_at", "usage_plan_id"),
+    "issue": ("name", "owner", "description", "scopes", "apis", "expires_at", "usage_plan_id", "metadata"),
     "update": (
-        "key_id", "name", "description", "scopes", "apis", "expires_at", "usage_plan_id", "expected_version",
+        "key_id", "name", "description", "scopes", "apis", "expires_at", "usage_plan_id", "metadata",
+        "expected_version",
     ),
     "disable": ("key_id",), "enable": ("key_id",), "rotate": ("key_id", "grace_seconds"),
     "revoke": ("key_id",), "get": ("key_id",), "list": ("owner", "status", "unused_since", "limit", "next_token"),
@@ -86,7 +87,9 @@ def parser() -> argparse.ArgumentParser:
     _key_fields(issue)
 
     update = commands.add_parser(
-        "update", help="change a key's name, description, scopes, APIs or expiry (--scope and --api replace the list)"
+        "update",
+        help="change a key's name, description, scopes, APIs, expiry or metadata (--scope, --api and --meta replace "
+        "the whole list or map)",
     )
     update.add_argument("key_id")
     update.add_argument("--name")
@@ -162,13 +165,36 @@ def _key_fields(command: argparse.ArgumentParser, clearable: bool = False) -> No
     plan.add_argument(
         "--usage-plan-id", help="an API Gateway usage plan that meters the key (quota, throttling) on REST APIs"
     )
+    metadata = group()
+    metadata.add_argument(
+        "--meta", action="append", dest="metadata", metavar="NAME=VALUE", type=_entry,
+        help="an entry the backend receives as context meta_NAME (repeat for several; on update, the entries "
+        "given replace the whole map). Not for secrets",
+    )  # fmt: skip
     if clearable:
+        metadata.add_argument(
+            "--no-metadata", action="store_const", const=[], dest="metadata", help="remove every entry"
+        )
         scopes.add_argument("--no-scopes", action="store_const", const=[], dest="scopes", help="remove every scope")
         expiry.add_argument("--no-expiry", action="store_const", const=NO_EXPIRY, dest="expires_at")
         plan.add_argument(
             "--no-usage-plan", action="store_const", const=NO_USAGE_PLAN, dest="usage_plan_id",
             help="take it off its plan",
         )  # fmt: skip
+
+
+def _entry(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals:
+        raise argparse.ArgumentTypeError("must be NAME=VALUE")
+    return name, value
+
+
+def _metadata(entries: list[tuple[str, str]]) -> dict[str, str]:
+    names = [name for name, _ in entries]
+    if repeated := sorted({name for name in names if names.count(name) > 1}):
+        raise UsageError(f"--meta: {', '.join(repeated)} given more than once")
+    return dict(entries)
 
 
 def _instant(text: str) -> str:
@@ -187,6 +213,8 @@ def payload(arguments: argparse.Namespace) -> dict:
         event["expires_at"] = None
     if event.get("usage_plan_id") is NO_USAGE_PLAN:
         event["usage_plan_id"] = None
+    if "metadata" in event:
+        event["metadata"] = _metadata(event["metadata"])
     if arguments.command in ("disable", "enable"):
         event["enabled"] = arguments.command == "enable"
     if arguments.command == "report-leak":

@@ -13,7 +13,8 @@ from tests.conftest import event, invoke
 pytestmark = pytest.mark.dynamodb_local  # the store's every call, on DynamoDB Local too
 
 METADATA_FIELDS = {
-    "key_id", "name", "owner", "description", "scopes", "apis", "status", "created_at", "expires_at", "revoked_at",
+    "key_id", "name", "owner", "description", "scopes", "apis", "metadata", "status", "created_at", "expires_at",
+    "revoked_at",
     "last_used_at", "rotated_at", "previous_key_expires_at", "pepper_version", "usage_plan_id", "usage_key_id",
     "version",
 }  # fmt: skip
@@ -31,6 +32,7 @@ def test_issue_event_file_issues_a_key_shown_once(admin, table_items):
     assert set(answer) == METADATA_FIELDS | {"api_key", "notice"}
     assert answer["api_key"].startswith(f"kg_{answer['key_id']}_")
     assert (answer["name"], answer["owner"], answer["scopes"]) == ("billing-service", "team-billing", ["invoices:read"])
+    assert answer["metadata"] == {"plan": "gold"}
     assert (answer["status"], answer["version"], answer["pepper_version"]) == ("active", 1, "v1")
     assert answer["expires_at"] is None and answer["revoked_at"] is None
     (item,) = table_items()

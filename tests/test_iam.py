@@ -178,6 +178,7 @@ ADMIN_JOBS = {
             "description": "d",
             "scopes": ["s"],
             "apis": ["a/b"],
+            "metadata": {"plan": "gold"},
             "expires_at": _in_a_day(),
             "enabled": False,
         },

@@ -38,6 +38,7 @@ EVERY_FIELD_SET = KeyRecord(
     description="d",
     scopes=("orders:read",),
     apis=("a1b2c3/prod",),
+    metadata=(("plan", "gold"), ("region", "eu")),
     status=Status.DISABLED,
     expires_at=NOW + timedelta(days=9),
     revoked_at=NOW - timedelta(days=1),
@@ -82,6 +83,8 @@ def _other(value: object) -> object:
             return value + 1
         case datetime():
             return value + timedelta(days=1)
+        case ((str(), str()), *_):  # a map's pairs
+            return (*value, ("changed", "value"))
         case tuple():
             return (*value, "changed")
     raise AssertionError(f"no different value for {value!r}: teach _other this kind")
@@ -166,8 +169,8 @@ def test_a_record_is_stored_and_read_back_unchanged(record):
 
 def test_a_field_left_unset_is_not_stored():
     item = to_item(KeyRecord("K" * 16, "$argon2id$h", "v1", "n", "o", NOW))
-    stored = {"key_id", "hash", "pepper_version", "name", "owner", "created_at", "description", "scopes", "status"}
-    assert set(item) == stored | {"version"}
+    stored = {"key_id", "hash", "pepper_version", "name", "owner", "created_at", "description", "scopes", "metadata"}
+    assert set(item) == stored | {"status", "version"}
 
 
 REQUIRED = ["key_id", "hash", "pepper_version", "name", "owner", "created_at", "status", "version"]
@@ -192,7 +195,7 @@ def test_an_item_without_a_required_attribute_is_a_corrupt_record(attribute):
 
 
 def test_an_admin_sees_the_fields_declared_shown_and_nothing_of_the_others():
-    view = EVERY_FIELD_SET.metadata(NOW)
+    view = EVERY_FIELD_SET.view(NOW)
     hidden = [name for name, declared in DECLARED.items() if declared.shown_as is None]
     assert set(view) == {declared.shown_as for declared in DECLARED.values() if declared.shown_as}
     assert sorted(hidden) == [
@@ -206,7 +209,7 @@ def test_the_audit_trail_records_changes_of_the_fields_declared_audited():
     audited = {declared.shown_as for declared in DECLARED.values() if declared.audited}
     assert set(audited_view(EVERY_FIELD_SET, NOW)) == audited
     assert audited == {
-        "name", "owner", "description", "scopes", "apis", "status", "expires_at", "revoked_at", "rotated_at",
-        "previous_key_expires_at", "pepper_version", "usage_plan_id", "usage_key_id",
+        "name", "owner", "description", "scopes", "apis", "metadata", "status", "expires_at", "revoked_at",
+        "rotated_at", "previous_key_expires_at", "pepper_version", "usage_plan_id", "usage_key_id",
     }  # fmt: skip
     assert audited_view(EVERY_FIELD_SET, NOW)["status"] == "disabled"  # as stored: an expiry is not a change

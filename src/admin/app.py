@@ -107,10 +107,11 @@ def issue_key(request: IssueKey) -> dict:
         apis=request.apis,
         expires_at=request.expires_at,
         usage_plan_id=request.usage_plan_id,
+        metadata=request.metadata,
         actor=request.actor,
     )
     logger.info("key issued", extra={"key_id": record.key_id, "owner": record.owner, "actor": request.actor})
-    return {**record.metadata(KEYS.now()), "api_key": new_key.api_key, "notice": SHOWN_ONCE}
+    return {**record.view(KEYS.now()), "api_key": new_key.api_key, "notice": SHOWN_ONCE}
 
 
 @admin_action(UpdateKey)
@@ -130,7 +131,7 @@ def _answer(changed: Changed) -> dict:
         logger.warning("usage plan sync failed", extra={"key_id": key_id, "fault": sync["error"]})
     if flush is not None and flush.failed:
         logger.warning("authorizer cache flush failed", extra={"key_id": key_id, **flush.view()})
-    return changed.record.metadata(KEYS.now()) | changed.reports()
+    return changed.record.view(KEYS.now()) | changed.reports()
 
 
 @admin_action(RotateKey)
@@ -158,7 +159,7 @@ def revoke_key(request: KeyRef) -> dict:
 
 @admin_action(KeyRef)
 def get_key(request: KeyRef) -> dict:
-    return KEYS.get(request.key_id).metadata(KEYS.now())
+    return KEYS.get(request.key_id).view(KEYS.now())
 
 
 @admin_action(ListKeys)
@@ -167,7 +168,7 @@ def list_keys(request: ListKeys) -> dict:
         request.owner, request.status, request.limit, request.next_token, request.unused_since
     )
     now = KEYS.now()
-    return {"keys": [record.metadata(now) for record in records], "next_token": next_token}
+    return {"keys": [record.view(now) for record in records], "next_token": next_token}
 
 
 @admin_action(KeyHistory)

@@ -1,6 +1,7 @@
 """The admin events, validated by powertools' parser: unknown fields, wrong types, bad dates and
 oversized strings are refused with the field named, before anything is written."""
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
@@ -75,6 +76,20 @@ def _some_api(apis: list[str] | None) -> list[str] | None:
     return apis
 
 
+METADATA_NAME = r"^[A-Za-z][A-Za-z0-9_]{0,31}$"
+METADATA_BYTES = 2048
+
+
+def _small(metadata: dict[str, str] | None) -> dict[str, str] | None:
+    compact = json.dumps(metadata, separators=(",", ":"), ensure_ascii=False)
+    if metadata is not None and len(compact.encode()) > METADATA_BYTES:
+        raise ValueError(f"must be at most {METADATA_BYTES} bytes in all, as compact JSON")
+    return metadata
+
+
+MetadataName = Annotated[StrictStr, _matching(METADATA_NAME, "a name: a letter, then up to 31 letters, digits or _")]
+MetadataValue = Annotated[StrictStr, Field(max_length=256, pattern=_PRINTABLE)]
+Metadata = Annotated[dict[MetadataName, MetadataValue], Field(max_length=16), AfterValidator(_small)]
 Scopes = Annotated[list[Scope], Field(max_length=50), AfterValidator(_distinct)]
 Apis = Annotated[list[ApiPattern], Field(max_length=50), AfterValidator(_distinct), AfterValidator(_some_api)]
 
@@ -93,6 +108,7 @@ class IssueKey(AdminEvent):
     apis: Apis | None = None
     expires_at: datetime | None = None
     usage_plan_id: UsagePlanId | None = None
+    metadata: Metadata = {}  # forwarded to the backend as meta_<name>; not a place for secrets
 
     @field_validator("expires_at", mode="before")
     @classmethod
@@ -112,6 +128,7 @@ class UpdateKey(AdminEvent):
     expires_at: datetime | None = None
     enabled: StrictBool = None
     usage_plan_id: UsagePlanId | None = None
+    metadata: Metadata = None  # replaces the whole map; {} clears it
     expected_version: Annotated[StrictInt, Field(ge=1)] | None = None
 
     @field_validator("expires_at", mode="before")

@@ -1,6 +1,6 @@
 """The audit trail: one record per change of a key, written in the same transaction as the change, with
 the fields it changed, old and new. Never a key, a secret, a hash or a pepper: only the admin view of a
-key (``KeyRecord.metadata``) is compared, and it holds none of them."""
+key (``KeyRecord.view``) is compared, and it holds none of them."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -53,5 +53,5 @@ def changes(before: KeyRecord | None, after: KeyRecord, now: datetime) -> dict[s
 
 def audited_view(record: KeyRecord, now: datetime) -> dict:
     """What an audit record's changes describe of a key: its admin view, with the stored status."""
-    view = {name: value for name, value in record.metadata(now).items() if name in _AUDITED}
+    view = {name: value for name, value in record.view(now).items() if name in _AUDITED}
     return view | {"status": record.status.value}  # the stored status: expiry is not a change

@@ -16,7 +16,7 @@ from keygate.authorize import explained
 from keygate.authorizer_cache import AuthorizerCache, FlushReport
 from keygate.config import Config
 from keygate.hashing import Hasher, PepperRing
-from keygate.records import UPDATABLE, KeyRecord, State, Status
+from keygate.records import UPDATABLE, KeyRecord, State, Status, as_pairs
 from keygate.store import ConcurrentChange, KeyNotFound, KeyStore
 from keygate.usage_plans import UsagePlans
 
@@ -111,6 +111,7 @@ class KeyLifecycle:
         apis: Sequence[str] | None = None,
         expires_at: datetime | None = None,
         usage_plan_id: str | None = None,
+        metadata: dict[str, str] | None = None,
         actor: str = audit.UNSPECIFIED_ACTOR,
     ) -> tuple[keys.NewKey, KeyRecord]:
         """A new active key. The plaintext is in the returned NewKey only; the record holds its hash.
@@ -135,6 +136,7 @@ class KeyLifecycle:
                 description=description,
                 scopes=tuple(scopes),
                 apis=tuple(apis) if apis is not None else self.config.default_key_apis,
+                metadata=as_pairs(metadata or {}),
                 created_at=now,
                 expires_at=expires_at,
                 purge_at=self._purge_after(expires_at),
@@ -167,9 +169,7 @@ class KeyLifecycle:
             if record.status is Status.REVOKED:
                 raise KeyRevoked(f"key {key_id!r} is revoked: it cannot be changed")
             fields = {
-                name: tuple(value) if isinstance(value, list) else value
-                for name, value in vars(update).items()
-                if value is not UNSET and name != "enabled"
+                name: _held(value) for name, value in vars(update).items() if value is not UNSET and name != "enabled"
             }
             if update.enabled is not UNSET:
                 fields["status"] = Status.ACTIVE if update.enabled else Status.DISABLED
@@ -375,6 +375,15 @@ class KeyLifecycle:
 
     def now(self) -> datetime:
         return self._clock()
+
+
+def _held(value: object) -> object:
+    """An update's value as the record holds it: a list as a tuple, a map as sorted pairs."""
+    if isinstance(value, list):
+        return tuple(value)
+    if isinstance(value, dict):
+        return as_pairs(value)
+    return value
 
 
 def _narrows(before: KeyRecord, after: KeyRecord) -> bool:

@@ -19,12 +19,14 @@ CONNECT = "$connect"  # the WebSocket route an authorizer guards
 def auth_context(record: KeyRecord, matched_scopes: Sequence[str] = ()) -> dict[str, str]:
     """What the protected integration sees as the authorizer context. Scopes are space-separated,
     as OAuth's ``scope`` is, because REST API context values must be strings, numbers or booleans:
-    ``scopes`` the key's, ``matched_scopes`` those that satisfied RouteScopes for this route."""
+    ``scopes`` the key's, ``matched_scopes`` those that satisfied RouteScopes for this route, and each entry
+    of the key's metadata as ``meta_<name>``, the prefix keeping an admin's names apart from keygate's."""
     return {
         "key_id": record.key_id,
         "owner": record.owner,
         "scopes": " ".join(record.scopes),
         "matched_scopes": " ".join(matched_scopes),
+        **{f"meta_{name}": value for name, value in record.metadata},
     }
 
 

@@ -86,6 +86,20 @@ EPOCH = Codec(
     lambda moment: int(moment.timestamp()), lambda stored: datetime.fromtimestamp(int(stored), UTC), format_time
 )
 STRINGS = Codec(list, _strings, list)
+
+
+def _pairs(value: object) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise TypeError("expected a map of strings")
+    return as_pairs(value)
+
+
+def as_pairs(mapping: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """A map as the record holds it: its entries sorted by name, immutable."""
+    return tuple(sorted(mapping.items()))
+
+
+PAIRS = Codec(dict, _pairs, dict)  # a map of strings (DynamoDB's M), held as sorted pairs
 STATUS = Codec(lambda status: status.value, Status, lambda status: status.value)
 
 
@@ -140,6 +154,8 @@ class KeyRecord:
     scopes: tuple[str, ...] = _declared(codec=STRINGS, updatable=True, default=())
     # API_ID/STAGE patterns the key may be used on; None: every API
     apis: tuple[str, ...] | None = _declared(codec=STRINGS, updatable=True, default=None)
+    # names and values an admin chose, forwarded to the backend as context meta_<name>; never a secret
+    metadata: tuple[tuple[str, str], ...] = _declared(codec=PAIRS, updatable=True, default=())
     # shown as the key's state (expired, for a live key past its expiry); an update sets it as ``enabled``
     status: Status = _declared(
         codec=STATUS, writers={Writer.UPDATE, Writer.REVOKE}, required=True, default=Status.ACTIVE
@@ -195,7 +211,7 @@ class KeyRecord:
     def state(self, now: datetime) -> State:
         return state_of(self.status, self.expires_at, now)
 
-    def metadata(self, now: datetime) -> dict:
+    def view(self, now: datetime) -> dict:
         """The admin view of the key: every field declared shown, times as ISO-8601 strings."""
         view = {
             declared.shown_as: declared.codec.show(value) if value is not None else None
