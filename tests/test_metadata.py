@@ -135,3 +135,13 @@ def test_the_admin_functions_log_no_metadata_value(issued, admin, capsys):
     logged = capsys.readouterr().out
     assert "key issued" in logged and "key updated" in logged and "admin request refused" in logged
     assert "issued-value" not in logged and "updated-value" not in logged and "x" * 300 not in logged
+
+
+def test_new_metadata_flushes_api_gateway_s_cached_answers_and_the_same_again_does_not(issued, load, flushes):
+    key = issued(metadata={"plan": "gold"})
+    update = load("UpdateKeyFunction", AUTHORIZER_CACHE_TTL="300", CACHED_STAGES="rest:a1b2c3d4e5/prod")
+    changed = invoke(update, {"key_id": key["key_id"], "metadata": {"plan": "silver"}})
+    assert [operation for operation, _ in flushes] == ["FlushStageAuthorizersCache"]
+    assert changed["authorizer_cache"]["flushed"] == ["rest:a1b2c3d4e5/prod"]
+    again = invoke(update, {"key_id": key["key_id"], "metadata": {"plan": "silver"}})
+    assert len(flushes) == 1 and "authorizer_cache" not in again

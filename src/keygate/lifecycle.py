@@ -195,7 +195,9 @@ class KeyLifecycle:
         asks_to_narrow = update.enabled is False or any(
             getattr(update, name) is not UNSET for name in _NARROWING if name != "status"
         )
-        flush = _narrows(before, after) or (asks_to_narrow and self._lost_access_lately(before))
+        # New metadata is flushed too: a cached answer would go on forwarding the old to the backend.
+        flush = _narrows(before, after) or before.metadata != after.metadata
+        flush = flush or (asks_to_narrow and self._lost_access_lately(before))
         flushed = self._cache.flush() if flush else None  # before the sync, whose API Gateway calls may be slow
         return Changed(after, self._sync(after), flushed)
 
