@@ -381,12 +381,17 @@ def test_rest_event_with_a_broken_method_arn_is_refused_even_with_a_valid_key(is
 # --- observability ---
 
 
-def test_each_decision_is_counted_by_reason_in_emf_metrics(issued, authorizer, capsys):
+def test_each_decision_is_counted_by_reason_in_emf_metrics_and_each_secret_checked_by_how(issued, authorizer, capsys):
     key = issued()
     capsys.readouterr()
-    decide(authorizer, shaped("http-api", authorization=f"Bearer {key['api_key']}"))
-    decide(authorizer, shaped("http-api", authorization=f"Bearer {wrong_secret(key['api_key'])}"))
+    for api_key in (key["api_key"], key["api_key"], wrong_secret(key["api_key"]), "kg_nonsense"):
+        decide(authorizer, shaped("http-api", authorization=f"Bearer {api_key}"))
     emf = [r for r in log_records(capsys.readouterr().out) if "_aws" in r]
-    names = [metric["Name"] for r in emf for metric in r["_aws"]["CloudWatchMetrics"][0]["Metrics"]]
-    assert names == ["Allowed", "WrongSecret"]
+    names = [[metric["Name"] for metric in r["_aws"]["CloudWatchMetrics"][0]["Metrics"]] for r in emf]
+    assert names == [
+        ["Allowed", "VerifiedByArgon2"],
+        ["Allowed", "VerifiedFromCache"],
+        ["WrongSecret", "VerifiedByArgon2"],
+        ["MalformedKey"],  # no secret was checked
+    ]
     assert all(r["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "keygate" for r in emf)
