@@ -3,9 +3,10 @@ leaked one, and flush the authorizer cache, by invoking the admin functions.
 
 Against the local stack (``--endpoint-url``, printed by ``make local``) the functions are called by
 their template names; against a deployed stack (``--stack-name``) by the names in its outputs.
-Prints the function's JSON answer. Exit codes: 0 done; 1 the function refused the request (its error on
-stderr); 2 a usage error (a missing or contradictory option, a wrong endpoint); 3 a fault (AWS or the
-function failed); 4 `history --verify` found the trail does not match its copy.
+Prints the function's answer as JSON, or with ``--output table`` as text tables for people. Exit codes:
+0 done; 1 the function refused the request (its error on stderr); 2 a usage error (a missing or
+contradictory option, a wrong endpoint); 3 a fault (AWS or the function failed); 4 `history --verify`
+found the trail does not match its copy.
 Every change is recorded with who asked: ``--actor``, else your AWS identity (STS GetCallerIdentity),
 else, on a local stack, your user name.
 """
@@ -20,6 +21,8 @@ import sys
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
+
+from keygate_cli import tables
 
 # verb -> the admin function it invokes (template logical id, without "Function")
 ACTIONS = {
@@ -42,6 +45,7 @@ FIELDS = {
 }  # fmt: skip
 PEPPER_STATUS_PAGES = 1000  # a bound on the pages pepper-status follows (1000 keys each)
 EXIT_REFUSED, EXIT_USAGE, EXIT_FAULT, EXIT_UNVERIFIED = 1, 2, 3, 4  # EXIT_USAGE is argparse's own too
+OUTPUTS = ("json", "table")  # as the AWS CLI's --output: JSON for scripts (the default), tables for people
 NO_EXPIRY = object()
 NO_USAGE_PLAN = object()
 
@@ -64,6 +68,10 @@ def _endpoint(text: str) -> str:
 
 def parser() -> argparse.ArgumentParser:
     cli = argparse.ArgumentParser(prog="keygate", description=" ".join(__doc__.split("\n\n")[0].split()))
+    cli.add_argument(
+        "--output", choices=OUTPUTS, default=os.environ.get("KEYGATE_OUTPUT") or "json",
+        help="json (the default, for scripts) or table (for people) [env KEYGATE_OUTPUT]",
+    )  # fmt: skip
     target = cli.add_argument_group("target (default: the deployed stack named in KEYGATE_STACK_NAME, else 'keygate')")
     target.add_argument(
         "--endpoint-url",
@@ -327,7 +335,10 @@ def _pepper_status(client, name: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    arguments = parser().parse_args(argv)
+    cli = parser()
+    arguments = cli.parse_args(argv)
+    if arguments.output not in OUTPUTS:  # argparse checks choices on the command line, not in a default
+        cli.error(f"KEYGATE_OUTPUT: invalid choice: {arguments.output!r} (choose from {', '.join(OUTPUTS)})")
     try:
         answer = invoke(arguments)
     except UsageError as mistake:
@@ -336,10 +347,11 @@ def main(argv: list[str] | None = None) -> int:
     except Fault as fault:
         print(f"keygate: {fault}", file=sys.stderr)
         return EXIT_FAULT
+    table = arguments.output == "table"
     if isinstance(answer, dict) and "error" in answer:
-        print(json.dumps(answer, indent=2), file=sys.stderr)
+        print(tables.refusal(answer) if table else json.dumps(answer, indent=2), file=sys.stderr)
         return EXIT_REFUSED
-    print(json.dumps(answer, indent=2))
+    print(tables.render(arguments.command, answer) if table else json.dumps(answer, indent=2))
     verification = answer.get("verification", {}) if isinstance(answer, dict) else {}
     return EXIT_UNVERIFIED if verification.get("verified") is False else 0
 

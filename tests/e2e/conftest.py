@@ -182,7 +182,8 @@ KEYGATE = str(Path(sys.executable).parent / "keygate")  # the console script pip
 
 
 def keygate(local_stack, *arguments: str, endpoint: str | None = None, stdin: str = "") -> subprocess.CompletedProcess:
-    command = [KEYGATE, "--endpoint-url", endpoint or local_stack.lambda_endpoint, *arguments]
+    """The CLI against the stack, answering JSON whatever KEYGATE_OUTPUT says (a later --output wins)."""
+    command = [KEYGATE, "--endpoint-url", endpoint or local_stack.lambda_endpoint, "--output", "json", *arguments]
     return subprocess.run(command, capture_output=True, text=True, timeout=60, input=stdin)
 
 

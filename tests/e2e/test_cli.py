@@ -37,6 +37,18 @@ def test_a_refused_request_exits_1_with_the_error_on_stderr(local_stack):
     assert unknown.returncode == 1 and json.loads(unknown.stderr)["error"]["type"] == "KeyNotFound"
 
 
+def test_a_table_lists_a_key_just_issued_in_its_row(local_stack):
+    key = json.loads(keygate(local_stack, "issue", "--name", "tabled", "--owner", "team-table", "--scope", "a").stdout)
+    done = keygate(local_stack, "--output", "table", "list", "--owner", "team-table")
+    assert done.returncode == 0, done.stderr
+    header, rule, *rows = done.stdout.splitlines()
+    assert header.split() == ["key_id", "name", "owner", "status", "scopes", "expires_at", "last_used_at"]
+    assert [row.split() for row in rows if row.startswith(key["key_id"])] == [
+        [key["key_id"], "tabled", "team-table", "active", "a", "-", "-"]
+    ]
+    assert key["api_key"] not in done.stdout
+
+
 def test_an_unreachable_endpoint_exits_3_with_a_clear_message(local_stack):
     done = keygate(local_stack, "get", "A" * 16, endpoint=f"http://127.0.0.1:{free_port()}")
     assert done.returncode == 3
