@@ -111,7 +111,7 @@ def parser() -> argparse.ArgumentParser:
 
     for name, text in (
         ("disable", "refuse a key until it is enabled again"), ("enable", "let a disabled key in again"),
-        ("revoke", "revoke a key for good (harmless if revoked already)"), ("get", "show a key's metadata"),
+        ("revoke", "revoke a key for good (harmless if revoked already)"), ("get", "show a key, never its secret"),
     ):  # fmt: skip
         commands.add_parser(name, help=text).add_argument("key_id")
 

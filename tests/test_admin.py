@@ -12,7 +12,7 @@ from tests.conftest import event, invoke
 
 pytestmark = pytest.mark.dynamodb_local  # the store's every call, on DynamoDB Local too
 
-METADATA_FIELDS = {
+VIEW_FIELDS = {
     "key_id", "name", "owner", "description", "scopes", "apis", "metadata", "status", "created_at", "expires_at",
     "revoked_at",
     "last_used_at", "rotated_at", "previous_key_expires_at", "pepper_version", "usage_plan_id", "usage_key_id",
@@ -29,7 +29,7 @@ def _future(**delta) -> str:
 
 def test_issue_event_file_issues_a_key_shown_once(admin, table_items):
     answer = invoke(admin["IssueKey"], event("issue-key.json"))
-    assert set(answer) == METADATA_FIELDS | {"api_key", "notice"}
+    assert set(answer) == VIEW_FIELDS | {"api_key", "notice"}
     assert answer["api_key"].startswith(f"kg_{answer['key_id']}_")
     assert (answer["name"], answer["owner"], answer["scopes"]) == ("billing-service", "team-billing", ["invoices:read"])
     assert answer["metadata"] == {"plan": "gold"}
@@ -209,8 +209,8 @@ def test_revoke_with_no_retention_leaves_no_purge_date(issued, load, table_items
 def test_get_event_file_shows_metadata_and_never_the_hash(issued, admin):
     key = issued(description="d", scopes=["a"])
     answer = invoke(admin["GetKey"], event("get-key.json", key_id=key["key_id"]))
-    assert set(answer) == METADATA_FIELDS
-    assert answer == {field: key[field] for field in METADATA_FIELDS}
+    assert set(answer) == VIEW_FIELDS
+    assert answer == {field: key[field] for field in VIEW_FIELDS}
     assert "$argon2" not in repr(answer)
 
 
@@ -245,7 +245,7 @@ def test_list_event_file_lists_the_owners_keys(admin):
     invoke(admin["IssueKey"], {"name": "other", "owner": "team-other"})
     answer = invoke(admin["ListKeys"], event("list-keys.json"))
     assert sorted(key["key_id"] for key in answer["keys"]) == sorted(key["key_id"] for key in issued)
-    assert all(set(key) == METADATA_FIELDS for key in answer["keys"])
+    assert all(set(key) == VIEW_FIELDS for key in answer["keys"])
 
 
 def test_list_by_owner_pages_through_every_key_once_newest_first(issued, admin, monkeypatch):

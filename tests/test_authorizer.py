@@ -389,9 +389,9 @@ def test_each_decision_is_counted_by_reason_in_emf_metrics_and_each_secret_check
     emf = [r for r in log_records(capsys.readouterr().out) if "_aws" in r]
     names = [[metric["Name"] for metric in r["_aws"]["CloudWatchMetrics"][0]["Metrics"]] for r in emf]
     assert names == [
-        ["Allowed", "VerifiedByArgon2"],
-        ["Allowed", "VerifiedFromCache"],
-        ["WrongSecret", "VerifiedByArgon2"],
+        ["Allowed", "VerifiedKeyCacheMiss"],
+        ["Allowed", "VerifiedKeyCacheHit"],
+        ["WrongSecret", "VerifiedKeyCacheMiss"],
         ["MalformedKey"],  # no secret was checked
     ]
     assert all(r["_aws"]["CloudWatchMetrics"][0]["Namespace"] == "keygate" for r in emf)

@@ -10,8 +10,12 @@ from keygate import config, service
 from keygate.authorize import Decision, Reason
 from keygate.routes import RequestRoute
 
-# How a secret was checked, as the metric counting it: a hit of the verified-key cache, or Argon2.
-VERIFIED_BY = {"cache": "VerifiedFromCache", "argon2": "VerifiedByArgon2"}
+# How a presented secret was checked, as the metric counting it: the verified-key cache knew the answer (a
+# match or a refusal), or Argon2 worked it out. Their ratio is the cache's hit ratio, on the operators' dashboard.
+VERIFIED_BY = {"cache": "VerifiedKeyCacheHit", "argon2": "VerifiedKeyCacheMiss"}
+# The one line per decision, by these messages: the operators' Contributor Insights rules and saved queries
+# count requests by them (the re-hash and last_used_at lines carry the same fields, and must not count twice).
+ALLOWED, REFUSED, FAILED_CLOSED = "key allowed", "key refused", "authorization failed closed"
 logger = Logger()
 metrics = Metrics()
 KEYS = service.from_config(config.load())
@@ -40,7 +44,7 @@ def handler(event: dict, context: LambdaContext) -> dict:
 
 def _record(decision: Decision, route: RequestRoute | None) -> None:
     metrics.add_metric(name=decision.reason, unit=MetricUnit.Count, value=1)
-    if decision.verified_by is not None:  # the verified-key cache's hit ratio, on the operators' dashboard
+    if decision.verified_by is not None:
         metrics.add_metric(name=VERIFIED_BY[decision.verified_by], unit=MetricUnit.Count, value=1)
     details = {"reason": decision.reason.value, "key_id": decision.key_id, "verified_by": decision.verified_by}
     if decision.record is not None:
@@ -56,11 +60,11 @@ def _record(decision: Decision, route: RequestRoute | None) -> None:
     if decision.last_used is not None:
         logger.warning("last_used_at not written; the decision stands", extra={**details, "fault": decision.last_used})
     if decision.reason is Reason.FAULT:
-        logger.error("authorization failed closed", extra={**details, "fault": decision.fault})
+        logger.error(FAILED_CLOSED, extra={**details, "fault": decision.fault})
     elif decision.allowed:
-        logger.info("key allowed", extra=details)
+        logger.info(ALLOWED, extra=details)
     else:
-        logger.info("key refused", extra=details)
+        logger.info(REFUSED, extra=details)
 
 
 # The X-Ray SDK behind powertools' Tracer costs ~0.1 s of every cold start, so the authorizer loads it
