@@ -125,6 +125,7 @@ RESOURCES_ONLY = {
     "AuthorizerTraceSubsegments": "a condition that sets POWERTOOLS_TRACE_DISABLED to a constant",
     "AlarmEmail": "the alarm topic's subscription",
     "DeployDemo": "a condition of the demo resources",
+    "DeployOperatorViews": "a condition of the dashboard, the Contributor Insights rules and the saved queries",
 }
 NUMBERS = [name for name in TABLE if PARAMETERS[name]["Type"] == "Number"]
 PATTERNS = [name for name in TABLE if "AllowedPattern" in PARAMETERS[name]]

@@ -78,7 +78,10 @@ def test_every_function_handler_imports(stack, load):
 
 
 def test_every_output_and_reference_names_something_in_the_template(template):
-    pseudo = {"AWS::Region", "AWS::URLSuffix", "AWS::NoValue", "AWS::Partition", "AWS::AccountId", "AWS::StackName"}
+    pseudo = {
+        "AWS::Region", "AWS::URLSuffix", "AWS::NoValue", "AWS::Partition", "AWS::AccountId", "AWS::StackName",
+        "AWS::StackId",
+    }  # fmt: skip
     sam_roles = {f"{function}Role" for function in Stack(template).functions()}  # SAM makes one per function
     sam_apis = {name for name, spec in template["Resources"].items() if spec["Type"] == "AWS::Serverless::Api"}
     sam_stages = {f"{api}.Stage" for api in sam_apis}  # SAM's reference to an API's stage

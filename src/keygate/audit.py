@@ -53,5 +53,6 @@ def changes(before: KeyRecord | None, after: KeyRecord, now: datetime) -> dict[s
 
 def audited_view(record: KeyRecord, now: datetime) -> dict:
     """What an audit record's changes describe of a key: its admin view, with the stored status."""
-    view = {name: value for name, value in record.view(now).items() if name in _AUDITED}
+    # An empty map is recorded as null: never an empty map in a record (DynamoDB Local's stream drops its type).
+    view = {name: value if value != {} else None for name, value in record.view(now).items() if name in _AUDITED}
     return view | {"status": record.status.value}  # the stored status: expiry is not a change

@@ -99,7 +99,8 @@ def as_pairs(mapping: dict[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(mapping.items()))
 
 
-PAIRS = Codec(dict, _pairs, dict)  # a map of strings (DynamoDB's M), held as sorted pairs
+# A map of strings (DynamoDB's M), held as sorted pairs; an empty one is not stored (absent reads as empty).
+PAIRS = Codec(lambda pairs: dict(pairs) or None, _pairs, dict)
 STATUS = Codec(lambda status: status.value, Status, lambda status: status.value)
 
 

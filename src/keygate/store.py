@@ -63,11 +63,13 @@ def _refuse_damaged(http_response, **_) -> None:
 
 
 def to_item(record: KeyRecord) -> dict:
-    """The key's item: each field as its declaration stores it, a field that is None left out."""
+    """The key's item: each field as its declaration stores it; a field that is None, or that its codec
+    stores as nothing (an empty map), left out."""
     item = {}
     for name, declared in DECLARED.items():
-        if (value := getattr(record, name)) is not None:
-            item[declared.attribute] = declared.codec.store(value)
+        value = getattr(record, name)
+        if value is not None and (stored := declared.codec.store(value)) is not None:
+            item[declared.attribute] = stored
     return _serialized(item)
 
 
