@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
 TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -235,6 +236,7 @@ DECLARED = _declarations()  # field name -> its declaration, in the record's ord
 UPDATABLE = tuple(name for name, declared in DECLARED.items() if declared.updatable)
 
 
+@cache  # asked at every write; the declarations never change
 def written_by(writer: Writer) -> frozenset[str]:
     """The stored attributes that ``writer`` may change."""
     return frozenset(declared.attribute for declared in DECLARED.values() if writer in declared.writers)
