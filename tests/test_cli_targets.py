@@ -131,3 +131,16 @@ def test_the_help_describes_the_command_in_whole_sentences(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "by invoking the admin functions." in " ".join(capsys.readouterr().out.split())
+
+
+def test_pepper_status_sums_pages_and_reads_a_function_from_before_grace_secrets(monkeypatch, capsys):
+    pages = iter([
+        {"versions": {"v1": {"active": 2}}, "grace_secrets": {"v1": {"active": 1}}, "next_token": "t"},
+        {"versions": {"v1": {"active": 1}, "v2": {"active": 3}}, "next_token": None},  # a 0.16 function's page
+    ])  # fmt: skip
+    monkeypatch.setattr("keygate_cli.cli._call", lambda client, name, event: next(pages))
+    assert main(["--endpoint-url", "http://127.0.0.1:3002", "pepper-status"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "versions": {"v1": {"active": 3}, "v2": {"active": 3}},
+        "grace_secrets": {"v1": {"active": 1}},
+    }
