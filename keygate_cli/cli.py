@@ -33,7 +33,7 @@ ACTIONS = {
 }  # fmt: skip
 CHANGES = {"issue", "update", "disable", "enable", "rotate", "revoke", "report-leak"}  # they record an actor
 FIELDS = {
-    "issue": ("name", "owner", "description", "scopes", "apis", "expires_at", "usage_plan_id", "metadata"),
+    "issue": ("name", "owner", "description", "scopes", "apis", "expires_at", "usage_plan_id", "quota_per", "metadata"),
     "update": (
         "key_id", "name", "description", "scopes", "apis", "expires_at", "usage_plan_id", "metadata",
         "expected_version",
@@ -173,6 +173,12 @@ def _key_fields(command: argparse.ArgumentParser, clearable: bool = False) -> No
     plan.add_argument(
         "--usage-plan-id", help="an API Gateway usage plan that meters the key (quota, throttling) on REST APIs"
     )
+    if not clearable:  # chosen at issue, for the key's life
+        command.add_argument(
+            "--quota-per", choices=("key", "owner"),
+            help="with --usage-plan-id: whose quota the key counts against, its own (default) or its owner's, "
+            "shared by the owner's live keys on the plan",
+        )  # fmt: skip
     metadata = group()
     metadata.add_argument(
         "--meta", action="append", dest="metadata", metavar="NAME=VALUE", type=_entry,

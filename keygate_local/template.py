@@ -234,10 +234,11 @@ class Stack:
         if "LatestStreamArn" in table:
             self.stream_arns[logical_id] = table["LatestStreamArn"]
         wait_for_table(dynamodb, name)
-        ttl = properties["TimeToLiveSpecification"]
-        dynamodb.update_time_to_live(
-            TableName=name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": ttl["Enabled"]}
-        )
+        if ttl := properties.get("TimeToLiveSpecification"):
+            dynamodb.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": ttl["Enabled"]},
+            )
         recovery = properties["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"]
         try:
             dynamodb.update_continuous_backups(

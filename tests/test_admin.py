@@ -15,8 +15,8 @@ pytestmark = pytest.mark.dynamodb_local  # the store's every call, on DynamoDB L
 VIEW_FIELDS = {
     "key_id", "name", "owner", "description", "scopes", "apis", "metadata", "status", "created_at", "expires_at",
     "revoked_at",
-    "last_used_at", "rotated_at", "previous_key_expires_at", "pepper_version", "usage_plan_id", "usage_key_id",
-    "version",
+    "last_used_at", "rotated_at", "previous_key_expires_at", "pepper_version", "usage_plan_id", "quota_per",
+    "usage_key_id", "version",
 }  # fmt: skip
 
 
@@ -168,12 +168,12 @@ def test_a_revoke_that_loses_a_race_reads_again_and_keeps_the_other_change(issue
     real_update = store.update
     raced = []
 
-    def update_after_another_writer(before, after, audit):
+    def update_after_another_writer(before, after, audit, along=()):
         if not raced:  # another admin changes the key between our read and our write
             raced.append(True)
             update = inspect.unwrap(admin["RevokeKey"]).__globals__["Update"]  # the container's own, as loaded
             service.update(before.key_id, update(description="changed meanwhile"), actor="someone else")
-        return real_update(before, after, audit)
+        return real_update(before, after, audit, along)
 
     monkeypatch.setattr(store, "update", update_after_another_writer)
     answer = invoke(admin["RevokeKey"], {"key_id": key["key_id"]})

@@ -69,6 +69,18 @@ def test_the_payload_holds_only_what_was_given():
     assert payload(bound)["apis"] == ["a1b2c3d4e5/prod", "*/dev"]
     assert payload(arguments("list", "--limit", "3")) == {"limit": 3}
     assert payload(arguments("revoke", "K" * 16)) == {"key_id": "K" * 16}
+    shared = arguments("issue", "--name", "n", "--owner", "o", "--usage-plan-id", "p1", "--quota-per", "owner")
+    assert payload(shared) == {"name": "n", "owner": "o", "usage_plan_id": "p1", "quota_per": "owner"}
+
+
+def test_quota_per_is_an_issue_option_only_and_names_its_choices(capsys):
+    for argv in (
+        ["update", "K" * 16, "--quota-per", "owner"],
+        ["issue", "--name", "n", "--owner", "o", "--quota-per", "team"],
+    ):
+        with pytest.raises(SystemExit) as exited:
+            arguments(*argv)
+        assert exited.value.code == EXIT_USAGE and "--quota-per" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -165,13 +165,15 @@ def _in_a_day() -> str:
 NEVER_ISSUED = "A" * 16
 CACHED = {"AUTHORIZER_CACHE_TTL": "300", "CACHED_STAGES": "rest:a1b2c3d4e5/prod,http:f6g7h8i9j0/$default"}
 # Each admin function, with the requests that exercise every AWS call and attribute it can touch (given
-# a key on a first usage plan, a second plan, and a key on no plan).
+# a key on a first usage plan, a second plan, a key on no plan, and a key sharing its owner's quota on the
+# first plan).
 ADMIN_JOBS = {
-    "IssueKeyFunction": lambda key_id, plan, plain: [
+    "IssueKeyFunction": lambda key_id, plan, plain, shared: [
         {"name": "n", "owner": "o"},
         {"name": "n", "owner": "o", "usage_plan_id": plan},
+        {"name": "n", "owner": "o", "usage_plan_id": plan, "quota_per": "owner"},  # the owner's first: made
     ],
-    "UpdateKeyFunction": lambda key_id, plan, plain: [
+    "UpdateKeyFunction": lambda key_id, plan, plain, shared: [
         {
             "key_id": key_id,
             "name": "m",
@@ -185,28 +187,34 @@ ADMIN_JOBS = {
         {"key_id": key_id, "expires_at": None, "enabled": True, "usage_plan_id": plan},  # onto another plan
         {"key_id": key_id, "usage_plan_id": None},
         {"key_id": plain, "usage_plan_id": plan},  # a key's first plan: its API Gateway key is made
+        {"key_id": shared, "enabled": False},  # off its owner's live keys
+        {"key_id": shared, "enabled": True},  # back on
+        {"key_id": shared, "usage_plan_id": plan},  # to its owner's shared key on another plan, made
     ],  # fmt: skip
-    "RotateKeyFunction": lambda key_id, plan, plain: [
+    "RotateKeyFunction": lambda key_id, plan, plain, shared: [
         {"key_id": key_id, "grace_seconds": 60},
         {"key_id": key_id, "grace_seconds": 0},
     ],
-    "RevokeKeyFunction": lambda key_id, plan, plain: [{"key_id": key_id}],
-    "GetKeyFunction": lambda key_id, plan, plain: [{"key_id": key_id}],
-    "ListKeysFunction": lambda key_id, plan, plain: [{"owner": "team-test"}, {"unused_since": "2026-01-01T00:00:00Z"}],
-    "KeyHistoryFunction": lambda key_id, plan, plain: [
+    "RevokeKeyFunction": lambda key_id, plan, plain, shared: [{"key_id": key_id}, {"key_id": shared}],
+    "GetKeyFunction": lambda key_id, plan, plain, shared: [{"key_id": key_id}],
+    "ListKeysFunction": lambda key_id, plan, plain, shared: [
+        {"owner": "team-test"},
+        {"unused_since": "2026-01-01T00:00:00Z"},
+    ],
+    "KeyHistoryFunction": lambda key_id, plan, plain, shared: [
         {"key_id": key_id},
         {"key_id": NEVER_ISSUED},  # then a GetItem
         {"key_id": key_id, "verify": True},  # the whole trail, and its copy
     ],
-    "PepperStatusFunction": lambda key_id, plan, plain: [{}],
-    "FlushAuthorizerCacheFunction": lambda key_id, plan, plain: [{"reason": "test"}],
-    "ExplainKeyFunction": lambda key_id, plan, plain: [{"key_id": key_id, "route": "GET /x", "api": "a1/b"}],
+    "PepperStatusFunction": lambda key_id, plan, plain, shared: [{}],
+    "FlushAuthorizerCacheFunction": lambda key_id, plan, plain, shared: [{"reason": "test"}],
+    "ExplainKeyFunction": lambda key_id, plan, plain, shared: [{"key_id": key_id, "route": "GET /x", "api": "a1/b"}],
 }
 
 
 def test_the_update_requests_here_set_every_field_an_update_may_set():
     """So the exact-grant check above sees every attribute UpdateKeyFunction's code can write."""
-    named = set().union(*ADMIN_JOBS["UpdateKeyFunction"]("k", "p", "q"))
+    named = set().union(*ADMIN_JOBS["UpdateKeyFunction"]("k", "p", "q", "s"))
     assert {*UPDATABLE, "enabled"} <= named
 
 
@@ -218,10 +226,11 @@ def usage_plan(name: str) -> str:
 def test_each_admin_function_is_granted_exactly_what_it_calls(function, stack, issued, load, recorded):
     plan, other_plan = usage_plan("first"), usage_plan("second")
     key, plain = issued(usage_plan_id=plan), issued()
+    shared = issued(usage_plan_id=plan, quota_per="owner")
     add_pepper_version(stack)  # so a rotation hashes under another pepper version, as it may
     handler = load(function, **CACHED)
     recorded.clear()
-    for request in ADMIN_JOBS[function](key["key_id"], other_plan, plain["key_id"]):
+    for request in ADMIN_JOBS[function](key["key_id"], other_plan, plain["key_id"], shared["key_id"]):
         answer = invoke(handler, request)
         if request.get("key_id") == NEVER_ISSUED:
             assert answer["error"]["type"] == "KeyNotFound"
@@ -253,7 +262,7 @@ def test_what_a_failed_write_undoes_is_granted(function, stack, issued, load, re
 
 def test_leak_reports_are_granted_exactly_what_they_call(stack, issued, load, recorded, github):
     plan = usage_plan("plan")
-    first, second = issued(usage_plan_id=plan), issued(usage_plan_id=plan)
+    first, second = (issued(usage_plan_id=plan, quota_per="owner") for _ in range(2))  # one owner's quota
     add_pepper_version(stack)
     leak_report = load("LeakReportFunction", GITHUB_KEYS_URL=github.keys_url, **CACHED)
     report_leak = load("ReportLeakFunction", **CACHED)
@@ -265,6 +274,7 @@ def test_leak_reports_are_granted_exactly_what_they_call(stack, issued, load, re
         recorded.clear()
         assert call()
         assert {"sns:Publish", "apigateway:PATCH", "apigateway:DELETE"} <= {action for action, _, _ in recorded}
+        assert ("dynamodb:UpdateItem", stack.arns["OwnerUsageKeysTable"]) in {(a, r) for a, r, _ in recorded}
         assert_exactly_granted(stack, function, recorded)
 
 

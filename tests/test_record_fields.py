@@ -4,6 +4,7 @@ grants: a field added to an update, and forgotten in UpdateKeyFunction's dynamod
 rather than as AccessDenied in AWS. (tests/test_iam.py holds the grants to the functions' real calls.)"""
 
 import json
+import re
 from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
@@ -13,7 +14,7 @@ import pytest
 from admin.models import UpdateKey
 from keygate.audit import Action, AuditRecord, audited_view
 from keygate.lifecycle import Update
-from keygate.records import DECLARED, KeyRecord, Status, Writer, written_by
+from keygate.records import DECLARED, KeyRecord, QuotaPer, Status, Writer, written_by
 from keygate.store import CorruptRecord, KeyStore, UndeclaredWrite, from_item, to_item
 from tests.helpers.iam import attributes
 
@@ -50,6 +51,7 @@ EVERY_FIELD_SET = KeyRecord(
     purge_at=NOW + timedelta(days=99),
     access_changed_at=NOW - timedelta(days=4),
     usage_plan_id="plan1",
+    quota_per=QuotaPer.OWNER,
     usage_key_id="apikey1",
     usage_key_value="apikey-value",
     version=7,
@@ -115,8 +117,9 @@ def granted_key_writes(template: dict, function: str) -> set[frozenset[str]]:
     for policy in template["Resources"][function]["Properties"].get("Policies", []):
         for statement in policy.get("Statement", []):
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-            if {"dynamodb:UpdateItem", "dynamodb:*"} & set(actions) and "KeysTable" in json.dumps(
-                statement["Resource"]
+            if {"dynamodb:UpdateItem", "dynamodb:*"} & set(actions) and re.search(
+                r"\bKeysTable\b",
+                json.dumps(statement["Resource"]),  # not OwnerUsageKeysTable
             ):
                 grants.add(frozenset(statement["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"]))
     return grants
@@ -170,7 +173,7 @@ def test_a_record_is_stored_and_read_back_unchanged(record):
 def test_a_field_left_unset_is_not_stored():
     item = to_item(KeyRecord("K" * 16, "$argon2id$h", "v1", "n", "o", NOW))
     stored = {"key_id", "hash", "pepper_version", "name", "owner", "created_at", "description", "scopes"}
-    assert set(item) == stored | {"status", "version"}  # no empty metadata map
+    assert set(item) == stored | {"status", "quota_per", "version"}  # no empty metadata map
 
 
 REQUIRED = ["key_id", "hash", "pepper_version", "name", "owner", "created_at", "status", "version"]
@@ -210,6 +213,6 @@ def test_the_audit_trail_records_changes_of_the_fields_declared_audited():
     assert set(audited_view(EVERY_FIELD_SET, NOW)) == audited
     assert audited == {
         "name", "owner", "description", "scopes", "apis", "metadata", "status", "expires_at", "revoked_at",
-        "rotated_at", "previous_key_expires_at", "pepper_version", "usage_plan_id", "usage_key_id",
+        "rotated_at", "previous_key_expires_at", "pepper_version", "usage_plan_id", "quota_per", "usage_key_id",
     }  # fmt: skip
     assert audited_view(EVERY_FIELD_SET, NOW)["status"] == "disabled"  # as stored: an expiry is not a change

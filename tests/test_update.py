@@ -93,11 +93,11 @@ def racing(admin, function: str, other_change: dict):
     service = inspect.unwrap(admin[function]).__globals__["KEYS"]
     real_update, raced = service._store.update, []
 
-    def update_after_another_writer(before, after, audit):
+    def update_after_another_writer(before, after, audit, along=()):
         if not raced:
             raced.append(True)
             invoke(admin["UpdateKey"], {"key_id": before.key_id, **other_change})
-        return real_update(before, after, audit)
+        return real_update(before, after, audit, along)
 
     service._store.update = update_after_another_writer
     return raced

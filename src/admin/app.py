@@ -99,7 +99,7 @@ def admin_action[M: AdminEvent](model: type[M]) -> Callable:
 
 @admin_action(IssueKey)
 def issue_key(request: IssueKey) -> dict:
-    new_key, record = KEYS.issue(
+    new_key, issued = KEYS.issue(
         name=request.name,
         owner=request.owner,
         description=request.description,
@@ -107,11 +107,13 @@ def issue_key(request: IssueKey) -> dict:
         apis=request.apis,
         expires_at=request.expires_at,
         usage_plan_id=request.usage_plan_id,
+        quota_per=request.quota_per,
         metadata=request.metadata,
         actor=request.actor,
     )
+    record = issued.record
     logger.info("key issued", extra={"key_id": record.key_id, "owner": record.owner, "actor": request.actor})
-    return {**record.view(KEYS.now()), "api_key": new_key.api_key, "notice": SHOWN_ONCE}
+    return {**_answer(issued), "api_key": new_key.api_key, "notice": SHOWN_ONCE}
 
 
 @admin_action(UpdateKey)

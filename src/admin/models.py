@@ -7,14 +7,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from aws_lambda_powertools.utilities.parser import BaseModel, Field, field_validator
-from pydantic import AfterValidator, ConfigDict, SecretStr, StrictBool, StrictInt, StrictStr
+from pydantic import AfterValidator, ConfigDict, SecretStr, StrictBool, StrictInt, StrictStr, ValidationInfo
 
 from keygate.apis import EXAMPLE as API_EXAMPLE
 from keygate.apis import is_api_pattern
 from keygate.audit import UNSPECIFIED_ACTOR
 from keygate.explain import parse_route
 from keygate.keys import KEY_ID_PATTERN
-from keygate.records import State
+from keygate.records import QuotaPer, State
 from keygate.routes import SCOPE_PATTERN
 
 # No control, format (bidi overrides, zero-width) or line/paragraph separator characters: these values
@@ -108,7 +108,16 @@ class IssueKey(AdminEvent):
     apis: Apis | None = None
     expires_at: datetime | None = None
     usage_plan_id: UsagePlanId | None = None
+    # "owner": the quota of usage_plan_id is shared by the owner's live keys on it; chosen once, at issue
+    quota_per: QuotaPer = QuotaPer.KEY
     metadata: Metadata = {}  # forwarded to the backend as meta_<name>; not a place for secrets
+
+    @field_validator("quota_per")
+    @classmethod
+    def _on_a_plan(cls, quota_per: QuotaPer, info: ValidationInfo) -> QuotaPer:
+        if quota_per is QuotaPer.OWNER and info.data.get("usage_plan_id") is None:
+            raise ValueError('"owner" needs a usage_plan_id: the quota shared is that plan\'s')
+        return quota_per
 
     @field_validator("expires_at", mode="before")
     @classmethod

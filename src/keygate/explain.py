@@ -13,7 +13,7 @@ from keygate.apis import APPSYNC_STAGE, ApiStage
 from keygate.authorize import Reason, refused_for
 from keygate.authorizer_cache import CachedStage
 from keygate.field_scopes import FieldScopes
-from keygate.records import KeyRecord, Status, format_time, optional_time
+from keygate.records import KeyRecord, QuotaPer, Status, format_time, optional_time
 from keygate.routes import CONCRETE_METHODS, RequestRoute, RouteScopes
 
 ROUTE_EXAMPLE = 'METHOD /path, e.g. "GET /orders/7" (a WebSocket connect: "GET /$connect", AppSync: "POST /graphql")'
@@ -177,5 +177,13 @@ def _usage_plan(record: KeyRecord) -> dict | None:
     return {
         "usage_plan_id": record.usage_plan_id,
         "usage_key_id": record.usage_key_id,
+        "quota_per": record.quota_per.value,
         "metered": "on REST API methods with ApiKeyRequired, on an API whose ApiKeySourceType is AUTHORIZER",
+        "counted": _COUNTED[record.quota_per],
     }
+
+
+_COUNTED = {
+    QuotaPer.KEY: "against this key's own quota and throttle on the plan",
+    QuotaPer.OWNER: "against its owner's quota and throttle on the plan, shared by the owner's live keys there",
+}

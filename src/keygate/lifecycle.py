@@ -12,13 +12,12 @@ from datetime import UTC, datetime, timedelta
 
 from keygate import audit, keys
 from keygate.audit import Action, AuditRecord
-from keygate.authorize import explained
 from keygate.authorizer_cache import AuthorizerCache, FlushReport
 from keygate.config import Config
 from keygate.hashing import Hasher, PepperRing
-from keygate.records import UPDATABLE, KeyRecord, State, Status, as_pairs
+from keygate.metering import Metering
+from keygate.records import UPDATABLE, KeyRecord, QuotaPer, State, Status, as_pairs
 from keygate.store import ConcurrentChange, KeyNotFound, KeyStore
-from keygate.usage_plans import UsagePlans
 
 # A key id collision (95 random bits) or a lost race is retried, after a jittered backoff (up to 10 ms,
 # doubling: at most 1.3 s in all), so a burst of changes to one key all land; past that, ConcurrentChange.
@@ -89,7 +88,7 @@ def _retry_on_conflict[T](write: Callable[[], T]) -> T:
     return write()
 
 
-class KeyLifecycle:
+class KeyLifecycle(Metering):
     """KeyService's changes and reads of keys (a part of it: service.KeyService holds the state)."""
 
     config: Config
@@ -97,7 +96,6 @@ class KeyLifecycle:
     _hasher: Hasher
     _peppers: PepperRing
     _clock: Callable[[], datetime]
-    _usage_plans: UsagePlans | None
     _cache: AuthorizerCache
     _retention: timedelta | None
 
@@ -111,13 +109,15 @@ class KeyLifecycle:
         apis: Sequence[str] | None = None,
         expires_at: datetime | None = None,
         usage_plan_id: str | None = None,
+        quota_per: QuotaPer = QuotaPer.KEY,
         metadata: dict[str, str] | None = None,
         actor: str = audit.UNSPECIFIED_ACTOR,
-    ) -> tuple[keys.NewKey, KeyRecord]:
+    ) -> tuple[keys.NewKey, Changed]:
         """A new active key. The plaintext is in the returned NewKey only; the record holds its hash.
         Without ``apis``, the key gets the deployment's default list (DefaultKeyApis; none: every API).
         With a usage plan, the key's API Gateway key is made and put on the plan first, and deleted
-        again if the record cannot be written: all of it, or nothing."""
+        again if the record cannot be written: all of it, or nothing. With ``quota_per`` OWNER, the key
+        shares its owner's instead (made on the first key of the owner on the plan, and kept)."""
         pepper_version, pepper = self._peppers.current()
         if usage_plan_id is not None:
             self._gateway().check_plan(usage_plan_id)
@@ -125,7 +125,7 @@ class KeyLifecycle:
         def create() -> tuple[keys.NewKey, KeyRecord]:
             new_key = keys.generate(self.config.key_prefix)
             phc_hash = self._hasher.hash(new_key.secret, pepper)
-            usage_key = self._gateway().new_key(new_key.key_id, usage_plan_id) if usage_plan_id else None
+            usage_key, made = self._usage_key_to_issue(new_key.key_id, owner, usage_plan_id, quota_per)
             now = self._clock()
             record = KeyRecord(
                 key_id=new_key.key_id,
@@ -141,29 +141,35 @@ class KeyLifecycle:
                 expires_at=expires_at,
                 purge_at=self._purge_after(expires_at),
                 usage_plan_id=usage_plan_id,
+                quota_per=quota_per,
                 usage_key_id=usage_key.id if usage_key else None,
                 usage_key_value=usage_key.value if usage_key else None,
             )
+            joins = self._owner_usage_keys.writes(None, record)
             try:
-                self._store.create(record, self._audit(None, record, Action.ISSUE, actor, now))
+                self._store.create(record, self._audit(None, record, Action.ISSUE, actor, now), joins)
             except BaseException:
-                if usage_key is not None:
-                    self._gateway().delete_key(usage_key)
+                if made is not None:
+                    self._gateway().delete_key(made)
                 raise
             return new_key, record
 
-        return _retry_on_conflict(create)
+        new_key, record = _retry_on_conflict(create)
+        return new_key, Changed(record, self._sync(None, record) if record.quota_per is QuotaPer.OWNER else None)
 
     def update(self, key_id: str, update: Update, *, expected_version: int | None = None, actor: str) -> Changed:
         """Change what ``update`` names. A revoked key raises KeyRevoked; nothing to change writes nothing,
         but still syncs the key's API Gateway key (so running an update again repairs a failed sync).
         A key put on a usage plan for the first time gets its API Gateway key before the record names it."""
-        new_usage_key = None
+        new_usage_key = owners_usage_key = None  # one made for this key alone; its owner's on the new plan
         if update.usage_plan_id not in (UNSET, None):
             self._gateway().check_plan(update.usage_plan_id)
             current = self.get(key_id)
-            if current.usage_key_id is None and current.status is not Status.REVOKED:
-                new_usage_key = self._gateway().new_key(key_id, update.usage_plan_id)
+            usage_key = self._usage_key_to_move(current, update.usage_plan_id)
+            if current.quota_per is QuotaPer.OWNER:
+                owners_usage_key = usage_key
+            else:
+                new_usage_key = usage_key
 
         def change(record: KeyRecord, now: datetime) -> KeyRecord:
             if record.status is Status.REVOKED:
@@ -175,6 +181,10 @@ class KeyLifecycle:
                 fields["status"] = Status.ACTIVE if update.enabled else Status.DISABLED
             if new_usage_key is not None and record.usage_key_id is None:
                 fields |= {"usage_key_id": new_usage_key.id, "usage_key_value": new_usage_key.value}
+            moves = "usage_plan_id" in fields and fields["usage_plan_id"] != record.usage_plan_id
+            if moves and record.quota_per is QuotaPer.OWNER:  # to its owner's shared key there, or to none
+                shared = owners_usage_key if fields["usage_plan_id"] is not None else None
+                fields |= {"usage_key_id": shared and shared.id, "usage_key_value": shared and shared.value}
             changed = replace(record, **fields)
             if "expires_at" in fields:
                 changed = replace(changed, purge_at=self._purge_after(changed.expires_at))
@@ -199,18 +209,7 @@ class KeyLifecycle:
         flush = _narrows(before, after) or before.metadata != after.metadata
         flush = flush or (asks_to_narrow and self._lost_access_lately(before))
         flushed = self._cache.flush() if flush else None  # before the sync, whose API Gateway calls may be slow
-        return Changed(after, self._sync(after), flushed)
-
-    def _sync(self, record: KeyRecord) -> dict | None:
-        """API Gateway's key made to match the record as stored now (not as this change left it: a later
-        change may have synced already); a failure is reported, the record stands."""
-        if record.usage_key_id is None:
-            return None
-        try:
-            self._gateway().sync(self.get(record.key_id))
-        except Exception as error:
-            return {"synced": False, "error": explained(error), "repair": "run the same update again"}
-        return {"synced": True}
+        return Changed(after, self._sync(before, after), flushed)
 
     def rotate(self, key_id: str, grace: timedelta, *, actor: str) -> tuple[keys.NewKey, Changed]:
         """A new secret for the key; the current one keeps verifying for ``grace`` (a previous one in its
@@ -279,7 +278,7 @@ class KeyLifecycle:
         # or its invocation ended before it ran, and a cached allow would outlive it by the TTL.
         due = took_effect or self._lost_access_lately(before)
         flushed = self._cache.flush() if due and flush else None  # before the sync, whose calls may be slow
-        return Changed(after, self._sync(after), flushed, took_effect, flush_due=due and not flush)
+        return Changed(after, self._sync(before, after), flushed, took_effect, flush_due=due and not flush)
 
     def _lost_access_lately(self, record: KeyRecord) -> bool:
         """Access was taken from the key less than one AuthorizerCacheTtl ago: an allow API Gateway cached
@@ -289,11 +288,6 @@ class KeyLifecycle:
 
     def flush_authorizer_cache(self) -> FlushReport | None:
         return self._cache.flush()
-
-    def _gateway(self) -> UsagePlans:
-        if self._usage_plans is None:
-            raise RuntimeError("this function has no API Gateway client: it cannot manage usage plans")
-        return self._usage_plans
 
     def _change(
         self,
@@ -318,7 +312,7 @@ class KeyLifecycle:
                 return before, before
             after = replace(after, version=before.version + 1)
             record = self._audit(before, after, action(before, after), actor, now, details)
-            self._store.update(before, after, record)
+            self._store.update(before, after, record, self._owner_usage_keys.writes(before, after))
             return before, after
 
         if expected_version is None:

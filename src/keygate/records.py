@@ -21,6 +21,14 @@ class Status(StrEnum):
     REVOKED = "revoked"
 
 
+class QuotaPer(StrEnum):
+    """Whose quota a key on a usage plan counts against: its own API Gateway key's, or its owner's, whose
+    live keys on that plan share one API Gateway key (owner_usage_keys)."""
+
+    KEY = "key"
+    OWNER = "owner"
+
+
 class State(StrEnum):
     """What an admin sees and filters on: the status, or expired for a live key past its expiry."""
 
@@ -103,6 +111,7 @@ def as_pairs(mapping: dict[str, str]) -> tuple[tuple[str, str], ...]:
 # A map of strings (DynamoDB's M), held as sorted pairs; an empty one is not stored (absent reads as empty).
 PAIRS = Codec(lambda pairs: dict(pairs) or None, _pairs, dict)
 STATUS = Codec(lambda status: status.value, Status, lambda status: status.value)
+QUOTA_PER = Codec(lambda quota_per: quota_per.value, QuotaPer, lambda quota_per: quota_per.value)
 
 
 @dataclass(frozen=True)
@@ -181,6 +190,8 @@ class KeyRecord:
     # the API Gateway usage plan that meters the key, through the API Gateway API key usage_key_id, whose
     # value (an identifier, never the secret) the authorizer returns
     usage_plan_id: str | None = _declared(updatable=True, default=None)
+    # chosen at issue, kept for the key's life: on a plan, it shares its owner's API Gateway key (OWNER)
+    quota_per: QuotaPer = _declared(codec=QUOTA_PER, default=QuotaPer.KEY)
     usage_key_id: str | None = _declared(writers={Writer.UPDATE}, default=None)
     usage_key_value: str | None = _declared(shown_as=None, writers={Writer.UPDATE}, default=None, repr=False)
     version: int = _declared(

@@ -17,6 +17,7 @@ from keygate.inspection import Inspection
 from keygate.leak_revocation import LeakRevocation
 from keygate.leaks import LeakNotifier
 from keygate.lifecycle import utc_now
+from keygate.owner_usage_keys import OwnerUsageKeys
 from keygate.routes import RequestRoute
 from keygate.store import KeyStore
 from keygate.usage_plans import UsagePlans
@@ -38,6 +39,7 @@ class KeyService(LeakRevocation, Inspection):
         authorizer_cache: AuthorizerCache | None = None,
         notifier: LeakNotifier | None = None,
         audit_copy_log: AuditCopyLog | None = None,
+        owner_usage_keys: OwnerUsageKeys | None = None,
     ):
         self.config = config
         self._store = store
@@ -45,6 +47,8 @@ class KeyService(LeakRevocation, Inspection):
         self._peppers = peppers
         self._clock = clock
         self._usage_plans = usage_plans
+        # from_config gives the table; a service made without it cannot give a key its owner's API Gateway key
+        self._owner_usage_keys = owner_usage_keys or OwnerUsageKeys("", None, usage_plans)
         self._cache = authorizer_cache or AuthorizerCache(0, ())
         self._notifier = notifier
         self._audit_copy = audit_copy_log
@@ -92,6 +96,7 @@ def from_config(config: Config) -> KeyService:
     dynamodb = boto3.client("dynamodb", config=AWS_CLIENT_CONFIG)
     # One boto3 session for both clients: a second session would load botocore's data again (~0.1 s).
     secrets = SecretsProvider(boto3_client=boto3.client("secretsmanager", config=AWS_CLIENT_CONFIG))
+    usage_plans = UsagePlans(_ClientOnFirstUse("apigateway"), config.keys_table)
     return KeyService(
         config=config,
         store=KeyStore(config.keys_table, dynamodb, config.audit_table),
@@ -99,7 +104,8 @@ def from_config(config: Config) -> KeyService:
             [Argon2id(Argon2Params(config.argon2_memory_kib, config.argon2_time_cost, config.argon2_parallelism))]
         ),
         peppers=PepperRing(config.pepper_secret_arn, secrets, max_age=config.pepper_cache_seconds),
-        usage_plans=UsagePlans(_ClientOnFirstUse("apigateway"), config.keys_table),
+        usage_plans=usage_plans,
+        owner_usage_keys=OwnerUsageKeys(config.owner_usage_keys_table, dynamodb, usage_plans),
         authorizer_cache=AuthorizerCache(
             config.authorizer_cache_ttl,
             config.cached_stages,

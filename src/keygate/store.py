@@ -1,4 +1,4 @@
-"""DynamoDB access for the keys and audit tables: the only module that calls DynamoDB.
+"""DynamoDB access for the keys and audit tables: the only module that calls them.
 
 Every write is conditional: a new key must not exist yet, and a change must find the version it read
 (optimistic concurrency), so two admins racing cannot overwrite each other silently. A change writes
@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 import zlib
+from collections.abc import Sequence
 from datetime import datetime
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -171,16 +172,18 @@ class KeyStore:
         response = self._client.get_item(TableName=self._table, Key={"key_id": {"S": key_id}}, ConsistentRead=True)
         return from_item(response["Item"]) if "Item" in response else None
 
-    def create(self, record: KeyRecord, audit: AuditRecord) -> None:
-        """Write a new key and its audit record; ConcurrentChange if the key id exists (never overwrites)."""
+    def create(self, record: KeyRecord, audit: AuditRecord, along: Sequence[dict] = ()) -> None:
+        """Write a new key and its audit record, and the transaction items ``along`` (of other tables);
+        ConcurrentChange if the key id exists (never overwrites) or an item's condition fails."""
         key = {"TableName": self._table, "Item": to_item(record), "ConditionExpression": "attribute_not_exists(key_id)"}
-        self._transact({"Put": key}, audit, f"key id {record.key_id!r} exists already")
+        self._transact({"Put": key}, audit, f"key id {record.key_id!r} exists already", along)
 
-    def update(self, before: KeyRecord, after: KeyRecord, audit: AuditRecord) -> None:
-        """Write what differs between two versions of a key, with its audit record, only if the stored
-        item still has ``before.version``. Attributes not changed are left as they are, known or not."""
+    def update(self, before: KeyRecord, after: KeyRecord, audit: AuditRecord, along: Sequence[dict] = ()) -> None:
+        """Write what differs between two versions of a key, with its audit record and the items ``along``,
+        only if the stored item still has ``before.version``. Attributes not changed are left as they are,
+        known or not."""
         update = self._changed(before, after, _WRITERS[audit.action])
-        self._transact({"Update": update}, audit, f"key {after.key_id!r} changed since read")
+        self._transact({"Update": update}, audit, f"key {after.key_id!r} changed since read", along)
 
     def rehash(self, before: KeyRecord, after: KeyRecord) -> None:
         """Replace a key's hash and pepper version (the same secret, re-hashed), only if neither it nor
@@ -242,14 +245,14 @@ class KeyStore:
             },
         }
 
-    def _transact(self, change: dict, audit: AuditRecord, conflict: str) -> None:
+    def _transact(self, change: dict, audit: AuditRecord, conflict: str, along: Sequence[dict]) -> None:
         record = {
             "TableName": self._audit_table,
             "Item": audit_item(audit),
             "ConditionExpression": "attribute_not_exists(key_id)",
         }
         try:  # botocore fills in ClientRequestToken and keeps it across retries: a lost answer's retry succeeds
-            self._client.transact_write_items(TransactItems=[change, {"Put": record}])
+            self._client.transact_write_items(TransactItems=[change, {"Put": record}, *along])
         except ClientError as error:
             if _is_conditional_failure(error):
                 raise ConcurrentChange(conflict) from None

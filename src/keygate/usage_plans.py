@@ -52,11 +52,26 @@ class UsagePlans:
 
     def new_key(self, key_id: str, plan_id: str) -> UsageKey:
         """An API Gateway API key for a keygate key, on its plan. Nothing is left behind on failure."""
+        return self._new(f"keygate-{key_id}", f"keygate key {key_id}", plan_id, enabled=True)
+
+    def new_shared_key(self, plan_id: str) -> UsageKey:
+        """The API Gateway API key that an owner's keys on a plan share (owner_usage_keys), on the plan,
+        disabled until one of them is live."""
+        described = f"keygate: shared by one owner's keys on plan {plan_id} (OwnerUsageKeysTable names the owner)"
+        return self._new(f"keygate-owner-{plan_id}", described, plan_id, enabled=False)
+
+    def set_enabled(self, usage_key_id: str, enabled: bool) -> None:
+        self._client.update_api_key(
+            apiKey=usage_key_id,
+            patchOperations=[{"op": "replace", "path": "/enabled", "value": "true" if enabled else "false"}],
+        )
+
+    def _new(self, name: str, described: str, plan_id: str, *, enabled: bool) -> UsageKey:
         value = "".join(secrets.choice(_VALUE_ALPHABET) for _ in range(_VALUE_LENGTH))
         created = self._client.create_api_key(
-            name=f"keygate-{key_id}",
-            description=f"keygate key {key_id}: an identifier for usage plans, not a credential",
-            enabled=True,
+            name=name,
+            description=f"{described}: an identifier for usage plans, not a credential",
+            enabled=enabled,
             value=value,
             tags=self._tags,
         )
@@ -91,10 +106,7 @@ class UsagePlans:
                 self._detach(record.usage_key_id, plan_id)
             for plan_id in sorted(wanted - current):
                 self._attach(record.usage_key_id, plan_id)
-        enabled = "true" if record.status is Status.ACTIVE else "false"
-        self._client.update_api_key(
-            apiKey=record.usage_key_id, patchOperations=[{"op": "replace", "path": "/enabled", "value": enabled}]
-        )
+        self.set_enabled(record.usage_key_id, record.status is Status.ACTIVE)
 
     def _plans_of(self, usage_key_id: str) -> set[str]:
         return self._plans(keyId=usage_key_id)

@@ -17,6 +17,15 @@ def test_a_key_on_the_demo_usage_plan_gets_429_past_its_quota_of_three(scoped_st
     assert status_of(f"{scoped_stack.rest}/hello", metered["api_key"]) == 200  # a route without ApiKeyRequired
 
 
+def test_an_owner_s_keys_issued_with_quota_per_owner_share_one_quota_of_three(scoped_stack):
+    plan = scoped_stack.usage_plans["DemoUsagePlan"]
+    issue = ("issue", "--owner", "shared", "--scope", "demo", "--usage-plan-id", plan, "--quota-per", "owner")
+    first, second = run(scoped_stack, *issue, "--name", "s1"), run(scoped_stack, *issue, "--name", "s2")
+    assert first["usage_key_id"] == second["usage_key_id"]
+    url = f"{scoped_stack.rest}/metered"
+    assert [status_of(url, key["api_key"]) for key in (first, second, first, second, first)] == [200] * 3 + [429] * 2
+
+
 def test_a_key_on_no_plan_is_forbidden_on_a_metered_route(scoped_stack):
     plain = run(scoped_stack, "issue", "--name", "p", "--owner", "o", "--scope", "demo")
     assert status_of(f"{scoped_stack.rest}/metered", plain["api_key"]) == 403
