@@ -189,15 +189,34 @@ def test_quota_per_is_chosen_at_issue_only(owners_key, admin):
     assert answer["error"]["type"] == "InvalidRequest" and "quota_per" in answer["error"]["fields"]
 
 
-def test_a_failed_enable_at_issue_is_reported_and_an_update_repairs_it(owners_key, admin, apigateway, monkeypatch):
+def test_an_issue_that_cannot_enable_the_shared_key_writes_nothing(owners_key, admin, table_items, monkeypatch):
     first = owners_key()
     invoke(admin["RevokeKey"], {"key_id": first["key_id"]})  # the shared key is disabled
+    issue = admin["IssueKey"]
     with monkeypatch.context() as faults:
         fail_calls(faults, "UpdateApiKey", code="TooManyRequestsException")
+        with pytest.raises(botocore.exceptions.ClientError):
+            invoke(issue, {"name": "n", "owner": "team-test", "usage_plan_id": first["usage_plan_id"],
+                           "quota_per": "owner"})  # fmt: skip
+    assert [item["key_id"]["S"] for item in table_items()] == [first["key_id"]]
+
+
+def test_a_failed_sync_after_an_issue_is_reported_and_an_update_repairs_it(owners_key, admin, apigateway, monkeypatch):
+    first = owners_key()
+    invoke(admin["RevokeKey"], {"key_id": first["key_id"]})
+    calls = []
+
+    def fail_after_the_first(params):  # the enable before the write goes through; the sync after it fails
+        calls.append(params)
+        if len(calls) > 1:
+            raise botocore.exceptions.ClientError({"Error": {"Code": "TooManyRequestsException"}}, "UpdateApiKey")
+
+    with monkeypatch.context() as faults:
+        intercept(faults, "UpdateApiKey", fail_after_the_first)
         second = owners_key()
     assert second["status"] == "active" and second["usage_plan_sync"]["synced"] is False
     assert "TooManyRequestsException" in second["usage_plan_sync"]["error"]
-    assert not enabled(apigateway, second["usage_key_id"])
+    assert enabled(apigateway, second["usage_key_id"])  # enabled before the key was written: never refused
     repaired = invoke(admin["UpdateKey"], {"key_id": second["key_id"]})
     assert repaired["usage_plan_sync"] == {"synced": True} and enabled(apigateway, second["usage_key_id"])
 
@@ -211,10 +230,32 @@ def test_a_failed_write_leaves_the_shared_key_unused_and_the_next_issue_uses_it(
         with pytest.raises(botocore.exceptions.ClientError):
             invoke(admin["IssueKey"], request)
     assert table_items() == []
-    (made,) = gateway_keys(apigateway).values()
-    assert not made["enabled"]  # made disabled, for no live key
+    (made,) = gateway_keys(apigateway).values()  # enabled for the key that was not written: it meters nothing
+    assert {item["id"] for item in apigateway.get_usage_plan_keys(usagePlanId=plan)["items"]} == {made["id"]}
     answer = invoke(admin["IssueKey"], request)
     assert answer["usage_key_id"] == made["id"] and enabled(apigateway, made["id"])
+
+
+def test_ids_of_keys_the_table_s_ttl_deleted_leave_live_and_the_shared_key_is_disabled(
+    owners_key, admin, apigateway, stack
+):
+    expiring, kept = owners_key(), owners_key()
+    dynamodb = boto3.client("dynamodb")  # as the table's TTL would, once the key expired and its retention ended
+    dynamodb.delete_item(TableName=stack.physical_ids["KeysTable"], Key={"key_id": {"S": expiring["key_id"]}})
+    invoke(admin["RevokeKey"], {"key_id": kept["key_id"]})
+    assert not enabled(apigateway, kept["usage_key_id"])
+    (item,) = dynamodb.scan(TableName=stack.physical_ids["OwnerUsageKeysTable"])["Items"]
+    assert "live" not in item  # empty: DynamoDB keeps no empty set
+
+
+def test_an_update_at_an_old_version_makes_nothing_on_the_new_plan(owners_key, admin, apigateway):
+    key = owners_key()
+    other_plan = apigateway.create_usage_plan(name="silver")["id"]
+    answer = invoke(admin["UpdateKey"], {"key_id": key["key_id"], "usage_plan_id": other_plan, "expected_version": 7})
+    assert answer["error"]["type"] == "VersionConflict"
+    assert apigateway.get_usage_plan_keys(usagePlanId=other_plan)["items"] == []
+    moved = invoke(admin["UpdateKey"], {"key_id": key["key_id"], "usage_plan_id": other_plan, "expected_version": 1})
+    assert moved["version"] == 2 and moved["usage_key_id"] != key["usage_key_id"]
 
 
 def test_explain_says_whose_quota_a_key_counts_against(owners_key, issued, plan, admin):

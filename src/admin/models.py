@@ -115,7 +115,8 @@ class IssueKey(AdminEvent):
     @field_validator("quota_per")
     @classmethod
     def _on_a_plan(cls, quota_per: QuotaPer, info: ValidationInfo) -> QuotaPer:
-        if quota_per is QuotaPer.OWNER and info.data.get("usage_plan_id") is None:
+        # usage_plan_id absent from info.data: it was refused itself, with its own error
+        if quota_per is QuotaPer.OWNER and "usage_plan_id" in info.data and info.data["usage_plan_id"] is None:
             raise ValueError('"owner" needs a usage_plan_id: the quota shared is that plan\'s')
         return quota_per
 

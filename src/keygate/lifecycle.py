@@ -145,7 +145,7 @@ class KeyLifecycle(Metering):
                 usage_key_id=usage_key.id if usage_key else None,
                 usage_key_value=usage_key.value if usage_key else None,
             )
-            joins = self._owner_usage_keys.writes(None, record)
+            joins = self._owner_usage_keys.prepare(None, record)
             try:
                 self._store.create(record, self._audit(None, record, Action.ISSUE, actor, now), joins)
             except BaseException:
@@ -165,6 +165,8 @@ class KeyLifecycle(Metering):
         if update.usage_plan_id not in (UNSET, None):
             self._gateway().check_plan(update.usage_plan_id)
             current = self.get(key_id)
+            if expected_version is not None and current.version != expected_version:  # before anything is made
+                raise VersionConflict(f"key {key_id!r} is at version {current.version}, not {expected_version}")
             usage_key = self._usage_key_to_move(current, update.usage_plan_id)
             if current.quota_per is QuotaPer.OWNER:
                 owners_usage_key = usage_key
@@ -312,13 +314,13 @@ class KeyLifecycle(Metering):
                 return before, before
             after = replace(after, version=before.version + 1)
             record = self._audit(before, after, action(before, after), actor, now, details)
-            self._store.update(before, after, record, self._owner_usage_keys.writes(before, after))
+            self._store.update(before, after, record, self._owner_usage_keys.prepare(before, after))
             return before, after
 
         if expected_version is None:
             return _retry_on_conflict(attempt)
-        try:
-            return attempt()
+        try:  # a lost race that left the key at the version expected (another key's change to a shared item)
+            return _retry_on_conflict(attempt)  # is retried; one that moved it is VersionConflict, in attempt
         except ConcurrentChange:
             raise VersionConflict(f"key {key_id!r} changed while it was being updated") from None
 

@@ -2,6 +2,8 @@
 (quota_per "key"), or its owner's, shared (quota_per "owner", owner_usage_keys). The keys table is the
 truth; API Gateway is made to match it after each change, and a failure to is reported, not raised."""
 
+from functools import partial
+
 from keygate.authorize import explained
 from keygate.owner_usage_keys import OwnerUsageKeys, shares
 from keygate.records import KeyRecord, QuotaPer, Status
@@ -46,13 +48,17 @@ class Metering:
         shared = {(record.owner, record.usage_plan_id) for record in (before, after) if record and shares(record)}
         if after.usage_key_id is None and not shared:
             return None
-        try:
-            for owner, plan_id in sorted(shared):
-                self._owner_usage_keys.sync(owner, plan_id)
-            if after.usage_key_id is not None and after.quota_per is QuotaPer.KEY:
-                self._gateway().sync(self._store.get(after.key_id))
-        except Exception as error:
-            return {"synced": False, "error": explained(error), "repair": _REPAIR}
+        syncs = [partial(self._owner_usage_keys.sync, owner, plan_id) for owner, plan_id in sorted(shared)]
+        if after.usage_key_id is not None and after.quota_per is QuotaPer.KEY:
+            syncs.append(lambda: self._gateway().sync(self._store.get(after.key_id)))
+        errors = []
+        for sync in syncs:  # each, whatever became of the others
+            try:
+                sync()
+            except Exception as error:
+                errors.append(explained(error))
+        if errors:
+            return {"synced": False, "error": "; ".join(errors), "repair": _REPAIR}
         return {"synced": True}
 
     def _gateway(self) -> UsagePlans:

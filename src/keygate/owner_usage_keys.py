@@ -9,12 +9,15 @@ behind the keys. The first key of an owner on a plan makes the shared key and pu
 condition that none exists: of two issues racing, one puts it; the other's put is refused, and it deletes
 the API Gateway key it made and joins the one that was put. The item is never deleted (its key is reused).
 
-The shared key is enabled while ``live`` is not empty. Each change that may alter that sets the key's
-state from a strongly consistent read of ``live``, then reads again, and sets it again while the two
-disagree. Whichever change reaches API Gateway last therefore read ``live`` after its call: the shared
-key ends as ``live`` ends, however changes interleave.
+The shared key is enabled while ``live`` is not empty. A change that adds a key enables it first, so a
+failure after leaves it enabled (metering nothing more), never disabled under a live key. After each
+change the key's state is set from a strongly consistent read of ``live``, which is read again and set
+again while the two disagree: whichever change reaches API Gateway last read ``live`` after its call, so
+the shared key ends as ``live`` ends, however changes interleave. Ids of keys the table's TTL deleted
+(expired, then kept RetentionDays) are taken out of ``live`` then: nothing else would.
 """
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from botocore.exceptions import ClientError
@@ -51,10 +54,17 @@ def _counted_in(record: KeyRecord | None) -> tuple[str, str] | None:
 
 
 class OwnerUsageKeys:
-    def __init__(self, table: str, client, usage_plans: UsagePlans | None):
+    def __init__(
+        self,
+        table: str,
+        client,
+        usage_plans: UsagePlans | None,
+        existing: Callable[[Iterable[str]], set[str]] = lambda key_ids: set(key_ids),
+    ):
         self._table = table
         self._client = client
         self._gateway = usage_plans
+        self._existing = existing  # which of these key ids are in the keys table (KeyStore.existing)
 
     def shared_key(self, owner: str, plan_id: str) -> OwnerUsageKey:
         """The owner's shared key on the plan, made (on the plan, disabled) if the owner has none yet."""
@@ -79,18 +89,20 @@ class OwnerUsageKeys:
             raise
         return made
 
-    def writes(self, before: KeyRecord | None, after: KeyRecord) -> list[dict]:
+    def prepare(self, before: KeyRecord | None, after: KeyRecord) -> list[dict]:
         """The transaction items that keep ``live`` in step with a change of a key from ``before`` (None:
-        a new key) to ``after``. Joining is conditional on the item naming the API Gateway key the record
-        names; leaving is not, so nothing can hold up a revocation."""
+        a new key) to ``after``; a key about to join enables the shared key now. Joining is conditional on
+        the item naming the API Gateway key the record names; leaving is not, so nothing can hold up a
+        revocation."""
         was, now = _counted_in(before), _counted_in(after)
         if was == now:
             return []
         items = []
         if was is not None:
-            items.append({"Update": self._set_change(was, "DELETE", after.key_id)})
+            items.append({"Update": self._set_change(was, "DELETE", [after.key_id])})
         if now is not None:
-            join = self._set_change(now, "ADD", after.key_id)
+            self._gateway.set_enabled(after.usage_key_id, True)
+            join = self._set_change(now, "ADD", [after.key_id])
             join["ConditionExpression"] = "usage_key_id = :usage_key_id"
             join["ExpressionAttributeValues"][":usage_key_id"] = {"S": after.usage_key_id}
             items.append({"Update": join})
@@ -99,10 +111,13 @@ class OwnerUsageKeys:
     def sync(self, owner: str, plan_id: str) -> None:
         """Set the shared key's state from ``live``, until a read after setting it agrees."""
         applied = None
-        for _ in range(_SYNC_ROUNDS):
+        for round_ in range(_SYNC_ROUNDS):
             shared = self._get(owner, plan_id)
             if shared is None:
                 return
+            if round_ == 0 and (purged := shared.live - self._existing(shared.live)):
+                self._client.update_item(**self._set_change((owner, plan_id), "DELETE", sorted(purged)))
+                shared = self._get(owner, plan_id)  # a key id is never reused: the purged cannot come back
             if (wanted := bool(shared.live)) == applied:
                 return
             self._gateway.set_enabled(shared.usage_key.id, wanted)
@@ -116,13 +131,13 @@ class OwnerUsageKeys:
         usage_key = UsageKey(item["usage_key_id"]["S"], item["usage_key_value"]["S"])
         return OwnerUsageKey(owner, plan_id, usage_key, frozenset(item.get("live", {}).get("SS", ())))
 
-    def _set_change(self, owner_and_plan: tuple[str, str], action: str, key_id: str) -> dict:
+    def _set_change(self, owner_and_plan: tuple[str, str], action: str, key_ids: list[str]) -> dict:
         return {
             "TableName": self._table,
             "Key": _key(*owner_and_plan),
             "UpdateExpression": f"{action} #live :key_id",
             "ExpressionAttributeNames": {"#live": "live"},
-            "ExpressionAttributeValues": {":key_id": {"SS": [key_id]}},
+            "ExpressionAttributeValues": {":key_id": {"SS": key_ids}},
         }
 
 

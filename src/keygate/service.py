@@ -97,15 +97,16 @@ def from_config(config: Config) -> KeyService:
     # One boto3 session for both clients: a second session would load botocore's data again (~0.1 s).
     secrets = SecretsProvider(boto3_client=boto3.client("secretsmanager", config=AWS_CLIENT_CONFIG))
     usage_plans = UsagePlans(_ClientOnFirstUse("apigateway"), config.keys_table)
+    store = KeyStore(config.keys_table, dynamodb, config.audit_table)
     return KeyService(
         config=config,
-        store=KeyStore(config.keys_table, dynamodb, config.audit_table),
+        store=store,
         hasher=Hasher(
             [Argon2id(Argon2Params(config.argon2_memory_kib, config.argon2_time_cost, config.argon2_parallelism))]
         ),
         peppers=PepperRing(config.pepper_secret_arn, secrets, max_age=config.pepper_cache_seconds),
         usage_plans=usage_plans,
-        owner_usage_keys=OwnerUsageKeys(config.owner_usage_keys_table, dynamodb, usage_plans),
+        owner_usage_keys=OwnerUsageKeys(config.owner_usage_keys_table, dynamodb, usage_plans, store.existing),
         authorizer_cache=AuthorizerCache(
             config.authorizer_cache_ttl,
             config.cached_stages,

@@ -12,7 +12,7 @@ import base64
 import binascii
 import json
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -22,6 +22,8 @@ from keygate.audit import Action, AuditRecord
 from keygate.records import DECLARED, KeyRecord, State, Status, Writer, format_time, parse_time, written_by
 
 OWNER_INDEX = "by-owner"
+_BATCH = 100  # BatchGetItem's most keys a call
+_BATCH_ATTEMPTS = 5  # of the keys it leaves unprocessed (it is throttled, or its answer too large)
 # What pepper-status reads of each key: enough to tell its pepper versions and state, never a hash.
 PEPPER_USAGE_ATTRIBUTES = (
     "key_id", "status", "expires_at", "pepper_version", "previous_pepper_version", "previous_expires_at",
@@ -171,6 +173,21 @@ class KeyStore:
         """Strongly consistent, so a revocation is seen by the very next call."""
         response = self._client.get_item(TableName=self._table, Key={"key_id": {"S": key_id}}, ConsistentRead=True)
         return from_item(response["Item"]) if "Item" in response else None
+
+    def existing(self, key_ids: Iterable[str]) -> set[str]:
+        """Which of these keys are in the table (strongly consistent), reading nothing but their ids."""
+        found, wanted = set(), sorted(set(key_ids))
+        for start in range(0, len(wanted), _BATCH):
+            keys = [{"key_id": {"S": key_id}} for key_id in wanted[start : start + _BATCH]]
+            request = {self._table: {"Keys": keys, "ProjectionExpression": "key_id", "ConsistentRead": True}}
+            for _ in range(_BATCH_ATTEMPTS):
+                response = self._client.batch_get_item(RequestItems=request)
+                found |= {item["key_id"]["S"] for item in response.get("Responses", {}).get(self._table, [])}
+                if not (request := response.get("UnprocessedKeys")):
+                    break
+            else:
+                raise RuntimeError("DynamoDB left keys unread on every attempt")
+        return found
 
     def create(self, record: KeyRecord, audit: AuditRecord, along: Sequence[dict] = ()) -> None:
         """Write a new key and its audit record, and the transaction items ``along`` (of other tables);
