@@ -399,6 +399,17 @@ def github():
 
 
 @pytest.fixture
+def apigateway(stack):
+    return boto3.client("apigateway")
+
+
+@pytest.fixture
+def plan(apigateway) -> str:
+    """A usage plan with a quota, for keys metered on it."""
+    return apigateway.create_usage_plan(name="gold", quota={"limit": 1000, "period": "DAY"})["id"]
+
+
+@pytest.fixture
 def table_items(stack) -> Callable[[], list[dict]]:
     client = boto3.client("dynamodb")
     return lambda: client.scan(TableName=stack.physical_ids["KeysTable"])["Items"]

@@ -109,7 +109,10 @@ def test_the_tables_get_the_template_s_ttl_and_point_in_time_recovery_where_dyna
     for logical_id in stack.tables():
         name = stack.physical_ids[logical_id]
         ttl = client.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
-        assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "purge_at")
+        if "TimeToLiveSpecification" in stack.resource(logical_id)["Properties"]:
+            assert (ttl["TimeToLiveStatus"], ttl["AttributeName"]) == ("ENABLED", "purge_at")
+        else:  # OwnerUsageKeysTable: its items are kept
+            assert ttl["TimeToLiveStatus"] == "DISABLED"
         if dynamodb is None:  # moto, as AWS
             backups = client.describe_continuous_backups(TableName=name)["ContinuousBackupsDescription"]
             assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED"

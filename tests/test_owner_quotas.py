@@ -16,16 +16,6 @@ pytestmark = pytest.mark.dynamodb_local  # the transactions over two tables, and
 
 
 @pytest.fixture
-def apigateway(stack):
-    return boto3.client("apigateway")
-
-
-@pytest.fixture
-def plan(apigateway) -> str:
-    return apigateway.create_usage_plan(name="gold", quota={"limit": 1000, "period": "DAY"})["id"]
-
-
-@pytest.fixture
 def owners_key(issued, plan):
     """owners_key(owner="team-test", **fields) -> the IssueKey answer of a key sharing its owner's quota."""
     return lambda owner="team-test", **fields: issued(owner=owner, usage_plan_id=plan, quota_per="owner", **fields)

@@ -1,22 +1,11 @@
 """Usage plans per key: an API Gateway API key per metered keygate key, on its plan, enabled while the key
 is active, named to API Gateway by the REST authorizer as usageIdentifierKey; and what a failure leaves."""
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
 from tests.conftest import fail_calls, invoke
 from tests.helpers.authorizer import decide, shaped
-
-
-@pytest.fixture
-def apigateway(stack):
-    return boto3.client("apigateway")
-
-
-@pytest.fixture
-def plan(apigateway) -> str:
-    return apigateway.create_usage_plan(name="gold", quota={"limit": 1000, "period": "DAY"})["id"]
 
 
 def api_key(apigateway, usage_key_id: str) -> dict:
