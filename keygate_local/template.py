@@ -19,7 +19,7 @@ from samcli.yamlhelper import yaml_parse
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_PATH = ROOT / "template.yaml"
-HANDLER_PACKAGES = ("keygate", "authorizer", "admin", "demo", "leak_report", "audit_copy")
+HANDLER_PACKAGES = ("keygate", "authorizer", "admin", "demo", "leak_report", "audit_copy", "replica_flush")
 _TABLE_PROPERTIES = {
     "AttributeDefinitions", "KeySchema", "BillingMode", "GlobalSecondaryIndexes", "SSESpecification",
     "TimeToLiveSpecification", "PointInTimeRecoverySpecification", "DeletionProtectionEnabled", "StreamSpecification",

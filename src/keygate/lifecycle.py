@@ -17,6 +17,7 @@ from keygate.config import Config
 from keygate.hashing import Hasher, PepperRing
 from keygate.metering import Metering
 from keygate.records import UPDATABLE, KeyRecord, QuotaPer, State, Status, as_pairs
+from keygate.stale_answers import NARROWING, cuts_a_secret, goes_stale, narrows
 from keygate.store import ConcurrentChange, KeyNotFound, KeyStore
 
 # A key id collision (95 random bits) or a lost race is retried, after a jittered backoff (up to 10 ms,
@@ -45,10 +46,6 @@ Update = make_dataclass(
         "UNSET leaves a field as it is."
     },
 )
-
-
-# A change of these can take access away from a key: API Gateway's cached answers for it must go.
-_NARROWING = ("status", "scopes", "apis", "expires_at")
 
 
 @dataclass(frozen=True)
@@ -190,7 +187,7 @@ class KeyLifecycle(Metering):
             changed = replace(record, **fields)
             if "expires_at" in fields:
                 changed = replace(changed, purge_at=self._purge_after(changed.expires_at))
-            if _narrows(record, changed):
+            if narrows(record, changed):
                 changed = replace(changed, access_changed_at=now)
             return changed
 
@@ -205,11 +202,9 @@ class KeyLifecycle(Metering):
         # Asked again for what narrowed the key a moment ago (a retry), the flush runs again: the first one
         # may have failed, or its invocation ended before it ran.
         asks_to_narrow = update.enabled is False or any(
-            getattr(update, name) is not UNSET for name in _NARROWING if name != "status"
+            getattr(update, name) is not UNSET for name in NARROWING if name != "status"
         )
-        # New metadata is flushed too: a cached answer would go on forwarding the old to the backend.
-        flush = _narrows(before, after) or before.metadata != after.metadata
-        flush = flush or (asks_to_narrow and self._lost_access_lately(before))
+        flush = goes_stale(before, after) or (asks_to_narrow and self._lost_access_lately(before))
         flushed = self._cache.flush() if flush else None  # before the sync, whose API Gateway calls may be slow
         return Changed(after, self._sync(before, after), flushed)
 
@@ -241,7 +236,7 @@ class KeyLifecycle(Metering):
         """A secret that stops verifying now (no grace, or the previous one's grace cut short) is
         flushed now; the one in its grace period when that ends."""
         report = None
-        if after.previous_hash is None or before.previous_secret_valid(after.rotated_at):
+        if cuts_a_secret(before, after):
             report = self._cache.flush()
         if after.previous_hash is not None:
             name = f"keygate-{after.key_id}-v{after.version}"
@@ -382,11 +377,6 @@ def _held(value: object) -> object:
     if isinstance(value, dict):
         return as_pairs(value)
     return value
-
-
-def _narrows(before: KeyRecord, after: KeyRecord) -> bool:
-    """A change of a field that can take access away: API Gateway's cached answers for the key must go."""
-    return any(getattr(before, name) != getattr(after, name) for name in _NARROWING)
 
 
 def _update_action(before: KeyRecord, after: KeyRecord) -> Action:
