@@ -12,7 +12,7 @@ export PYENV_VERSION := $(notdir $(PYENV_313))
 endif
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: venv demo local test lint build clean bench audit load fuzz dynamodb-local
+.PHONY: bench-regions venv demo local test lint build clean bench audit load fuzz dynamodb-local
 
 # $(call make-venv,DIR,REQUIREMENTS): a Python 3.13 venv in DIR with REQUIREMENTS installed, marked done.
 define make-venv
@@ -82,6 +82,10 @@ $(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
 bench: $(VENV)/.bench-installed build
 	$(PY) -m bench.authorizer
 	$(PY) -m bench.cost
+
+# The revocation bound across regions, on the two-region simulation (moto): writes docs/multi-region.md's table.
+bench-regions: venv
+	$(PY) -m bench.multi_region
 
 # A bounded load run through the local stack (not a test, not in make test): 8 clients, every protected route
 # of the demo APIs, valid, refused and missing keys, cache off then on. Fails on any wrong decision or 5xx;

@@ -1,0 +1,151 @@
+"""Two regions on moto, for the multi-region tests and bench: the primary (us-east-1, the test stack) and a
+region whose keys table is a replica, written by a Replicator as DynamoDB global tables replicate: each
+change of the primary's stream, in order, after a lag; a delivery that fails is tried again, and nothing
+after it goes first. The region's pepper secret is the primary's, replicated."""
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import boto3
+
+from keygate_local.streams import StreamPoller, StreamReader
+
+REGION = "eu-west-1"
+LOG = logging.getLogger(__name__)
+POLL_SECONDS = 0.005
+
+
+def never(attempt: int) -> bool:
+    return False
+
+
+@dataclass
+class Applied:
+    key_id: str
+    read_at: float  # when the replicator read it from the primary's stream (within POLL_SECONDS of the write)
+    writing_at: float  # when its write to the replica began
+    applied_at: float  # when that write returned
+
+
+class Replicator:
+    """The primary's keys table, replicated to REGION's table of the same name after ``lag`` seconds.
+    ``fails(attempt)`` says whether a delivery attempt (numbered from 0, across the run) fails; a failed
+    one is tried again ``retry_after`` seconds later, holding back everything after it."""
+
+    def __init__(self, stack, lag: float = 0.0, fails: Callable[[int], bool] = never, retry_after: float = 0.05):
+        self.table = stack.physical_ids["KeysTable"]
+        self.lag, self._fails, self._retry_after = lag, fails, retry_after
+        self.replica = boto3.client("dynamodb", region_name=REGION)
+        spec = stack.resource("KeysTable")["Properties"]
+        created = self.replica.create_table(
+            TableName=self.table,
+            AttributeDefinitions=spec["AttributeDefinitions"],
+            KeySchema=spec["KeySchema"],
+            GlobalSecondaryIndexes=spec["GlobalSecondaryIndexes"],
+            BillingMode="PAY_PER_REQUEST",
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+        self.replica_stream = created["TableDescription"]["LatestStreamArn"]  # the lag may be changed as it runs
+        self._reader = StreamReader(
+            boto3.client("dynamodbstreams", region_name="us-east-1"), stack.stream_arns["KeysTable"]
+        )
+        self._queue: deque[tuple[float, dict]] = deque()  # (when it is due, the stream record)
+        self._attempts = 0
+        self.applied: list[Applied] = []
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="replicator", daemon=True)
+
+    def __enter__(self) -> "Replicator":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=30)
+
+    def caught_up(self, timeout: float = 10.0) -> None:
+        """Until every change the primary's stream holds now is in the replica."""
+        deadline = time.monotonic() + timeout
+        while self._reader.pending() or self._queue:
+            assert time.monotonic() < deadline, "the replica did not catch up"
+            time.sleep(POLL_SECONDS)
+
+    def _run(self) -> None:
+        while not self._stopping.wait(POLL_SECONDS):
+            now = time.monotonic()
+            records = self._reader.pending()
+            self._queue.extend((now + self.lag, record) for record in records)
+            self._reader.done()  # after the queue holds them: caught_up sees them in one or the other
+            while self._queue and self._queue[0][0] <= time.monotonic():
+                due, record = self._queue[0]
+                self._attempts += 1
+                if self._fails(self._attempts - 1):
+                    self._queue[0] = (time.monotonic() + self._retry_after, record)
+                    break
+                writing_at = time.monotonic()
+                self._apply(record["dynamodb"])
+                self._queue.popleft()
+                key_id = record["dynamodb"]["Keys"]["key_id"]["S"]
+                self.applied.append(Applied(key_id, due - self.lag, writing_at, time.monotonic()))
+
+    def _apply(self, change: dict) -> None:
+        if "NewImage" in change:
+            self.replica.put_item(TableName=self.table, Item=change["NewImage"])
+        else:
+            self.replica.delete_item(TableName=self.table, Key=change["Keys"])
+
+
+def regional_pepper(stack) -> str:
+    """The pepper secret replicated to REGION (all its versions, as moto and Secrets Manager replicate them):
+    its ARN there."""
+    arn = stack.physical_ids["PepperSecret"]
+    boto3.client("secretsmanager", region_name="us-east-1").replicate_secret_to_regions(
+        SecretId=arn, AddReplicaRegions=[{"Region": REGION}]
+    )
+    return arn.replace(":us-east-1:", f":{REGION}:")
+
+
+def replica_stream_to(replicator: Replicator, handler: Callable[[dict], None]) -> StreamPoller:
+    """The replica's stream handed to ``handler`` in batches, as Lambda's event source mapping does."""
+
+    def invoke(payload: bytes) -> bool:
+        import json
+
+        try:
+            handler(json.loads(payload))
+        except Exception as error:
+            LOG.warning("the replica's batch failed, and is offered again: %s: %s", type(error).__name__, error)
+            return False
+        return True
+
+    reader = StreamReader(boto3.client("dynamodbstreams", region_name=REGION), replicator.replica_stream)
+    return StreamPoller(reader, invoke, interval=POLL_SECONDS).start()
+
+
+def regional_handler(stack, logical_id: str | None, module: str = "", **overrides: str) -> Callable:
+    """A function as a regional stack in REGION would run it: the template's environment for
+    ``logical_id`` (or none) with ``overrides``, its AWS clients bound to REGION. The test's environment
+    is left as it was."""
+    import importlib
+    import sys
+
+    import pytest
+
+    from keygate_local.template import HANDLER_PACKAGES
+    from tests.conftest import load_function
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_DEFAULT_REGION", REGION)
+        if logical_id is not None:
+            return load_function(stack, patch, logical_id, AWS_DEFAULT_REGION=REGION, **overrides)
+        for name, value in overrides.items():
+            patch.setenv(name, value)
+        for name in list(sys.modules):
+            if name.split(".")[0] in HANDLER_PACKAGES:
+                del sys.modules[name]
+        module_name, _, attribute = module.rpartition(".")
+        return getattr(importlib.import_module(module_name), attribute)
