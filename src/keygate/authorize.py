@@ -117,6 +117,9 @@ class Authorizer:
     route_scopes: RouteScopes = RouteScopes()
     verified: VerifiedKeys = field(default_factory=VerifiedKeys)
     last_used_interval: timedelta = timedelta(0)  # how often last_used_at is written per key; 0: never
+    # False in a regional stack: its replica's writes would replicate back to the primary, and global tables'
+    # last writer wins per item, so a last_used_at or a re-hash there could undo a revoke made meanwhile
+    writes: bool = True
 
     def decide(
         self, authorization: Sequence[str], api_key: Sequence[str], route: RequestRoute, now: datetime | None = None
@@ -165,7 +168,7 @@ class Authorizer:
     def _note_use(self, record: KeyRecord, now: datetime) -> str | None:
         """Write last_used_at when it is older than the interval, once across all containers (the write
         is conditional). Never changes the decision: a failure is only reported, for the log."""
-        if not self.last_used_interval:
+        if not self.writes or not self.last_used_interval:
             return None
         if record.last_used_at is not None and now - record.last_used_at < self.last_used_interval:
             return None
@@ -215,6 +218,8 @@ class Authorizer:
     def _rehash(self, record: KeyRecord, secret: str, digest: bytes) -> str | None:
         """Re-hash a key verified under an old pepper or old Argon2 parameters, conditional on the item
         being unchanged. Never changes the decision: a failure is only reported, for the log."""
+        if not self.writes:
+            return None
         try:
             version, pepper = self.peppers.current()
             if record.pepper_version == version and not self.hasher.needs_rehash(record.phc_hash):

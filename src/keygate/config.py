@@ -51,6 +51,7 @@ class Config:
     keys_table: str
     pepper_secret_arn: str
     audit_table: str = ""  # the admin functions write and read it; the authorizer never does
+    primary_region: str = ""  # set in a regional stack (PrimaryRegion): it reads replicas and writes no key
     owner_usage_keys_table: str = ""  # the admin functions that change keys; the authorizer never reads it
     key_prefix: str = "kg"
     argon2_memory_kib: int = 19456  # OWASP's argon2id minimum: m=19 MiB, t=2, p=1
@@ -125,6 +126,7 @@ def load(env: dict | None = None) -> Config:
         pepper_secret_arn=_required(env, "PEPPER_SECRET_ARN"),
         audit_table=env.get("AUDIT_TABLE", ""),
         owner_usage_keys_table=env.get("OWNER_USAGE_KEYS_TABLE", ""),
+        primary_region=env.get("PRIMARY_REGION", ""),
         key_prefix=prefix,
         argon2_memory_kib=_int(env, "ARGON2_MEMORY_KIB", Config.argon2_memory_kib, 8 * 1024, 256 * 1024),
         argon2_time_cost=_int(env, "ARGON2_TIME_COST", Config.argon2_time_cost, 1, 20),

@@ -61,6 +61,7 @@ class KeyService(LeakRevocation, Inspection):
             config.route_scopes,
             VerifiedKeys(config.verified_key_cache_size),
             timedelta(minutes=config.last_used_interval_minutes),
+            writes=not config.primary_region,
         )
 
     def authorize(self, authorization: Sequence[str], api_key: Sequence[str], route: RequestRoute) -> Decision:

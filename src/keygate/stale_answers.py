@@ -23,5 +23,6 @@ def cuts_a_secret(before: KeyRecord, after: KeyRecord) -> bool:
 
 def goes_stale(before: KeyRecord, after: KeyRecord) -> bool:
     """Whether a cached answer given before the change may be wrong after it: access narrowed, a secret cut,
-    or new metadata (a cached allow would go on forwarding the old to the backend)."""
-    return narrows(before, after) or cuts_a_secret(before, after) or before.metadata != after.metadata
+    or what a cached allow carries changed (metadata for the backend, the usage identifier that meters it)."""
+    carried = before.metadata != after.metadata or before.usage_key_value != after.usage_key_value
+    return narrows(before, after) or cuts_a_secret(before, after) or carried

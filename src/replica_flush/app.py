@@ -3,6 +3,8 @@ flush of this region's CachedStages whenever a change replicated from the primar
 stale (keygate/replicated_changes.py). A flush that fails raises: Lambda retries the batch, in order,
 until it succeeds, so no stale allow outlives the change by more than the retries."""
 
+from datetime import UTC, datetime
+
 import boto3
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes import DynamoDBStreamEvent, event_source
@@ -28,7 +30,7 @@ class FlushFailed(RuntimeError):
 @logger.inject_lambda_context(log_event=False)
 @event_source(data_class=DynamoDBStreamEvent)
 def handler(event: DynamoDBStreamEvent, context: LambdaContext) -> None:
-    stale = replicated_changes.stale_keys(record.raw_event for record in event.records)
+    stale = replicated_changes.stale_keys((record.raw_event for record in event.records), datetime.now(UTC))
     if not stale:
         return
     report = CACHE.flush()

@@ -29,6 +29,7 @@ class Applied:
     read_at: float  # when the replicator read it from the primary's stream (within POLL_SECONDS of the write)
     writing_at: float  # when its write to the replica began
     applied_at: float  # when that write returned
+    change: dict  # the stream record's change
 
 
 class Replicator:
@@ -53,7 +54,8 @@ class Replicator:
         self._reader = StreamReader(
             boto3.client("dynamodbstreams", region_name="us-east-1"), stack.stream_arns["KeysTable"]
         )
-        self._queue: deque[tuple[float, dict]] = deque()  # (when it is due, the stream record)
+        self._queue: deque[tuple[float, float, dict]] = deque()  # (when read, when due, the stream record)
+        self._lock = threading.Lock()  # the reader and the queue, between this thread and caught_up
         self._attempts = 0
         self.applied: list[Applied] = []
         self._stopping = threading.Event()
@@ -66,31 +68,43 @@ class Replicator:
     def __exit__(self, *exc) -> None:
         self._stopping.set()
         self._thread.join(timeout=30)
+        assert not self._thread.is_alive(), "the replicator did not stop"
 
     def caught_up(self, timeout: float = 10.0) -> None:
         """Until every change the primary's stream holds now is in the replica."""
         deadline = time.monotonic() + timeout
-        while self._reader.pending() or self._queue:
+        while True:
+            with self._lock:
+                if not self._reader.pending() and not self._queue:
+                    return
+            assert self._thread.is_alive(), "the replicator stopped (its error is in the log)"
             assert time.monotonic() < deadline, "the replica did not catch up"
             time.sleep(POLL_SECONDS)
 
     def _run(self) -> None:
-        while not self._stopping.wait(POLL_SECONDS):
+        try:
+            while not self._stopping.wait(POLL_SECONDS):
+                self._replicate()
+        except Exception:
+            LOG.exception("the replicator stopped")
+
+    def _replicate(self) -> None:
+        with self._lock:
             now = time.monotonic()
-            records = self._reader.pending()
-            self._queue.extend((now + self.lag, record) for record in records)
-            self._reader.done()  # after the queue holds them: caught_up sees them in one or the other
-            while self._queue and self._queue[0][0] <= time.monotonic():
-                due, record = self._queue[0]
-                self._attempts += 1
-                if self._fails(self._attempts - 1):
-                    self._queue[0] = (time.monotonic() + self._retry_after, record)
-                    break
-                writing_at = time.monotonic()
-                self._apply(record["dynamodb"])
+            self._queue.extend((now, now + self.lag, record) for record in self._reader.pending())
+            self._reader.done()
+        while self._queue and self._queue[0][1] <= time.monotonic():
+            read_at, _, record = self._queue[0]
+            self._attempts += 1
+            if self._fails(self._attempts - 1):
+                self._queue[0] = (read_at, time.monotonic() + self._retry_after, record)
+                return
+            writing_at = time.monotonic()
+            self._apply(record["dynamodb"])
+            key_id = record["dynamodb"]["Keys"]["key_id"]["S"]
+            self.applied.append(Applied(key_id, read_at, writing_at, time.monotonic(), record["dynamodb"]))
+            with self._lock:
                 self._queue.popleft()
-                key_id = record["dynamodb"]["Keys"]["key_id"]["S"]
-                self.applied.append(Applied(key_id, due - self.lag, writing_at, time.monotonic()))
 
     def _apply(self, change: dict) -> None:
         if "NewImage" in change:
