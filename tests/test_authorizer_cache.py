@@ -1,6 +1,8 @@
 """API Gateway's authorizer cache flushed when a key loses access: which changes flush, on which stages,
 retried when throttled, and what the admin answer says when a flush fails or is scheduled."""
 
+import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import boto3
@@ -219,6 +221,47 @@ def test_a_rotation_with_grace_schedules_a_flush_for_when_the_grace_ends(issued,
     assert schedule["ScheduleExpressionTimezone"] == "UTC" and schedule["ActionAfterCompletion"] == "DELETE"
     assert schedule["Target"]["Arn"] == stack.arns["FlushAuthorizerCacheFunction"]
     assert schedule["Target"]["RoleArn"] == stack.arns["FlushScheduleRole"]
+
+
+def test_the_schedule_names_the_rotation_whose_grace_ends_and_the_flush_drops_its_previous_secret(
+    issued, admin, load, flushes
+):
+    key = issued()
+    answer = invoke(load("RotateKeyFunction", **CACHED), {"key_id": key["key_id"], "grace_seconds": 1})
+    (listed,) = boto3.client("scheduler").list_schedules()["Schedules"]
+    scheduled = json.loads(boto3.client("scheduler").get_schedule(Name=listed["Name"])["Target"]["Input"])
+    assert scheduled["grace_of"] == {"key_id": key["key_id"], "version": answer["version"]}
+    flush = load("FlushAuthorizerCacheFunction", **CACHED)
+    early = invoke(flush, scheduled)  # before the grace period is over (as Scheduler never runs it): no change
+    assert early["flushed"] == FLUSHED and invoke(admin["GetKey"], {"key_id": key["key_id"]})["version"] == 2
+    time.sleep(1.1)
+    assert invoke(flush, scheduled)["flushed"] == FLUSHED
+    ended = invoke(admin["GetKey"], {"key_id": key["key_id"]})
+    assert ended["version"] == 3 and ended["previous_key_expires_at"] is None
+    (*_, last) = invoke(admin["KeyHistory"], {"key_id": key["key_id"]})["events"]
+    assert (last["action"], last["actor"]) == ("grace_end", "keygate: the rotation's grace period ended")
+    invoke(flush, scheduled)  # run again (Scheduler retries): the version moved on, nothing more written
+    assert invoke(admin["GetKey"], {"key_id": key["key_id"]})["version"] == 3
+
+
+def test_a_grace_end_for_a_key_changed_since_or_gone_writes_nothing_and_still_flushes(issued, admin, load, flushes):
+    key = issued()
+    invoke(load("RotateKeyFunction"), {"key_id": key["key_id"], "grace_seconds": 1})
+    invoke(admin["UpdateKey"], {"key_id": key["key_id"], "name": "renamed"})  # version 3: a later change
+    time.sleep(1.1)
+    flush = load("FlushAuthorizerCacheFunction", **CACHED)
+    assert invoke(flush, {"reason": "r", "grace_of": {"key_id": key["key_id"], "version": 2}})["flushed"] == FLUSHED
+    assert invoke(admin["GetKey"], {"key_id": key["key_id"]})["version"] == 3
+    gone = {"reason": "r", "grace_of": {"key_id": "Q" * 16, "version": 2}}
+    assert invoke(flush, gone)["flushed"] == FLUSHED
+
+
+@pytest.mark.parametrize("grace_of", [{"key_id": "Q" * 16}, {"key_id": "bad", "version": 2}, {"version": 0}, "x"])
+def test_a_malformed_grace_of_is_refused_naming_it(load, grace_of):
+    answer = invoke(load("FlushAuthorizerCacheFunction"), {"reason": "r", "grace_of": grace_of})
+    assert answer["error"]["type"] == "InvalidRequest" and all(
+        field.startswith("grace_of") for field in answer["error"]["fields"]
+    )
 
 
 def test_a_second_rotation_cuts_the_first_grace_short_and_flushes_now(issued, load, flushes):

@@ -2,6 +2,7 @@
 resource, and what a condition limits) that its code makes, recorded while it does its job. Grants come
 from the function's own policies and from resource policies that name its role."""
 
+import time
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from urllib.parse import quote
@@ -210,7 +211,10 @@ ADMIN_JOBS = {
         {"key_id": key_id, "verify": True},  # the whole trail, and its copy
     ],
     "PepperStatusFunction": lambda key_id, plan, plain, shared: [{}],
-    "FlushAuthorizerCacheFunction": lambda key_id, plan, plain, shared: [{"reason": "test"}],
+    "FlushAuthorizerCacheFunction": lambda key_id, plan, plain, shared: [
+        {"reason": "test"},
+        {"reason": "grace of a key ends", "grace_of": {"key_id": plain, "version": 2}},  # its previous secret dropped
+    ],
     "ExplainKeyFunction": lambda key_id, plan, plain, shared: [{"key_id": key_id, "route": "GET /x", "api": "a1/b"}],
 }
 
@@ -230,6 +234,9 @@ def test_each_admin_function_is_granted_exactly_what_it_calls(function, stack, i
     plan, other_plan = usage_plan("first"), usage_plan("second")
     key, plain = issued(usage_plan_id=plan), issued()
     shared, _ = (issued(usage_plan_id=plan, quota_per="owner") for _ in range(2))  # one stays live on the plan
+    if function == "FlushAuthorizerCacheFunction":  # a rotation (version 2) whose grace period is over
+        invoke(load("RotateKeyFunction"), {"key_id": plain["key_id"], "grace_seconds": 1})
+        time.sleep(1.1)
     add_pepper_version(stack)  # so a rotation hashes under another pepper version, as it may
     handler = load(function, **CACHED)
     recorded.clear()

@@ -26,8 +26,14 @@ WRITERS_OF = {
     "RevokeKeyFunction": {Writer.REVOKE},
     "ReportLeakFunction": {Writer.REVOKE},
     "LeakReportFunction": {Writer.REVOKE},
+    "FlushAuthorizerCacheFunction": {Writer.GRACE_END},
 }
-ACTION_OF = {Writer.UPDATE: Action.UPDATE, Writer.ROTATE: Action.ROTATE, Writer.REVOKE: Action.REVOKE}
+ACTION_OF = {
+    Writer.UPDATE: Action.UPDATE,
+    Writer.ROTATE: Action.ROTATE,
+    Writer.REVOKE: Action.REVOKE,
+    Writer.GRACE_END: Action.GRACE_END,
+}
 NOW = datetime(2026, 12, 7, tzinfo=UTC)
 EVERY_FIELD_SET = KeyRecord(
     key_id="K" * 16,

@@ -107,6 +107,7 @@ def test_with_the_cache_on_the_region_flushes_after_each_replicated_change_that_
     stack, admin, issued, timed_flushes
 ):
     update, revoke, rotate = admin["UpdateKey"], admin["RevokeKey"], admin["RotateKey"]
+    grace_end = admin["FlushAuthorizerCache"]  # the primary's, as Scheduler runs it (its own cache is off here)
     handled = []  # the stream records the region's flush function was handed, in order
 
     def until_handled(count: int) -> None:
@@ -127,13 +128,22 @@ def test_with_the_cache_on_the_region_flushes_after_each_replicated_change_that_
             invoke(rotate, {"key_id": key["key_id"], "grace_seconds": 0})
             until_handled(3)
             assert len(timed_flushes) == 1  # the secret cut at once
-            invoke(revoke, {"key_id": key["key_id"]})
+            invoke(rotate, {"key_id": key["key_id"], "grace_seconds": 1})
             until_handled(4)
-            assert len(timed_flushes) == 2
+            assert len(timed_flushes) == 1  # the previous secret verifies through its grace period
+            time.sleep(1.1)
+            grace_of = {"key_id": key["key_id"], "version": 4}  # as the primary's schedule names it
+            invoke(grace_end, {"reason": "grace of a key ends", "grace_of": grace_of})
+            until_handled(5)
+            assert len(timed_flushes) == 2  # the grace period's end, replicated
+            invoke(revoke, {"key_id": key["key_id"]})
+            until_handled(6)
+            assert len(timed_flushes) == 3
         finally:
             poller.stop()
-    rotation, revocation = [change for change in replicator.applied if change.key_id == key["key_id"]][2:]
-    assert timed_flushes[0] > rotation.writing_at and timed_flushes[1] > revocation.writing_at  # after, never before
+    changes = [change for change in replicator.applied if change.key_id == key["key_id"]]
+    stale = [changes[2], changes[4], changes[5]]
+    assert all(flushed > change.writing_at for flushed, change in zip(timed_flushes, stale, strict=True))
 
 
 def _stream_record(event: str, old, new) -> dict:
@@ -171,6 +181,23 @@ def test_which_replicated_changes_make_cached_answers_stale():
         "new metadata": ("MODIFY", key, replace(later, metadata=(("plan", "gold"),))),
         "metered by another usage key": ("MODIFY", key, replace(later, usage_plan_id="p", usage_key_value="v")),
         "rotated without grace": ("MODIFY", key, replace(later, phc_hash="$argon2id$y", rotated_at=now)),
+        "rotated with grace": (
+            "MODIFY",
+            key,
+            replace(
+                later,
+                phc_hash="$argon2id$y",
+                rotated_at=now,
+                previous_hash="$argon2id$h",
+                previous_pepper_version="v1",
+                previous_expires_at=now + timedelta(hours=1),
+            ),
+        ),
+        "grace period ended": (
+            "MODIFY",
+            replace(key, previous_hash="$argon2id$p", previous_pepper_version="v1", previous_expires_at=now),
+            later,
+        ),
         "changed, without its old image": ("MODIFY", None, later),
     }
     stale = {
@@ -180,7 +207,7 @@ def test_which_replicated_changes_make_cached_answers_stale():
     }
     assert stale == {
         "live, and deleted", "revoked", "disabled", "a scope less", "new metadata", "metered by another usage key",
-        "rotated without grace", "changed, without its old image",
+        "rotated without grace", "grace period ended", "changed, without its old image",
     }  # fmt: skip
     corrupt = {"eventName": "MODIFY", "dynamodb": {"Keys": {"key_id": {"S": "K" * 16}}, "OldImage": {}, "NewImage": {}}}
     assert replicated_changes.stale_keys([corrupt], now) == ["K" * 16]

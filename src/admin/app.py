@@ -5,6 +5,7 @@ Bad input and unknown keys come back as ``{"error": {...}}`` naming what is wron
 typo does not count as a function error; a fault (DynamoDB down) raises and shows as one.
 """
 
+import contextlib
 from collections.abc import Callable
 from datetime import timedelta
 from functools import wraps
@@ -192,6 +193,13 @@ def pepper_status(request: PepperStatus) -> dict:
 
 @admin_action(FlushAuthorizerCache)
 def flush_authorizer_cache(request: FlushAuthorizerCache) -> dict:
+    if request.grace_of is not None:  # dropped first, so the regions flush on its replicated change too
+        with contextlib.suppress(KeyNotFound):  # gone (the table's TTL): its secrets verify nowhere
+            ended = KEYS.end_grace(request.grace_of.key_id, request.grace_of.version)
+            if ended is not None:
+                logger.info(
+                    "grace period ended", extra={"key_id": ended.record.key_id, "version": ended.record.version}
+                )
     report = KEYS.flush_authorizer_cache()
     if report is None:
         return {"flushed": [], "revocation_bound": "the next request: AuthorizerCacheTtl is 0, nothing is cached"}

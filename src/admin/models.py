@@ -234,8 +234,19 @@ class ExplainKey(AdminEvent):
     api: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9]{1,64}/[A-Za-z0-9_$-]{1,128}$")] | None = None
 
 
+class GraceOf(BaseModel):
+    """The rotation whose grace period ends: the key, and its version the rotation made."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key_id: KeyId
+    version: Annotated[StrictInt, Field(ge=1)]
+
+
 class FlushAuthorizerCache(AdminEvent):
     """Empty API Gateway's authorizer cache on every stage of CachedStages (EventBridge Scheduler sends
-    this when a rotation's grace period ends; an operator may send it any time)."""
+    this when a rotation's grace period ends, with ``grace_of``: the previous secret is dropped first; an
+    operator may send it any time)."""
 
     reason: Annotated[StrictStr, Field(min_length=1, max_length=256, pattern=_PRINTABLE)] = "requested"
+    grace_of: GraceOf | None = None

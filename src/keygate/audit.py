@@ -20,6 +20,7 @@ class Action(StrEnum):
     ENABLE = "enable"
     ROTATE = "rotate"
     REVOKE = "revoke"
+    GRACE_END = "grace_end"  # a rotation's grace period ended: the previous secret dropped
 
 
 @dataclass(frozen=True)

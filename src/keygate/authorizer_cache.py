@@ -114,7 +114,7 @@ class AuthorizerCache:
                 failed[str(stage)] = explained(error)
         return FlushReport(self.ttl, tuple(flushed), failed)
 
-    def flush_at(self, moment: datetime, name: str, reason: str) -> FlushReport | None:
+    def flush_at(self, moment: datetime, name: str, reason: str, grace_of: dict | None = None) -> FlushReport | None:
         """Schedule a flush (EventBridge Scheduler, one time, deleted after it runs) for ``moment``: a
         rotation's grace period ends then, and a cached allow of the previous secret must end with it."""
         if not self.in_use or not self.stages:
@@ -131,11 +131,20 @@ class AuthorizerCache:
                 ScheduleExpressionTimezone="UTC",
                 FlexibleTimeWindow={"Mode": "OFF"},
                 ActionAfterCompletion="DELETE",
-                Target={"Arn": function_arn, "RoleArn": role_arn, "Input": json.dumps({"reason": reason})},
+                Target={
+                    "Arn": function_arn,
+                    "RoleArn": role_arn,
+                    "Input": json.dumps({"reason": reason} | _grace(grace_of)),
+                },
             )
         except (ClientError, BotoCoreError) as error:
             return FlushReport(self.ttl, failed={"schedule": explained(error)})
         return FlushReport(self.ttl, scheduled=f"{at}Z")
+
+
+def _grace(grace_of: dict | None) -> dict:
+    """The rotation whose grace period ends, for the flush function to drop its previous secret."""
+    return {"grace_of": grace_of} if grace_of else {}
 
 
 def _after_last_verify(moment: datetime) -> datetime:

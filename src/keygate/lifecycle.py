@@ -17,7 +17,7 @@ from keygate.config import Config
 from keygate.hashing import Hasher, PepperRing
 from keygate.metering import Metering
 from keygate.records import UPDATABLE, KeyRecord, QuotaPer, State, Status, as_pairs
-from keygate.stale_answers import NARROWING, cuts_a_secret, goes_stale, narrows
+from keygate.stale_answers import NARROWING, goes_stale, narrows
 from keygate.store import ConcurrentChange, KeyNotFound, KeyStore
 
 # A key id collision (95 random bits) or a lost race is retried, after a jittered backoff (up to 10 ms,
@@ -207,45 +207,6 @@ class KeyLifecycle(Metering):
         flush = goes_stale(before, after) or (asks_to_narrow and self._lost_access_lately(before))
         flushed = self._cache.flush() if flush else None  # before the sync, whose API Gateway calls may be slow
         return Changed(after, self._sync(before, after), flushed)
-
-    def rotate(self, key_id: str, grace: timedelta, *, actor: str) -> tuple[keys.NewKey, Changed]:
-        """A new secret for the key; the current one keeps verifying for ``grace`` (a previous one in its
-        grace period stops at once: two secrets at most)."""
-        pepper_version, pepper = self._peppers.current()
-        new_key = keys.generate(self.config.key_prefix, key_id=key_id)
-        new_hash = self._hasher.hash(new_key.secret, pepper)
-
-        def change(record: KeyRecord, now: datetime) -> KeyRecord:
-            if record.status is Status.REVOKED:
-                raise KeyRevoked(f"key {key_id!r} is revoked: it cannot be rotated")
-            keeps_old = grace > timedelta(0)
-            return replace(
-                record,
-                phc_hash=new_hash,
-                pepper_version=pepper_version,
-                rotated_at=now,
-                previous_hash=record.phc_hash if keeps_old else None,
-                previous_pepper_version=record.pepper_version if keeps_old else None,
-                previous_expires_at=now + grace if keeps_old else None,
-            )
-
-        before, after = self._change(key_id, change, lambda before, after: Action.ROTATE, None, actor)
-        return new_key, Changed(after, authorizer_cache=self._flush_after_rotation(before, after))
-
-    def _flush_after_rotation(self, before: KeyRecord, after: KeyRecord) -> FlushReport | None:
-        """A secret that stops verifying now (no grace, or the previous one's grace cut short) is
-        flushed now; the one in its grace period when that ends."""
-        report = None
-        if cuts_a_secret(before, after):
-            report = self._cache.flush()
-        if after.previous_hash is not None:
-            name = f"keygate-{after.key_id}-v{after.version}"
-            scheduled = self._cache.flush_at(after.previous_expires_at, name, f"grace of {after.key_id} ends")
-            if report is None or scheduled is None:
-                report = report or scheduled
-            else:
-                report = replace(report, scheduled=scheduled.scheduled, failed=report.failed | scheduled.failed)
-        return report
 
     def revoke(
         self,

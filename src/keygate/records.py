@@ -65,6 +65,7 @@ class Writer(StrEnum):
     UPDATE = "update"  # UpdateKeyFunction
     ROTATE = "rotate"  # RotateKeyFunction
     REVOKE = "revoke"  # RevokeKeyFunction, ReportLeakFunction and LeakReportFunction
+    GRACE_END = "grace_end"  # FlushAuthorizerCacheFunction, run by Scheduler when a rotation's grace period ends
     REHASH = "rehash"  # the authorizer's lazy re-hash
     TOUCH = "touch"  # the authorizer's last_used_at
 
@@ -149,6 +150,9 @@ def _declared(
     return field(metadata={"keygate": declared}, **dataclass_field)
 
 
+_GRACE = {Writer.ROTATE, Writer.GRACE_END}  # a rotation sets the previous secret; its grace period's end drops it
+
+
 @dataclass(frozen=True)
 class KeyRecord:
     """A key as stored. Each field declares, once, how it is stored, shown, audited and changed: the
@@ -176,10 +180,10 @@ class KeyRecord:
     last_used_at: datetime | None = _declared(codec=TIME, audited=False, writers={Writer.TOUCH}, default=None)
     rotated_at: datetime | None = _declared(codec=TIME, writers={Writer.ROTATE}, default=None)
     # the secret before the last rotation, which verifies until previous_expires_at
-    previous_hash: str | None = _declared(shown_as=None, writers={Writer.ROTATE}, default=None, repr=False)
-    previous_pepper_version: str | None = _declared(shown_as=None, writers={Writer.ROTATE}, default=None)
+    previous_hash: str | None = _declared(shown_as=None, writers=_GRACE, default=None, repr=False)
+    previous_pepper_version: str | None = _declared(shown_as=None, writers=_GRACE, default=None)
     previous_expires_at: datetime | None = _declared(
-        codec=TIME, shown_as="previous_key_expires_at", writers={Writer.ROTATE}, default=None
+        codec=TIME, shown_as="previous_key_expires_at", writers=_GRACE, default=None
     )
     # the table's TTL: DynamoDB deletes the item after this
     purge_at: datetime | None = _declared(
@@ -195,7 +199,7 @@ class KeyRecord:
     usage_key_id: str | None = _declared(writers={Writer.UPDATE}, default=None)
     usage_key_value: str | None = _declared(shown_as=None, writers={Writer.UPDATE}, default=None, repr=False)
     version: int = _declared(
-        codec=NUMBER, audited=False, writers={Writer.UPDATE, Writer.ROTATE, Writer.REVOKE}, required=True, default=1
+        codec=NUMBER, audited=False, writers=set(Writer) - {Writer.REHASH, Writer.TOUCH}, required=True, default=1
     )
 
     def is_expired(self, now: datetime) -> bool:

@@ -18,13 +18,14 @@ from keygate.leak_revocation import LeakRevocation
 from keygate.leaks import LeakNotifier
 from keygate.lifecycle import utc_now
 from keygate.owner_usage_keys import OwnerUsageKeys
+from keygate.rotation import Rotation
 from keygate.routes import RequestRoute
 from keygate.store import KeyStore
 from keygate.usage_plans import UsagePlans
 from keygate.verified import VerifiedKeys
 
 
-class KeyService(LeakRevocation, Inspection):
+class KeyService(LeakRevocation, Rotation, Inspection):
     """Everything the handlers ask of keys: the lifecycle (lifecycle.py), leak reports (leak_revocation.py),
     operators' questions (inspection.py) and authorization, over one set of dependencies."""
 

@@ -25,4 +25,5 @@ def goes_stale(before: KeyRecord, after: KeyRecord) -> bool:
     """Whether a cached answer given before the change may be wrong after it: access narrowed, a secret cut,
     or what a cached allow carries changed (metadata for the backend, the usage identifier that meters it)."""
     carried = before.metadata != after.metadata or before.usage_key_value != after.usage_key_value
-    return narrows(before, after) or cuts_a_secret(before, after) or carried
+    dropped = before.previous_hash is not None and after.previous_hash is None  # a grace period's end, say
+    return narrows(before, after) or cuts_a_secret(before, after) or dropped or carried

@@ -146,6 +146,7 @@ _WRITERS = {
     Action.DISABLE: Writer.UPDATE,
     Action.ROTATE: Writer.ROTATE,
     Action.REVOKE: Writer.REVOKE,
+    Action.GRACE_END: Writer.GRACE_END,
 }
 
 # Lost races: a condition that no longer holds, or (DynamoDB) another transaction on the same item at the
