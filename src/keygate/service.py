@@ -26,8 +26,9 @@ from keygate.verified import VerifiedKeys
 
 
 class KeyService(LeakRevocation, Rotation, Inspection):
-    """Everything the handlers ask of keys: the lifecycle (lifecycle.py), leak reports (leak_revocation.py),
-    operators' questions (inspection.py) and authorization, over one set of dependencies."""
+    """Everything the handlers ask of keys: the lifecycle (lifecycle.py, rotation.py), leak reports
+    (leak_revocation.py), operators' questions (inspection.py) and authorization, over one set of
+    dependencies."""
 
     def __init__(
         self,
