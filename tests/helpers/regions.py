@@ -3,7 +3,10 @@ region whose keys table is a replica, written by a Replicator as DynamoDB global
 change of the primary's stream, in order, after a lag; a delivery that fails is tried again, and nothing
 after it goes first. The region's pepper secret is the primary's, replicated."""
 
+import importlib
+import json
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -11,8 +14,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import boto3
+import pytest
 
 from keygate_local.streams import StreamPoller, StreamReader
+from keygate_local.template import HANDLER_PACKAGES
+from tests.conftest import load_function
 
 REGION = "eu-west-1"
 LOG = logging.getLogger(__name__)
@@ -127,8 +133,6 @@ def replica_stream_to(replicator: Replicator, handler: Callable[[dict], None]) -
     """The replica's stream handed to ``handler`` in batches, as Lambda's event source mapping does."""
 
     def invoke(payload: bytes) -> bool:
-        import json
-
         try:
             handler(json.loads(payload))
         except Exception as error:
@@ -144,14 +148,6 @@ def regional_handler(stack, logical_id: str | None, module: str = "", **override
     """A function as a regional stack in REGION would run it: the template's environment for
     ``logical_id`` (or none) with ``overrides``, its AWS clients bound to REGION. The test's environment
     is left as it was."""
-    import importlib
-    import sys
-
-    import pytest
-
-    from keygate_local.template import HANDLER_PACKAGES
-    from tests.conftest import load_function
-
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AWS_DEFAULT_REGION", REGION)
         if logical_id is not None:
