@@ -3,11 +3,13 @@ replica in order, after a lag, with failed deliveries tried again; the region's 
 replica, and its flush of its own cached answers on each replicated change that makes them stale."""
 
 import time
+from dataclasses import replace
+from datetime import UTC, datetime
 
 import botocore.client
 import pytest
 
-from tests.conftest import add_pepper_version, invoke
+from tests.conftest import add_pepper_version, fail_calls, invoke
 from tests.helpers.authorizer import decide, shaped
 from tests.helpers.regions import Replicator, regional_handler, regional_pepper, replica_stream_to
 
@@ -211,3 +213,17 @@ def test_which_replicated_changes_make_cached_answers_stale():
     }  # fmt: skip
     corrupt = {"eventName": "MODIFY", "dynamodb": {"Keys": {"key_id": {"S": "K" * 16}}, "OldImage": {}, "NewImage": {}}}
     assert replicated_changes.stale_keys([corrupt], now) == ["K" * 16]
+
+
+def test_a_regional_flush_that_fails_fails_the_batch_so_it_is_retried(stack, monkeypatch):
+    from keygate.records import KeyRecord, Status  # as loaded now
+
+    environment = stack.function_environment("AuthorizerFunction") | CACHED | {"PRIMARY_REGION": "us-east-1"}
+    flush = regional_handler(stack, None, "replica_flush.app.handler", **environment)
+    for operation in ("FlushStageAuthorizersCache", "ResetAuthorizersCache"):
+        fail_calls(monkeypatch, operation, code="NotFoundException")
+    key = KeyRecord("K" * 16, "$argon2id$h", "v1", "n", "o", datetime(2026, 12, 7, tzinfo=UTC))
+    revoked = replace(key, status=Status.REVOKED, version=2)
+    with pytest.raises(RuntimeError, match="NotFoundException|failed"):
+        invoke(flush, {"Records": [_stream_record("MODIFY", key, revoked)]})
+    invoke(flush, {"Records": [_stream_record("MODIFY", key, replace(key, name="m", version=2))]})  # nothing stale
