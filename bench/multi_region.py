@@ -17,13 +17,13 @@ from bench.report import measured_on, p99
 from keygate_local.template import load_template
 from tests.conftest import create_stack, invoke, load_function
 from tests.helpers.authorizer import decide, shaped
-from tests.helpers.regions import Replicator, regional_handler, regional_pepper, replica_stream_to
+from tests.helpers.regions import Replicator, regional_handler, regional_stack, replica_stream_to
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- bound:begin (bench/multi_region.py writes this) -->", "<!-- bound:end -->"
 LAGS = (0.0, 0.2, 2.0)  # simulated replication lag, seconds: none, a typical one, a slow one
 TRIALS = {0.0: 20, 0.2: 20, 2.0: 5}
-REGIONAL = {"AUTHORIZER_CACHE_TTL": "300", "CACHED_STAGES": "rest:a1b2c3d4e5/prod", "PRIMARY_REGION": "us-east-1"}
+CACHED = {"AuthorizerCacheTtl": 300, "CachedStages": "rest:a1b2c3d4e5/prod"}  # the regional flush's
 
 
 def allowed(authorizer, key: dict) -> bool:
@@ -73,12 +73,9 @@ def main() -> None:
         rows.append(("single region, TTL 0", "-", "the next call", samples))
 
         with Replicator(stack) as replicator:
-            pepper = regional_pepper(stack)
-            regional = regional_handler(
-                stack, "AuthorizerFunction", PEPPER_SECRET_ARN=pepper, PRIMARY_REGION="us-east-1"
-            )
-            environment = stack.function_environment("AuthorizerFunction") | REGIONAL
-            flush = regional_handler(stack, None, "replica_flush.app.handler", **environment)
+            regional = regional_handler(regional_stack(stack, replicator.replica_stream), "AuthorizerFunction")
+            flushing = regional_stack(stack, replicator.replica_stream, **CACHED)
+            flush = regional_handler(flushing, "ReplicaFlushFunction")
             from keygate import replicated_changes  # as the regional handler loaded it
 
             flushed: set[str] = set()  # keys whose stale change the region's flush function has handled

@@ -30,6 +30,7 @@ NO_VALUE = None  # what Ref AWS::NoValue resolves to: the property is left out
 _NO_VALUE_REF = {"Ref": "AWS::NoValue"}
 _SAM_ALIAS = ".Alias"  # SAM's reference to the alias AutoPublishAlias makes: Ref Function.Alias
 LOCAL_ACCOUNT = "123456789012"  # moto's account
+REGION = "us-east-1"  # the local stack's region
 NO_SUCH_OPERATION = "UnknownOperationException"  # an endpoint's answer to an operation it does not have
 
 
@@ -53,9 +54,19 @@ class Stack:
     resources and outputs whose Condition is false are left out, as if the template never had them, and
     each Fn::If is decided. It also holds the physical ids of what the local stack creates."""
 
-    def __init__(self, template: dict, parameters: dict[str, Any] | None = None, name: str = "keygate-local"):
+    def __init__(
+        self,
+        template: dict,
+        parameters: dict[str, Any] | None = None,
+        name: str = "keygate-local",
+        region: str = REGION,
+    ):
         self.template = template
         self.name = name
+        self.region = region
+        self.physical_ids: dict[str, str] = {}
+        self.arns: dict[str, str] = {}
+        self.stream_arns: dict[str, str] = {}  # table logical id -> its stream's ARN
         self.parameters = {key: spec.get("Default") for key, spec in template.get("Parameters", {}).items()}
         unknown = set(parameters or {}) - set(self.parameters)
         if unknown:
@@ -63,16 +74,24 @@ class Stack:
         self.parameters.update(parameters or {})
         for key, spec in template.get("Parameters", {}).items():
             _check_parameter(key, spec, self.parameters[key])
+        self._check_rules()
         self.template = self._as_deployed(template)
-        self.physical_ids: dict[str, str] = {}
-        self.arns: dict[str, str] = {}
-        self.stream_arns: dict[str, str] = {}  # table logical id -> its stream's ARN
         for logical_id in self.functions():  # served by their logical ids (the local Lambda Invoke API)
-            self.arns[logical_id] = f"arn:aws:lambda:{self._ref('AWS::Region')}:{LOCAL_ACCOUNT}:function:{logical_id}"
+            self.arns[logical_id] = f"arn:aws:lambda:{region}:{LOCAL_ACCOUNT}:function:{logical_id}"
         for logical_id, spec in template["Resources"].items():
             if spec["Type"] == "AWS::IAM::Role":
                 path = self.resolve(spec.get("Properties", {}).get("Path", "/"))
                 self.arns[logical_id] = f"arn:aws:iam::{LOCAL_ACCOUNT}:role{path}{logical_id}"
+
+    def _check_rules(self) -> None:
+        """The template's Rules, as CloudFormation checks them before it changes anything: a parameter
+        combination an assertion refuses raises InvalidParameter with the assertion's description."""
+        for name, rule in self.template.get("Rules", {}).items():
+            if "RuleCondition" in rule and not self._truth(name, rule["RuleCondition"]):
+                continue
+            for assertion in rule["Assertions"]:
+                if not self._truth(name, assertion["Assert"]):
+                    raise InvalidParameter(f"rule {name}: {assertion.get('AssertDescription', 'refused')}")
 
     def resource(self, logical_id: str) -> dict:
         if logical_id not in self.template["Resources"]:
@@ -83,7 +102,7 @@ class Stack:
         return [key for key, spec in self.template["Resources"].items() if spec["Type"] == "AWS::Serverless::Function"]
 
     def resolve(self, value: Any) -> Any:
-        """Evaluate the intrinsic functions this template uses: Ref, GetAtt, If, Equals, Sub."""
+        """Evaluate the intrinsic functions this template uses: Ref, GetAtt, If, Sub, Select, Split, Join."""
         if isinstance(value, list):
             return [self.resolve(item) for item in value]
         if not isinstance(value, dict):
@@ -101,6 +120,15 @@ class Stack:
             return self.resolve(if_true if self._condition(condition) else if_false)
         if function == "Fn::Sub":
             return self._sub(argument)
+        if function == "Fn::Select":
+            index, items = self.resolve(argument)
+            return items[int(index)]
+        if function == "Fn::Split":
+            delimiter, text = self.resolve(argument)
+            return text.split(delimiter)
+        if function == "Fn::Join":
+            delimiter, items = self.resolve(argument)
+            return delimiter.join(str(item) for item in items if item is not NO_VALUE)
         return {function: self.resolve(argument)}
 
     def _ref(self, name: str) -> Any:
@@ -109,7 +137,7 @@ class Stack:
         if name in self.physical_ids:
             return self.physical_ids[name]
         if name == "AWS::Region":
-            return "us-east-1"
+            return self.region
         if name == "AWS::Partition":
             return "aws"
         if name == "AWS::AccountId":

@@ -9,6 +9,7 @@ import pytest
 from keygate.authorize import Reason
 from keygate_local.template import NO_VALUE, Stack
 from tests.helpers.authorizer import fail_get_item, log_records, refused_as_a_fault, shaped
+from tests.helpers.regions import PRIMARY_SECRET, REGION, REGIONAL, REPLICATED
 
 ROLES_THAT_READ_THE_PEPPER = [  # the functions that verify or hash secrets, and explain
     {"Fn::GetAtt": ["AuthorizerFunctionRole", "Arn"]},
@@ -30,7 +31,7 @@ def resources(template: dict, kind: str) -> dict[str, dict]:
 
 def test_every_function_logs_to_a_group_of_its_own_kept_for_the_retention_parameter(template):
     groups = []
-    for function in Stack(template, {"DeployDemo": "true"}).functions():
+    for function in {*Stack(template, {"DeployDemo": "true"}).functions(), *Stack(template, REGIONAL).functions()}:
         reference = template["Resources"][function]["Properties"]["LoggingConfig"]["LogGroup"]
         group = template["Resources"][reference["Ref"]]
         assert group["Type"] == "AWS::Logs::LogGroup", function
@@ -83,11 +84,20 @@ def test_the_fault_alarm_watches_the_metric_the_authorizer_emits(stack, issued, 
     )
 
 
-def test_the_errors_alarms_cover_every_function_but_the_authorizer_and_the_throttle_alarm_the_authorizer(template):
-    admin = set(Stack(template).functions()) - {"AuthorizerFunction"}
+@pytest.mark.parametrize("parameters", [{}, REGIONAL], ids=["primary", "regional"])
+def test_the_errors_alarms_cover_every_function_but_the_authorizer_and_the_throttle_alarm_the_authorizer(
+    template, parameters
+):
+    stack = Stack(template, parameters)
+    admin = set(stack.functions()) - {"AuthorizerFunction"}
     watched = []
-    for name in ("AdminErrorsAlarm", "AdminReadErrorsAlarm"):
-        metrics = template["Resources"][name]["Properties"]["Metrics"]
+    for name, alarm in resources(stack.template, "AWS::CloudWatch::Alarm").items():
+        alarm = alarm["Properties"]
+        if "Metrics" not in alarm:  # one function's errors
+            if alarm["MetricName"] == "Errors":
+                watched.append(alarm["Dimensions"][0]["Value"]["Ref"])
+            continue
+        metrics = alarm["Metrics"]
         (total,) = [metric for metric in metrics if "Expression" in metric]
         functions = [
             metric["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]
@@ -126,7 +136,7 @@ def _pepper_policy(template) -> tuple[dict, dict]:
 
 
 def test_only_the_roles_that_verify_or_hash_secrets_may_read_the_pepper(template):
-    allow, deny = _pepper_policy(template)
+    allow, deny = _pepper_policy(Stack(template).template)
     assert allow["Principal"]["AWS"] == ROLES_THAT_READ_THE_PEPPER
     assert allow["Action"] == deny["Action"] == "secretsmanager:GetSecretValue"
     assert deny["Principal"] == "*"
@@ -135,29 +145,60 @@ def test_only_the_roles_that_verify_or_hash_secrets_may_read_the_pepper(template
 
 def _secret_policy_allows(allow: dict, deny: dict, principal: str, own_policy_allows: bool) -> bool:
     """Secrets Manager's decision on GetSecretValue in one account: an explicit Deny wins; else the resource
-    policy's or the principal's own Allow."""
+    policy's or the principal's own Allow. The Deny's condition operators must all match for it to apply."""
     (arns,) = deny["Condition"]["ArnNotEquals"].values()
-    if principal not in arns:
+    patterns = list(deny["Condition"].get("ArnNotLike", {}).values())
+    if principal not in arns and not any(fnmatch.fnmatchcase(principal, pattern) for pattern in patterns):
         return False
     return principal in allow["Principal"]["AWS"] or own_policy_allows
 
 
-def test_no_other_principal_reads_the_pepper_whatever_its_own_policies_allow(template):
-    stack = Stack(template)
+def _with_roles(stack: Stack) -> Stack:
     for role in ROLES_THAT_READ_THE_PEPPER:  # SAM makes each function's role; an ARN of the shape it gets
         name = role["Fn::GetAtt"][0]
         stack.arns[name] = f"arn:aws:iam::123456789012:role/keygate-{name}-A1B2C3"
-    allow, deny = (stack.resolve(statement) for statement in _pepper_policy(template))
+    return stack
+
+
+OTHERS = [
+    "arn:aws:iam::123456789012:role/Administrator",  # secretsmanager:* in its own policy
+    "arn:aws:iam::123456789012:root",
+    "arn:aws:iam::123456789012:role/keygate-GetKeyFunctionRole-x",  # another keygate role
+    "arn:aws:iam::210987654321:role/elsewhere",
+]
+
+
+def test_no_other_principal_reads_the_pepper_whatever_its_own_policies_allow(template):
+    stack = _with_roles(Stack(template))
+    allow, deny = (stack.resolve(statement) for statement in _pepper_policy(stack.template))
     for role in ROLES_THAT_READ_THE_PEPPER:
         assert _secret_policy_allows(allow, deny, stack.resolve(role), own_policy_allows=False)
-    others = [
-        "arn:aws:iam::123456789012:role/Administrator",  # secretsmanager:* in its own policy
-        "arn:aws:iam::123456789012:root",
-        "arn:aws:iam::123456789012:role/keygate-GetKeyFunctionRole-x",  # another keygate role
-        "arn:aws:iam::210987654321:role/elsewhere",
-    ]
-    for principal in others:
+    for principal in OTHERS:
         assert not _secret_policy_allows(allow, deny, principal, own_policy_allows=True), principal
+
+
+def test_with_replicas_the_regional_stacks_pepper_readers_read_it_and_no_other_role(template):
+    """The policy goes with the secret to its replicas: the regional roles that read the pepper (the
+    authorizer's and explain's) have the path it names, after this secret; nothing else does."""
+    primary = _with_roles(Stack(template, REPLICATED))
+    primary.physical_ids["PepperSecret"] = PRIMARY_SECRET
+    allow, deny = (primary.resolve(statement) for statement in _pepper_policy(primary.template))
+    regional = Stack(template, REGIONAL, region=REGION)
+    readers = []
+    for function in regional.functions():
+        path = regional.resolve(regional.resource(function)["Properties"].get("RolePath", "/"))
+        role = f"arn:aws:iam::123456789012:role{path}keygate-eu-{function}Role-X1Y2Z3"
+        if _secret_policy_allows(allow, deny, role, own_policy_allows=True):
+            readers.append(function)
+    assert sorted(readers) == ["AuthorizerFunction", "ExplainKeyFunction"]
+    for principal in OTHERS:
+        assert not _secret_policy_allows(allow, deny, principal, own_policy_allows=True), principal
+    single = _with_roles(Stack(template))  # without replicas, no path is let through
+    single.physical_ids["PepperSecret"] = PRIMARY_SECRET
+    allow, deny = (single.resolve(statement) for statement in _pepper_policy(single.template))
+    path = regional.resolve(regional.resource("AuthorizerFunction")["Properties"]["RolePath"])
+    role = f"arn:aws:iam::123456789012:role{path}keygate-eu-AuthorizerFunctionRole-X1Y2Z3"
+    assert not _secret_policy_allows(allow, deny, role, own_policy_allows=True)
 
 
 def test_the_pepper_key_lets_only_those_roles_decrypt_and_only_through_secrets_manager(template):
@@ -192,8 +233,13 @@ def test_the_secret_is_encrypted_with_the_key_only_when_asked(template, choice, 
     assert stack.resolve(kms_key_id) == ("the-key" if own_key else NO_VALUE)
 
 
-def test_the_functions_that_read_the_pepper_wait_for_the_grant(template):
+def test_the_functions_that_read_the_pepper_only_in_the_primary_wait_for_the_grant(template):
+    """The authorizer and explain run in regional stacks too, which have no PepperSecretPolicy, and a
+    DependsOn cannot be conditional: on a new stack's first minute they may refuse, failing closed."""
     for role in ROLES_THAT_READ_THE_PEPPER:
         function = role["Fn::GetAtt"][0].removesuffix("Role")
-        assert template["Resources"][function]["DependsOn"] == "PepperSecretPolicy"
+        if function in Stack(template, REGIONAL).functions():
+            assert "DependsOn" not in template["Resources"][function]
+        else:
+            assert template["Resources"][function]["DependsOn"] == "PepperSecretPolicy"
     assert json.dumps(template).count("AWSSecretsManagerGetSecretValuePolicy") == 0

@@ -12,6 +12,7 @@ from keygate_local.template import ROOT
 REQUIREMENT_FILES = [
     "src/requirements.txt", "requirements-dev.txt", "requirements-bench.txt", "requirements-scan.txt",
     *(f"src/requirements/{name}.txt" for name in ("base", "authorizer", "admin", "leak_report", "audit_copy", "demo")),
+    "src/requirements/replica_flush.txt",
     "src/requirements/constraints.txt",
 ]  # fmt: skip
 CONSTRAINTS = ROOT / "src" / "requirements" / "constraints.txt"

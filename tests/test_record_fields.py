@@ -16,7 +16,9 @@ from keygate.audit import Action, AuditRecord, audited_view
 from keygate.lifecycle import Update
 from keygate.records import DECLARED, KeyRecord, QuotaPer, Status, Writer, written_by
 from keygate.store import CorruptRecord, KeyStore, UndeclaredWrite, from_item, to_item
+from keygate_local.template import Stack
 from tests.helpers.iam import attributes
+from tests.helpers.regions import REGION, REGIONAL, REPLICATED
 
 # The functions that change a key after issue, and what their code writes as.
 WRITERS_OF = {
@@ -124,21 +126,29 @@ def granted_key_writes(template: dict, function: str) -> set[frozenset[str]]:
         for statement in policy.get("Statement", []):
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             if {"dynamodb:UpdateItem", "dynamodb:*"} & set(actions) and re.search(
-                r"\bKeysTable\b",
+                r"\bKeysTable(Name)?\b",
                 json.dumps(statement["Resource"]),  # not OwnerUsageKeysTable
             ):
                 grants.add(frozenset(statement["Condition"]["ForAllValues:StringEquals"]["dynamodb:Attributes"]))
     return grants
 
 
+@pytest.mark.parametrize("parameters", [{}, REPLICATED], ids=["own-tables", "global-tables"])
 @pytest.mark.parametrize("function", WRITERS_OF)
-def test_each_function_may_write_exactly_the_attributes_its_writers_are_declared_to(template, function):
-    assert granted_key_writes(template, function) == {frozenset(sent_by(writer)) for writer in WRITERS_OF[function]}
+def test_each_function_may_write_exactly_the_attributes_its_writers_are_declared_to(template, function, parameters):
+    deployed = Stack(template, parameters).template
+    assert granted_key_writes(deployed, function) == {frozenset(sent_by(writer)) for writer in WRITERS_OF[function]}
 
 
-def test_every_function_that_may_change_a_key_is_checked_here(template):
-    functions = [name for name, spec in template["Resources"].items() if spec["Type"] == "AWS::Serverless::Function"]
-    assert {function for function in functions if granted_key_writes(template, function)} == set(WRITERS_OF)
+@pytest.mark.parametrize(
+    ("parameters", "writers"), [({}, set(WRITERS_OF)), (REPLICATED, set(WRITERS_OF)), (REGIONAL, set())],
+    ids=["own-tables", "global-tables", "regional"],
+)  # fmt: skip
+def test_every_function_that_may_change_a_key_is_checked_here_and_none_in_a_regional_stack(
+    template, parameters, writers
+):
+    stack = Stack(template, parameters, region=REGION if parameters is REGIONAL else "us-east-1")
+    assert {function for function in stack.functions() if granted_key_writes(stack.template, function)} == writers
 
 
 def test_a_write_sends_the_declared_attributes_and_the_key_and_version_it_is_conditional_on():

@@ -11,15 +11,14 @@ import pytest
 
 from tests.conftest import add_pepper_version, fail_calls, invoke
 from tests.helpers.authorizer import decide, shaped
-from tests.helpers.regions import Replicator, regional_handler, regional_pepper, replica_stream_to
+from tests.helpers.regions import Replicator, regional_handler, regional_stack, replica_stream_to
 
-CACHED = {"AUTHORIZER_CACHE_TTL": "300", "CACHED_STAGES": "rest:a1b2c3d4e5/prod"}
+CACHED = {"AuthorizerCacheTtl": 300, "CachedStages": "rest:a1b2c3d4e5/prod"}
+A_STREAM = "arn:aws:dynamodb:eu-west-1:123456789012:table/keys/stream/2026-12-07T00:00:00.000"
 
 
-def regional_authorizer(stack):
-    return regional_handler(
-        stack, "AuthorizerFunction", PEPPER_SECRET_ARN=regional_pepper(stack), PRIMARY_REGION="us-east-1"
-    )
+def regional_authorizer(stack, replicator: Replicator):
+    return regional_handler(regional_stack(stack, replicator.replica_stream), "AuthorizerFunction")
 
 
 def allowed(authorizer, key: dict) -> bool:
@@ -33,7 +32,7 @@ def test_a_key_revoked_in_the_primary_is_refused_in_the_region_once_replicated_a
     revoke = admin["RevokeKey"]
     with Replicator(stack, lag=lag) as replicator:
         key = issued()
-        authorizer = regional_authorizer(stack)
+        authorizer = regional_authorizer(stack, replicator)
         replicator.caught_up()
         assert allowed(authorizer, key)
         revoking_at = time.monotonic()
@@ -64,7 +63,7 @@ def test_failed_deliveries_are_retried_in_order_and_the_replica_catches_up(stack
         invoke(update, {"key_id": key["key_id"], "scopes": ["a"]})
         invoke(update, {"key_id": key["key_id"], "name": "renamed"})
         invoke(revoke, {"key_id": key["key_id"]})
-        authorizer = regional_authorizer(stack)
+        authorizer = regional_authorizer(stack, replicator)
         replicator.caught_up()
         replica = replicator.replica.get_item(TableName=replicator.table, Key={"key_id": {"S": key["key_id"]}})
     assert replica["Item"]["version"] == {"N": "4"} and replica["Item"]["status"] == {"S": "revoked"}
@@ -79,7 +78,7 @@ def test_the_regional_authorizer_writes_nothing(stack, issued, admin):
     with Replicator(stack) as replicator:
         key = issued()
         add_pepper_version(stack)  # the primary's next verify of the key would re-hash it
-        authorizer = regional_authorizer(stack)
+        authorizer = regional_authorizer(stack, replicator)
         replicator.caught_up()
         before = replicator.replica.get_item(TableName=replicator.table, Key={"key_id": {"S": key["key_id"]}})
         assert all(allowed(authorizer, key) for _ in range(3))
@@ -119,8 +118,7 @@ def test_with_the_cache_on_the_region_flushes_after_each_replicated_change_that_
             time.sleep(0.01)
 
     with Replicator(stack, lag=0.2) as replicator:
-        environment = stack.function_environment("AuthorizerFunction") | CACHED | {"PRIMARY_REGION": "us-east-1"}
-        flush = regional_handler(stack, None, "replica_flush.app.handler", **environment)
+        flush = regional_handler(regional_stack(stack, replicator.replica_stream, **CACHED), "ReplicaFlushFunction")
         poller = replica_stream_to(replicator, lambda event: (invoke(flush, event), handled.extend(event["Records"])))
         try:
             key = issued()
@@ -218,8 +216,7 @@ def test_which_replicated_changes_make_cached_answers_stale():
 def test_a_regional_flush_that_fails_fails_the_batch_so_it_is_retried(stack, monkeypatch):
     from keygate.records import KeyRecord, Status  # as loaded now
 
-    environment = stack.function_environment("AuthorizerFunction") | CACHED | {"PRIMARY_REGION": "us-east-1"}
-    flush = regional_handler(stack, None, "replica_flush.app.handler", **environment)
+    flush = regional_handler(regional_stack(stack, A_STREAM, **CACHED), "ReplicaFlushFunction")
     for operation in ("FlushStageAuthorizersCache", "ResetAuthorizersCache"):
         fail_calls(monkeypatch, operation, code="NotFoundException")
     key = KeyRecord("K" * 16, "$argon2id$h", "v1", "n", "o", datetime(2026, 12, 7, tzinfo=UTC))

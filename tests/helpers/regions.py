@@ -3,10 +3,8 @@ region whose keys table is a replica, written by a Replicator as DynamoDB global
 change of the primary's stream, in order, after a lag; a delivery that fails is tried again, and nothing
 after it goes first. The region's pepper secret is the primary's, replicated."""
 
-import importlib
 import json
 import logging
-import sys
 import threading
 import time
 from collections import deque
@@ -17,10 +15,25 @@ import boto3
 import pytest
 
 from keygate_local.streams import StreamPoller, StreamReader
-from keygate_local.template import HANDLER_PACKAGES
+from keygate_local.template import Stack, load_template
 from tests.conftest import load_function
 
 REGION = "eu-west-1"
+PRIMARY_SECRET = "arn:aws:secretsmanager:us-east-1:123456789012:secret:PepperSecret-AbCdEfGhIjKl-a1B2c3"
+# A regional stack's parameters, for the tests that read the template without AWS: the names are examples.
+REGIONAL = {
+    "PrimaryRegion": "us-east-1",
+    "KeysTableName": "keygate-keys",
+    "AuditTableName": "keygate-audit",
+    "PepperSecretArn": PRIMARY_SECRET,
+    "KeysTableStreamArn": f"arn:aws:dynamodb:{REGION}:123456789012:table/keygate-keys/stream/2026-12-07T00:00:00.000",
+}
+# A primary stack whose tables are global tables with a replica in REGION.
+REPLICATED = {
+    "KeysTableName": "keygate-keys",
+    "AuditTableName": "keygate-audit",
+    "ReplicaRegions": f"us-east-1,{REGION}",
+}
 LOG = logging.getLogger(__name__)
 POLL_SECONDS = 0.005
 
@@ -119,14 +132,22 @@ class Replicator:
             self.replica.delete_item(TableName=self.table, Key=change["Keys"])
 
 
-def regional_pepper(stack) -> str:
-    """The pepper secret replicated to REGION (all its versions, as moto and Secrets Manager replicate them):
-    its ARN there."""
-    arn = stack.physical_ids["PepperSecret"]
-    boto3.client("secretsmanager", region_name="us-east-1").replicate_secret_to_regions(
-        SecretId=arn, AddReplicaRegions=[{"Region": REGION}]
-    )
-    return arn.replace(":us-east-1:", f":{REGION}:")
+def regional_stack(stack, replica_stream: str, **parameters: str) -> Stack:
+    """The template as a regional stack in REGION deploys it beside ``stack``, the primary: the primary's
+    tables and pepper secret (replicated to REGION here, all its versions, as Secrets Manager replicates
+    it) by the names its RegionalStackParameters output gives, and the replica's stream."""
+    secret = stack.physical_ids["PepperSecret"]
+    secrets = boto3.client("secretsmanager", region_name="us-east-1")
+    if not secrets.describe_secret(SecretId=secret).get("ReplicationStatus"):
+        secrets.replicate_secret_to_regions(SecretId=secret, AddReplicaRegions=[{"Region": REGION}])
+    names = {
+        "PrimaryRegion": "us-east-1",
+        "KeysTableName": stack.physical_ids["KeysTable"],
+        "AuditTableName": stack.physical_ids["AuditTable"],
+        "PepperSecretArn": secret,
+        "KeysTableStreamArn": replica_stream,
+    }
+    return Stack(load_template(), names | parameters, name="keygate-regional", region=REGION)
 
 
 def replica_stream_to(replicator: Replicator, handler: Callable[[dict], None]) -> StreamPoller:
@@ -144,18 +165,9 @@ def replica_stream_to(replicator: Replicator, handler: Callable[[dict], None]) -
     return StreamPoller(reader, invoke, interval=POLL_SECONDS).start()
 
 
-def regional_handler(stack, logical_id: str | None, module: str = "", **overrides: str) -> Callable:
-    """A function as a regional stack in REGION would run it: the template's environment for
-    ``logical_id`` (or none) with ``overrides``, its AWS clients bound to REGION. The test's environment
-    is left as it was."""
+def regional_handler(regional: Stack, logical_id: str) -> Callable:
+    """A function of the regional stack, as it runs there: the template's environment for ``logical_id``,
+    its AWS clients bound to REGION. The test's environment is left as it was."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("AWS_DEFAULT_REGION", REGION)
-        if logical_id is not None:
-            return load_function(stack, patch, logical_id, AWS_DEFAULT_REGION=REGION, **overrides)
-        for name, value in overrides.items():
-            patch.setenv(name, value)
-        for name in list(sys.modules):
-            if name.split(".")[0] in HANDLER_PACKAGES:
-                del sys.modules[name]
-        module_name, _, attribute = module.rpartition(".")
-        return getattr(importlib.import_module(module_name), attribute)
+        return load_function(regional, patch, logical_id, AWS_DEFAULT_REGION=REGION)
