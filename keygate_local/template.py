@@ -120,16 +120,14 @@ class Stack:
             return self.resolve(if_true if self._condition(condition) else if_false)
         if function == "Fn::Sub":
             return self._sub(argument)
-        if function == "Fn::Select":
-            index, items = self.resolve(argument)
-            return items[int(index)]
-        if function == "Fn::Split":
-            delimiter, text = self.resolve(argument)
-            return text.split(delimiter)
-        if function == "Fn::Join":
-            delimiter, items = self.resolve(argument)
-            return delimiter.join(str(item) for item in items if item is not NO_VALUE)
-        return {function: self.resolve(argument)}
+        resolved = self.resolve(argument)
+        if function == "Fn::Select" and isinstance(resolved[1], list):
+            return resolved[1][int(resolved[0])]
+        if function == "Fn::Split" and isinstance(resolved[1], str):
+            return resolved[1].split(resolved[0])
+        if function == "Fn::Join" and all(isinstance(item, str) for item in resolved[1]):
+            return resolved[0].join(resolved[1])
+        return {function: resolved}  # what it stands for is known only once deployed
 
     def _ref(self, name: str) -> Any:
         if name in self.parameters:

@@ -414,7 +414,8 @@ def test_no_keygate_role_may_delete_or_rewrite_the_copy(stack):
     assert writers == {"AuditCopyFunction"}
     group = stack.template["Resources"]["AuditCopyLogGroup"]
     assert group["DeletionPolicy"] == "Retain" and "RetentionInDays" not in group.get("Properties", {})
-    assert group["DependsOn"] == "AuditTable"  # made after the stream: its creation dates the copy's start
+    # Made after the table's stream (its creation dates the copy's start): the tag naming the table orders it.
+    assert group["Properties"]["Tags"] == [{"Key": "keygate:audit-table", "Value": {"Ref": "AuditTable"}}]
 
 
 def test_an_alarm_fires_when_the_copy_falls_an_hour_behind(template):

@@ -19,6 +19,7 @@ from tests.conftest import add_pepper_version, invoke
 from tests.helpers.authorizer import decide, shaped
 from tests.helpers.iam import TRANSACTION_ACTIONS, attributes, granted, satisfies
 from tests.helpers.leak_report import http_event
+from tests.helpers.regions import REGION, Replicator, regional_handler, regional_stack
 
 
 @pytest.fixture
@@ -27,12 +28,10 @@ def recorded(monkeypatch, stack) -> list[tuple[str, str, dict]]:
     calls: list[tuple[str, str, dict]] = []
     real = botocore.client.BaseClient._make_api_call
 
-    table_arns = {stack.physical_ids[table]: stack.arns[table] for table in stack.tables()}
-    region = "us-east-1"
-
     def apigateway_calls(client, operation: str, params: dict) -> list[tuple[str, str, dict]]:
         """API Gateway's IAM action is the HTTP method, its resource the request's path. Tags given to a new
         API key are authorized as tagging it too; an API key's own tags are the context of a change to it."""
+        region = client.meta.region_name
         method, path = APIGATEWAY_ROUTES[operation]
         action, resource = f"apigateway:{method}", f"arn:aws:apigateway:{region}::{path.format(**params)}"
         if operation == "CreateApiKey":
@@ -46,8 +45,8 @@ def recorded(monkeypatch, stack) -> list[tuple[str, str, dict]]:
             return [(action, resource, {f"aws:ResourceTag/{name}": value for name, value in tags.items()})]
         return [(action, resource, {})]
 
-    def dynamodb_call(operation: str, params: dict) -> tuple[str, str, dict]:
-        resource = table_arns[params["TableName"]]
+    def dynamodb_call(region: str, operation: str, params: dict) -> tuple[str, str, dict]:
+        resource = f"arn:aws:dynamodb:{region}:123456789012:table/{params['TableName']}"  # the region's replica
         if "IndexName" in params:
             resource += f"/index/{params['IndexName']}"
         context = {"dynamodb:Attributes": attributes(params)}  # and, as IAM, the others only when sent
@@ -55,16 +54,16 @@ def recorded(monkeypatch, stack) -> list[tuple[str, str, dict]]:
         return f"dynamodb:{operation}", resource, context
 
     def recording(self, operation, params):
-        service = self.meta.service_model.service_name
+        service, region = self.meta.service_model.service_name, self.meta.region_name
         if operation == "TransactWriteItems":  # IAM authorizes each item as its own action
             for item in params["TransactItems"]:
                 ((kind, request),) = item.items()
-                calls.append(dynamodb_call(TRANSACTION_ACTIONS[kind], request))
+                calls.append(dynamodb_call(region, TRANSACTION_ACTIONS[kind], request))
         elif operation == "BatchGetItem":  # ... and each table's part of a batch
             for table, request in params["RequestItems"].items():
-                calls.append(dynamodb_call(operation, {"TableName": table, **request}))
+                calls.append(dynamodb_call(region, operation, {"TableName": table, **request}))
         elif service == "dynamodb":
-            calls.append(dynamodb_call(operation, params))
+            calls.append(dynamodb_call(region, operation, params))
         elif service in ("apigateway", "apigatewayv2"):
             calls.extend(apigateway_calls(self, operation, params))
             if operation in ("FlushStageAuthorizersCache", "ResetAuthorizersCache"):
@@ -168,6 +167,7 @@ def _in_a_day() -> str:
 
 NEVER_ISSUED = "A" * 16
 CACHED = {"AUTHORIZER_CACHE_TTL": "300", "CACHED_STAGES": "rest:a1b2c3d4e5/prod,http:f6g7h8i9j0/$default"}
+REGIONAL_CACHED = {"AuthorizerCacheTtl": 300, "CachedStages": "rest:a1b2c3d4e5/prod,http:f6g7h8i9j0/$default"}
 # Each admin function, with the requests that exercise every AWS call and attribute it can touch (given
 # a key on a first usage plan, a second plan, a key on no plan, and a key sharing its owner's quota on the
 # first plan).
@@ -298,6 +298,53 @@ def test_the_audit_copy_is_granted_exactly_what_it_calls(stack, issued, load, re
     assert [action for action, _, _ in recorded] == ["logs:PutLogEvents", "logs:CreateLogStream", "logs:PutLogEvents"]
     assert key["key_id"] in recorded[-1][1]
     assert_exactly_granted(stack, "AuditCopyFunction", recorded)
+
+
+REGIONAL_JOBS = {  # a regional stack's functions, with the requests that exercise every call each makes
+    "GetKeyFunction": ADMIN_JOBS["GetKeyFunction"],
+    "ListKeysFunction": ADMIN_JOBS["ListKeysFunction"],
+    "KeyHistoryFunction": lambda key_id, *_: [{"key_id": key_id}, {"key_id": NEVER_ISSUED}],  # no copy to verify
+    "ExplainKeyFunction": ADMIN_JOBS["ExplainKeyFunction"],
+}
+
+
+def test_a_regional_stacks_functions_are_granted_exactly_what_they_call(stack, issued, admin, recorded):
+    """In the region: the replicas (tables and pepper) there, read and never written; this region's caches."""
+    with Replicator(stack) as replicator:
+        key = issued()
+        audit = stack.resource("AuditTable")["Properties"]  # its replica, empty here: history then reads the key
+        boto3.client("dynamodb", region_name=REGION).create_table(
+            TableName=stack.physical_ids["AuditTable"], AttributeDefinitions=audit["AttributeDefinitions"],
+            KeySchema=audit["KeySchema"], BillingMode="PAY_PER_REQUEST",
+        )  # fmt: skip
+        regional = regional_stack(stack, replicator.replica_stream, **REGIONAL_CACHED)
+        replicator.caught_up()
+        checked = {}
+        authorizer = regional_handler(regional, "AuthorizerFunction")
+        recorded.clear()
+        for shape in ("rest-token", "rest-request", "http-api"):
+            assert decide(authorizer, shaped(shape, authorization=f"Bearer {key['api_key']}"))[0]
+        checked["AuthorizerFunction"] = list(recorded)
+        for function, job in REGIONAL_JOBS.items():
+            handler = regional_handler(regional, function)
+            recorded.clear()
+            for request in job(key["key_id"], None, None, None):
+                answer = invoke(handler, request)
+                assert "error" not in answer or answer["error"]["type"] == "KeyNotFound", answer
+            checked[function] = list(recorded)
+        invoke(admin["RevokeKey"], {"key_id": key["key_id"]})
+        replicator.caught_up()
+        (change,) = StreamReader(
+            boto3.client("dynamodbstreams", region_name=REGION), replicator.replica_stream
+        ).pending()[1:]
+        flush = regional_handler(regional, "ReplicaFlushFunction")
+        recorded.clear()
+        invoke(flush, {"Records": [change]})
+        checked["ReplicaFlushFunction"] = list(recorded)
+    assert set(checked) == set(regional.functions())
+    for function, calls in checked.items():
+        assert calls and all(f":{REGION}:" in resource for _, resource, _ in calls), function
+        assert_exactly_granted(regional, function, calls)
 
 
 def test_every_function_is_checked_here(stack):

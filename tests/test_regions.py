@@ -224,3 +224,12 @@ def test_a_regional_flush_that_fails_fails_the_batch_so_it_is_retried(stack, mon
     with pytest.raises(RuntimeError, match="NotFoundException|failed"):
         invoke(flush, {"Records": [_stream_record("MODIFY", key, revoked)]})
     invoke(flush, {"Records": [_stream_record("MODIFY", key, replace(key, name="m", version=2))]})  # nothing stale
+
+
+def test_a_regional_history_verifies_nowhere_but_in_the_primary_and_says_so(stack, issued):
+    """The audit trail's copy is the primary's (one region's log group): a regional stack has none."""
+    key = issued()
+    history = regional_handler(regional_stack(stack, A_STREAM), "KeyHistoryFunction")
+    answer = invoke(history, {"key_id": key["key_id"], "verify": True})
+    assert answer["error"]["type"] == "InvalidRequest"
+    assert "verify in the primary region" in answer["error"]["fields"]["verify"]

@@ -51,6 +51,11 @@ class Inspection:
         needed = dict.fromkeys(version for _, version in record.secrets_in_force(now))
         return tuple(version for version in needed if not self._peppers.has(version))
 
+    @property
+    def can_verify_history(self) -> bool:
+        """Whether this function has the audit trail's copy (AUDIT_COPY_LOG_GROUP): a regional stack's has not."""
+        return self._audit_copy is not None
+
     def verify_history(self, key_id: str) -> audit_verify.Verification:
         """The key's whole audit trail, and its state, checked against the trail's tamper-evident copy. Read
         key, copy, table, key again: a change landing meanwhile (the key's version moved) reads again."""
