@@ -9,7 +9,7 @@ import pytest
 from keygate.authorize import Reason
 from keygate_local.template import NO_VALUE, Stack
 from tests.helpers.authorizer import fail_get_item, log_records, refused_as_a_fault, shaped
-from tests.helpers.regions import PRIMARY_SECRET, REGION, REGIONAL, REPLICATED
+from tests.helpers.regions import PRIMARY_SECRET, PROMOTED, REGION, REGIONAL, REPLICATED
 
 ROLES_THAT_READ_THE_PEPPER = [  # the functions that verify or hash secrets, and explain
     {"Fn::GetAtt": ["AuthorizerFunctionRole", "Arn"]},
@@ -177,20 +177,31 @@ def test_no_other_principal_reads_the_pepper_whatever_its_own_policies_allow(tem
         assert not _secret_policy_allows(allow, deny, principal, own_policy_allows=True), principal
 
 
-def test_with_replicas_the_regional_stacks_pepper_readers_read_it_and_no_other_role(template):
-    """The policy goes with the secret to its replicas: the regional roles that read the pepper (the
-    authorizer's and explain's) have the path it names, after this secret; nothing else does."""
+@pytest.mark.parametrize(
+    ("adopting", "readers"),
+    [
+        (REGIONAL, ["AuthorizerFunction", "ExplainKeyFunction"]),
+        (PROMOTED, sorted(role["Fn::GetAtt"][0].removesuffix("Role") for role in ROLES_THAT_READ_THE_PEPPER)),
+    ],
+    ids=["regional", "promoted"],
+)
+def test_with_replicas_the_roles_of_stacks_in_other_regions_that_read_the_pepper_read_it_and_no_other(
+    template, adopting, readers
+):
+    """The policy goes with the secret to its replicas, and stays on a replica promoted to its own secret:
+    the roles of a regional (or promoted) stack that read the pepper have the path it names, after this
+    secret; nothing else does."""
     primary = _with_roles(Stack(template, REPLICATED))
     primary.physical_ids["PepperSecret"] = PRIMARY_SECRET
     allow, deny = (primary.resolve(statement) for statement in _pepper_policy(primary.template))
-    regional = Stack(template, REGIONAL, region=REGION)
-    readers = []
+    regional = Stack(template, adopting, region=REGION)
+    let_through = []
     for function in regional.functions():
         path = regional.resolve(regional.resource(function)["Properties"].get("RolePath", "/"))
         role = f"arn:aws:iam::123456789012:role{path}keygate-eu-{function}Role-X1Y2Z3"
         if _secret_policy_allows(allow, deny, role, own_policy_allows=True):
-            readers.append(function)
-    assert sorted(readers) == ["AuthorizerFunction", "ExplainKeyFunction"]
+            let_through.append(function)
+    assert sorted(let_through) == readers
     for principal in OTHERS:
         assert not _secret_policy_allows(allow, deny, principal, own_policy_allows=True), principal
     single = _with_roles(Stack(template))  # without replicas, no path is let through
@@ -233,13 +244,11 @@ def test_the_secret_is_encrypted_with_the_key_only_when_asked(template, choice, 
     assert stack.resolve(kms_key_id) == ("the-key" if own_key else NO_VALUE)
 
 
-def test_the_functions_that_read_the_pepper_only_in_the_primary_wait_for_the_grant(template):
-    """The authorizer and explain run in regional stacks too, which have no PepperSecretPolicy, and a
-    DependsOn cannot be conditional: on a new stack's first minute they may refuse, failing closed."""
+def test_no_function_waits_for_a_policy_its_stack_may_not_have(template):
+    """A stack reading a pepper it does not own (regional, promoted) has no PepperSecretPolicy, and a
+    DependsOn cannot be conditional: on a new stack's first minute a function may be refused the pepper,
+    and fails closed (the authorizer refuses; an admin function answers an error, having written nothing).
+    Nor is any granted the pepper by SAM's policy template, which would name the secret in its role."""
     for role in ROLES_THAT_READ_THE_PEPPER:
-        function = role["Fn::GetAtt"][0].removesuffix("Role")
-        if function in Stack(template, REGIONAL).functions():
-            assert "DependsOn" not in template["Resources"][function]
-        else:
-            assert template["Resources"][function]["DependsOn"] == "PepperSecretPolicy"
+        assert "DependsOn" not in template["Resources"][role["Fn::GetAtt"][0].removesuffix("Role")]
     assert json.dumps(template).count("AWSSecretsManagerGetSecretValuePolicy") == 0

@@ -11,7 +11,7 @@ import pytest
 
 from keygate_local.template import ROOT, InvalidParameter, Stack, load_template
 from tests.conftest import sam_transform
-from tests.helpers.regions import PRIMARY_SECRET, REGION, REGIONAL, REPLICATED
+from tests.helpers.regions import PRIMARY_SECRET, PROMOTED, REGION, REGIONAL, REPLICATED
 
 RELEASED = "d2cd76e"  # 0.18.0, the last version without regions
 # What a default deploy changes in a 0.18 stack, and why none of it replaces a resource or touches a key.
@@ -19,6 +19,10 @@ CHANGED_FROM_RELEASED = {
     "AuthorizerFunction": "PRIMARY_REGION (empty) in its environment; no DependsOn (a regional stack has no policy)",
     "AuthorizerConfiguration": "PrimaryRegion in the digest: a new version of the authorizer, as any upgrade",
     "ExplainKeyFunction": "no DependsOn, as the authorizer",
+    **dict.fromkeys(
+        ["IssueKeyFunction", "RotateKeyFunction", "LeakReportFunction", "ReportLeakFunction"],
+        "no DependsOn: a promoted region's stack reads a pepper it does not own, and has no PepperSecretPolicy",
+    ),
     "AuditCopyLogGroup": "a tag naming the audit table, which orders it after the table as its DependsOn did",
 }  # fmt: skip
 NAMES = {"KeysTableName": "prod-KeysTable-1A2B3C", "AuditTableName": "prod-AuditTable-4D5E6F"}  # 0.18's, as made
@@ -107,9 +111,13 @@ def test_detaching_the_tables_keeps_every_function_on_the_same_tables_with_the_s
         "AuditCopyFunctionLogGroup",
     } | {"AuditCopyBehindAlarm"}
     assert OWN.template["Resources"]["KeysTable"]["DeletionPolicy"] == "Retain"
-    for function in DETACHED.functions():
-        assert DETACHED.function_environment(function) == OWN.function_environment(function), function
-        assert detached[function]["Properties"]["Policies"] == own[function]["Properties"]["Policies"], function
+    for function in DETACHED.functions():  # history's verify pauses with the copy: nothing else changes
+        environment = OWN.function_environment(function)
+        environment.pop("AUDIT_COPY_LOG_GROUP", None)
+        assert DETACHED.function_environment(function) == environment, function
+        (before,), (after,) = (stack[function]["Properties"]["Policies"] for stack in (own, detached))
+        kept = [grant for grant in before["Statement"] if not str(grant["Action"]).startswith("logs:")]
+        assert after["Statement"] == kept, function
     assert detached["AuditCopyLogGroup"] == own["AuditCopyLogGroup"]
     assert _resolved(DETACHED, "Outputs") == _resolved(OWN, "Outputs")
 
@@ -266,3 +274,37 @@ def test_sams_transform_of_a_regional_stack_keeps_its_role_paths_and_lets_the_fl
     assert "Path" not in role  # a function that does not read the pepper is not let through
     flush_role = json.dumps(regional.resolve(regional.resource("ReplicaFlushFunctionRole")["Properties"]))
     assert "sqs:SendMessage" in flush_role and "AWSLambdaDynamoDBExecutionRole" in flush_role
+
+
+# --- promoting a region (docs/multi-region.md, "Promote a region"): its regional stack, updated in place ---
+
+PROMOTED_STACK = deployed(PROMOTED, region=REGION)
+
+
+def test_a_promoted_region_writes_keys_to_its_replicas_with_the_pepper_made_its_own():
+    primary = deployed(NAMES)
+    assert set(PROMOTED_STACK.functions()) == set(primary.functions()) - {"AuditCopyFunction"}  # no audit stream here
+    kinds = {spec["Type"] for spec in PROMOTED_STACK.template["Resources"].values()}
+    assert "AWS::SecretsManager::Secret" not in kinds and "AWS::DynamoDB::GlobalTable" not in kinds
+    replica_secret = PRIMARY_SECRET.replace(":us-east-1:", f":{REGION}:")
+    for function in PROMOTED_STACK.functions():
+        environment = PROMOTED_STACK.function_environment(function)
+        assert (environment["KEYS_TABLE"], environment["PEPPER_SECRET_ARN"]) == (
+            REGIONAL["KeysTableName"],
+            replica_secret,
+        ), function
+    assert PROMOTED_STACK.function_environment("AuthorizerFunction")["PRIMARY_REGION"] == ""  # it writes now
+
+
+def test_promoting_keeps_the_regional_stacks_readers_and_their_roles():
+    """Updated in place, the regional stack's functions stay, with the same roles (a role's path cannot
+    change without replacing it), and the writers join them."""
+    regional, promoted = _resolved(REGIONAL_STACK), _resolved(PROMOTED_STACK)
+    assert set(regional) - set(promoted) == {
+        "ReplicaFlushFunction", "ReplicaFlushLogGroup", "ReplicaFlushFailures", "ReplicaFlushAlarm",
+    }  # fmt: skip
+    for function in set(REGIONAL_STACK.functions()) - {"ReplicaFlushFunction"}:
+        assert promoted[function]["Properties"].get("RolePath") == regional[function]["Properties"].get("RolePath")
+        assert PROMOTED_STACK.function_environment(function) == REGIONAL_STACK.function_environment(function) | (
+            {"PRIMARY_REGION": ""} if function == "AuthorizerFunction" else {}
+        ), function

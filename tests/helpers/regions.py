@@ -28,6 +28,9 @@ REGIONAL = {
     "PepperSecretArn": PRIMARY_SECRET,
     "KeysTableStreamArn": f"arn:aws:dynamodb:{REGION}:123456789012:table/keygate-keys/stream/2026-12-07T00:00:00.000",
 }
+# REGION's regional stack promoted to primary (docs/multi-region.md, "Promote a region"): it writes keys to
+# its replicas, with the pepper secret's replica made its own.
+PROMOTED = {name: value for name, value in REGIONAL.items() if name not in ("PrimaryRegion", "KeysTableStreamArn")}
 # A primary stack whose tables are global tables with a replica in REGION.
 REPLICATED = {
     "KeysTableName": "keygate-keys",
