@@ -256,6 +256,10 @@ def function_names(arguments: argparse.Namespace, session: boto3.session.Session
         raise Fault(f"cannot read stack {stack_name!r}: {error}") from None
     outputs = {output["OutputKey"]: output["OutputValue"] for output in stack.get("Outputs", [])}
     wanted = f"{ACTIONS[arguments.command]}FunctionName"  # only the one this command needs: an older stack
+    if wanted not in outputs and "ReplicaFlushFunctionName" in outputs:  # docs/multi-region.md
+        raise Fault(
+            f"stack {stack_name!r} is a regional stack, which writes no key: {arguments.command} in the primary"
+        )
     if wanted not in outputs:  # still answers the commands it has
         raise Fault(f"stack {stack_name!r} has no output {wanted}: is it a keygate stack of this version?")
     return {arguments.command: outputs[wanted]}

@@ -9,6 +9,8 @@ import boto3
 import pytest
 
 from keygate_cli.cli import ACTIONS, EXIT_USAGE, Fault, actor, function_names, main, parser, payload
+from keygate_local.template import Stack
+from tests.helpers.regions import REGION, REGIONAL
 
 ADMIN = (
     "IssueKey", "UpdateKey", "RotateKey", "RevokeKey", "GetKey", "ListKeys", "KeyHistory", "PepperStatus",
@@ -47,6 +49,18 @@ def test_an_older_stack_still_answers_the_commands_it_has(aws):
         function_names(
             arguments("--stack-name", "older", "explain", "A" * 16, "--route", "GET /x"), boto3.session.Session()
         )
+
+
+def test_a_regional_stack_answers_its_reads_and_sends_writes_to_the_primary(aws, template):
+    regional = Stack(template, REGIONAL, region=REGION)
+    outputs = {name: {"Value": f"eu-{name}"} for name in regional.template["Outputs"] if name.endswith("FunctionName")}
+    boto3.client("cloudformation").create_stack(
+        StackName="regional", TemplateBody=json.dumps({"Resources": STACK["Resources"], "Outputs": outputs})
+    )
+    session = boto3.session.Session()
+    assert function_names(arguments("--stack-name", "regional", "list"), session) == {"list": "eu-ListKeysFunctionName"}
+    with pytest.raises(Fault, match="'regional' is a regional stack, which writes no key: revoke in the primary"):
+        function_names(arguments("--stack-name", "regional", "revoke", "A" * 16), session)
 
 
 def test_a_stack_without_keygate_outputs_is_a_clear_fault(aws):
