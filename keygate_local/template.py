@@ -80,7 +80,7 @@ class Stack:
             self.arns[logical_id] = f"arn:aws:lambda:{region}:{LOCAL_ACCOUNT}:function:{logical_id}"
         for logical_id, spec in template["Resources"].items():
             if spec["Type"] == "AWS::IAM::Role":
-                path = self.resolve(spec.get("Properties", {}).get("Path", "/"))
+                path = self.resolve(spec.get("Properties", {}).get("Path", "/")) or "/"  # NoValue: the default
                 self.arns[logical_id] = f"arn:aws:iam::{LOCAL_ACCOUNT}:role{path}{logical_id}"
 
     def _check_rules(self) -> None:

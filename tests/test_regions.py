@@ -232,4 +232,4 @@ def test_a_regional_history_verifies_nowhere_but_in_the_primary_and_says_so(stac
     history = regional_handler(regional_stack(stack, A_STREAM), "KeyHistoryFunction")
     answer = invoke(history, {"key_id": key["key_id"], "verify": True})
     assert answer["error"]["type"] == "InvalidRequest"
-    assert "verify in the primary" in answer["error"]["fields"]["verify"]
+    assert "a regional stack's is the primary's" in answer["error"]["fields"]["verify"]

@@ -176,10 +176,8 @@ def list_keys(request: ListKeys) -> dict:
 
 @admin_action(KeyHistory)
 def key_history(request: KeyHistory) -> dict:
-    if request.verify and not KEYS.can_verify_history:  # a regional stack (the copy is the primary's), or a move
-        problem = (
-            "this stack has no copy of the audit trail to verify against (a regional stack: verify in the primary)"
-        )
+    if request.verify and not KEYS.can_verify_history:  # a regional stack, or tables moving (docs/multi-region.md)
+        problem = "this stack runs no copy of the audit trail to check against (a regional stack's is the primary's)"
         return _error("InvalidRequest", f"invalid request: verify: {problem}", {"verify": problem})
     events, next_token = KEYS.history(request.key_id, request.limit, request.next_token)
     answer = {"key_id": request.key_id, "events": [event.view() for event in events], "next_token": next_token}
