@@ -111,6 +111,10 @@ TABLE: dict[str, Parsed] = {
 EXEMPT = {
     "LogLevel": "POWERTOOLS_LOG_LEVEL: powertools reads it, and AllowedValues are its own level names",
     "RouteScopes": "no AllowedPattern: the code's parser is the only rule, so there is nothing to disagree with",
+    "PrimaryRegion": "PRIMARY_REGION: the code asks only whether it is set (a regional authorizer writes nothing)",
+    "KeysTableName": "KEYS_TABLE: a name the code hands to DynamoDB, never parses",
+    "AuditTableName": "AUDIT_TABLE: a name the code hands to DynamoDB, never parses",
+    "PepperSecretArn": "PEPPER_SECRET_ARN, rebuilt for this region by the template: handed to Secrets Manager",
 }
 # Constrained parameters no function sees: CloudFormation alone reads them.
 RESOURCES_ONLY = {
@@ -126,6 +130,8 @@ RESOURCES_ONLY = {
     "AlarmEmail": "the alarm topic's subscription",
     "DeployDemo": "a condition of the demo resources",
     "DeployOperatorViews": "a condition of the dashboard, the Contributor Insights rules and the saved queries",
+    "ReplicaRegions": "the global tables' replicas and the pepper secret's",
+    "KeysTableStreamArn": "the regional flush's event source",
 }
 NUMBERS = [name for name in TABLE if PARAMETERS[name]["Type"] == "Number"]
 PATTERNS = [name for name in TABLE if "AllowedPattern" in PARAMETERS[name]]
