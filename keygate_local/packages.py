@@ -12,7 +12,10 @@ from keygate_local.template import ROOT
 
 BUILD_DIR = ROOT / ".aws-sam" / "build"  # where sam build puts each function's package
 # One function of each package the Makefile builds (the admin functions share one).
-KINDS = ["AuthorizerFunction", "IssueKeyFunction", "LeakReportFunction", "AuditCopyFunction", "DemoFunction"]
+KINDS = [
+    "AuthorizerFunction", "IssueKeyFunction", "LeakReportFunction", "AuditCopyFunction", "DemoFunction",
+    "ReplicaFlushFunction",
+]  # fmt: skip
 
 
 def build_twin(function: str, directory: Path) -> Path:

@@ -227,14 +227,14 @@ def test_the_schedule_names_the_rotation_whose_grace_ends_and_the_flush_drops_it
     issued, admin, load, flushes
 ):
     key = issued()
-    answer = invoke(load("RotateKeyFunction", **CACHED), {"key_id": key["key_id"], "grace_seconds": 1})
+    rotate, flush = load("RotateKeyFunction", **CACHED), load("FlushAuthorizerCacheFunction", **CACHED)
+    answer = invoke(rotate, {"key_id": key["key_id"], "grace_seconds": 2})  # loaded first: "early" stays early
     (listed,) = boto3.client("scheduler").list_schedules()["Schedules"]
     scheduled = json.loads(boto3.client("scheduler").get_schedule(Name=listed["Name"])["Target"]["Input"])
     assert scheduled["grace_of"] == {"key_id": key["key_id"], "version": answer["version"]}
-    flush = load("FlushAuthorizerCacheFunction", **CACHED)
     early = invoke(flush, scheduled)  # before the grace period is over (as Scheduler never runs it): no change
     assert early["flushed"] == FLUSHED and invoke(admin["GetKey"], {"key_id": key["key_id"]})["version"] == 2
-    time.sleep(1.1)
+    time.sleep(2.1)
     assert invoke(flush, scheduled)["flushed"] == FLUSHED
     ended = invoke(admin["GetKey"], {"key_id": key["key_id"]})
     assert ended["version"] == 3 and ended["previous_key_expires_at"] is None

@@ -20,6 +20,7 @@ from packaging.requirements import Requirement
 
 from keygate_local.packages import BUILD_DIR, KINDS, build_twin, run_isolated
 from keygate_local.template import HANDLER_PACKAGES, ROOT, Stack, load_template
+from tests.helpers.regions import REGION, REGIONAL
 
 # Installed because a dependency declares it, though the function never imports it: each with the reason.
 NEVER_IMPORTED = {
@@ -39,14 +40,28 @@ def built() -> Path:
 
 
 @pytest.fixture(scope="module")
-def stack() -> Stack:
-    """The template with names standing for what a deploy would create, for the functions' environments."""
-    stack = Stack(load_template(), {"DeployDemo": "true"})
-    for logical_id, spec in stack.template["Resources"].items():
+def stacks() -> list[Stack]:
+    """The template with names standing for what a deploy would create, for the functions' environments: a
+    primary with the demo, and a regional stack (which alone has ReplicaFlushFunction)."""
+    primary = Stack(load_template(), {"DeployDemo": "true"})
+    for logical_id, spec in primary.template["Resources"].items():
         if spec["Type"] in ("AWS::DynamoDB::Table", "AWS::SNS::Topic", "AWS::Logs::LogGroup"):
-            stack.physical_ids[logical_id] = f"keygate-{logical_id}"
-    stack.physical_ids["PepperSecret"] = "arn:aws:secretsmanager:us-east-1:123456789012:secret:keygate-pepper"
-    return stack
+            primary.physical_ids[logical_id] = f"keygate-{logical_id}"
+    primary.physical_ids["PepperSecret"] = "arn:aws:secretsmanager:us-east-1:123456789012:secret:keygate-pepper"
+    regional = Stack(load_template(), REGIONAL, region=REGION)
+    for logical_id, spec in regional.template["Resources"].items():
+        if spec["Type"] in ("AWS::SNS::Topic", "AWS::Logs::LogGroup"):
+            regional.physical_ids[logical_id] = f"keygate-{logical_id}"
+    return [primary, regional]
+
+
+def _functions(stacks: list[Stack]) -> list[tuple[Stack, str]]:
+    """Every function of the template, with a stack that has it."""
+    seen: dict[str, Stack] = {}
+    for stack in stacks:
+        for function in stack.functions():
+            seen.setdefault(function, stack)
+    return [(stack, function) for function, stack in seen.items()]
 
 
 def _importable(package: Path) -> set[str]:
@@ -97,7 +112,8 @@ def _loaded(stack: Stack, function: str, package: Path) -> set[Path]:
 
 
 @pytest.mark.parametrize("function", KINDS)
-def test_each_package_holds_what_its_function_imports_and_nothing_else(function, built, stack, tmp_path):
+def test_each_package_holds_what_its_function_imports_and_nothing_else(function, built, stacks, tmp_path):
+    (stack,) = {stack for stack, name in _functions(stacks) if name == function}
     twin = build_twin(function, tmp_path / "twin")
     loaded = {file.relative_to(twin) for file in _loaded(stack, function, twin) if file.is_relative_to(twin)}
     imported = {file.parts[0].split(".")[0] for file in loaded}
@@ -136,11 +152,16 @@ def test_the_authorizer_ships_no_admin_demo_or_leak_code_and_no_cryptography(bui
     assert not (built / "AuthorizerFunction" / "keygate" / "secret_scanning.py").exists()
 
 
-def test_every_function_has_a_package_of_its_own_kind(built, stack):
+def test_every_function_has_a_package_of_its_own_kind(built, stacks):
     """Every function of the template is built by src/Makefile, and the admin functions alike."""
-    for function in stack.functions():
+    functions = _functions(stacks)
+    assert {function for _, function in functions} == {
+        name for name, spec in load_template()["Resources"].items() if spec["Type"] == "AWS::Serverless::Function"
+    }
+    for stack, function in functions:
         assert stack.resource(function)["Metadata"]["BuildMethod"] == "makefile", function
-    admin = [f for f in stack.functions() if stack.handler_path(f)[1] == "admin.app"]
+        assert (built / function).is_dir(), function
+    admin = [f for stack, f in functions if stack.handler_path(f)[1] == "admin.app"]
     assert len({frozenset(_distributions(built / f).items()) for f in admin}) == 1
 
 
@@ -150,16 +171,16 @@ def _pinned() -> dict[str, str]:
     return {_normal(pin.name): str(pin.specifier).removeprefix("==") for pin in pins}
 
 
-def test_every_distribution_ships_at_the_version_the_tests_run(built, stack):
+def test_every_distribution_ships_at_the_version_the_tests_run(built, stacks):
     pinned = _pinned()
-    for function in stack.functions():
+    for _, function in _functions(stacks):
         for name, version in _distributions(built / function).items():
             assert pinned.get(name) == version, f"{function}: {name} {version} is not pinned to it"
             assert metadata.version(name) == version, f"{function}: {name} {version}, but the tests run another"
 
 
-def test_botocore_ships_only_with_the_boto3_released_with_it(built, stack):
-    for function in stack.functions():
+def test_botocore_ships_only_with_the_boto3_released_with_it(built, stacks):
+    for _, function in _functions(stacks):
         shipped = _distributions(built / function)
         if "botocore" not in shipped:
             continue
