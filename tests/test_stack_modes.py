@@ -321,3 +321,28 @@ def test_a_promoted_region_may_own_the_global_tables_again_and_name_its_pepper_t
         for pair in promoted.resolve(promoted.template["Outputs"]["RegionalStackParameters"]["Value"]).split()
     )
     assert output["PrimaryRegion"] == REGION and output["PepperSecretArn"] == PRIMARY_SECRET
+
+
+@pytest.mark.parametrize(
+    ("regions", "watched"),
+    [
+        ("us-east-1", []),
+        (f"us-east-1,{REGION}", [REGION]),
+        (f"{REGION},us-east-1,ap-southeast-2", [REGION, "ap-southeast-2"]),
+    ],
+)
+def test_the_primary_alarms_on_each_replica_of_the_keys_table_falling_behind(regions, watched):
+    """The regions' share of the revocation bound is the replicas' lag: watched per receiving region."""
+    stack = deployed(NAMES | {"ReplicaRegions": regions}, PepperSecret=PRIMARY_SECRET)
+    if not watched:
+        assert "ReplicationLatencyAlarm" not in stack.template["Resources"]
+        return
+    alarm = stack.resolve(stack.resource("ReplicationLatencyAlarm")["Properties"])
+    (total, *latencies) = alarm["Metrics"]
+    assert total["Expression"] == "MAX(METRICS())"
+    assert [metric["MetricStat"]["Metric"]["Dimensions"] for metric in latencies] == [
+        [{"Name": "TableName", "Value": NAMES["KeysTableName"]}, {"Name": "ReceivingRegion", "Value": region}]
+        for region in watched
+    ]
+    assert {metric["MetricStat"]["Metric"]["MetricName"] for metric in latencies} == {"ReplicationLatency"}
+    assert alarm["Threshold"] == 30000 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
