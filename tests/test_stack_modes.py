@@ -346,3 +346,11 @@ def test_the_primary_alarms_on_each_replica_of_the_keys_table_falling_behind(reg
     ]
     assert {metric["MetricStat"]["Metric"]["MetricName"] for metric in latencies} == {"ReplicationLatency"}
     assert alarm["Threshold"] == 30000 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
+def test_a_stack_that_lets_go_of_its_pepper_leaves_the_secret_and_its_guard():
+    """Failing back, the old primary becomes a regional stack: its secret and the policy denying every
+    other reader leave the stack, and must stay on the secret, which still holds the live pepper."""
+    released = OWN.template["Resources"]
+    assert released["PepperSecret"]["DeletionPolicy"] == released["PepperSecretPolicy"]["DeletionPolicy"] == "Retain"
+    assert not {"PepperSecret", "PepperSecretPolicy"} & set(REGIONAL_STACK.template["Resources"])
